@@ -1,0 +1,206 @@
+/* autograd: tensors, arenas, the op table and a tape-based reverse mode.
+ * Knows nothing about T5, MoE or ranks (DESIGN.md 1-2). Every differentiable op has a CPU forward and backward
+ * (autograd/cpu/) and is checked by finite differences in tests/test_autograd_grad.c. */
+#ifndef SX_AG_H
+#define SX_AG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "autograd/sx_error.h"
+
+/* ---- tensors ------------------------------------------------------------------------------------------------------ */
+
+typedef enum { AG_F32, AG_F64, AG_BF16, AG_I32, AG_I64, AG_DTYPE_COUNT } ag_dtype;
+typedef enum { AG_DEV_CPU, AG_DEV_CUDA, AG_DEV_COUNT } ag_device;
+#define AG_MAX_DIMS 4
+
+typedef struct ag_tensor ag_tensor;
+struct ag_tensor {
+    ag_dtype dtype;
+    ag_device device;
+    int ndim;
+    int64_t shape[AG_MAX_DIMS];
+    int64_t numel;
+    void *data;          /* row-major, contiguous, owned by an arena */
+    ag_tensor *grad;     /* same shape and float dtype; NULL until backward (parameters: preallocated) */
+    bool requires_grad;
+    const char *name;    /* optional: parameters carry their HF name, for messages */
+};
+
+size_t ag_dtype_size(ag_dtype dt);
+const char *ag_dtype_name(ag_dtype dt);
+bool ag_dtype_is_float(ag_dtype dt); /* f32, f64 (bf16 is storage only) */
+
+/* bf16 <-> f32: round to nearest even; NaN stays NaN. Widening is exact. */
+uint16_t ag_bf16_from_f32(float x);
+float ag_f32_from_bf16(uint16_t b);
+void ag_bf16_from_f32_n(uint16_t *dst, const float *src, int64_t n);
+void ag_f32_from_bf16_n(float *dst, const uint16_t *src, int64_t n);
+
+/* "[2, 3, 4]" into a caller buffer; for error messages. */
+const char *ag_shape_str(const ag_tensor *t, char *buf, size_t cap);
+
+/* ---- arenas: one per lifetime (parameters, gradients, optimizer state, activations, scratch) ---------------------- */
+/* A bump allocator made of blocks. The first pass through a step may add blocks; ag_arena_reset() then merges them
+ * into one, so every later step allocates nothing from the system (DESIGN.md 2, "no malloc inside a step"). */
+typedef struct ag_arena_block ag_arena_block;
+typedef struct {
+    const char *name;
+    ag_arena_block *head;  /* current block */
+    size_t used_total;     /* bytes handed out since the last reset */
+    size_t peak;           /* the largest used_total ever seen */
+    size_t capacity;       /* sum of block sizes */
+    size_t limit;          /* 0 = unlimited; otherwise allocation beyond it is an error naming the arena */
+    int n_system_allocs;   /* how many blocks were malloc'ed (tests check steady state adds none) */
+} ag_arena;
+
+void ag_arena_init(ag_arena *a, const char *name, size_t initial_bytes);
+void *ag_arena_alloc(ag_arena *a, size_t bytes);   /* 64-byte aligned, uninitialised */
+void *ag_arena_calloc(ag_arena *a, size_t bytes);  /* zeroed */
+void ag_arena_reset(ag_arena *a);
+void ag_arena_free(ag_arena *a);
+
+/* A tensor header and its data, both in the arena. Data is uninitialised unless _zeros. */
+ag_tensor *ag_tensor_new(ag_arena *a, ag_dtype dt, int ndim, const int64_t *shape);
+ag_tensor *ag_tensor_zeros(ag_arena *a, ag_dtype dt, int ndim, const int64_t *shape);
+/* A header that views existing memory (no copy). */
+ag_tensor *ag_tensor_view(ag_arena *a, ag_dtype dt, int ndim, const int64_t *shape, void *data);
+#define AG_SHAPE(...) ((const int64_t[]){__VA_ARGS__})
+#define AG_NDIM(...) ((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+#define ag_new(arena, dt, ...) ag_tensor_new((arena), (dt), AG_NDIM(__VA_ARGS__), AG_SHAPE(__VA_ARGS__))
+#define ag_zeros(arena, dt, ...) ag_tensor_zeros((arena), (dt), AG_NDIM(__VA_ARGS__), AG_SHAPE(__VA_ARGS__))
+
+/* Element access for tests and slow paths (float tensors as double; index tensors as int64). */
+double ag_get(const ag_tensor *t, int64_t i);
+void ag_set(ag_tensor *t, int64_t i, double v);
+void ag_fill(ag_tensor *t, double v);
+void ag_copy(ag_tensor *dst, const ag_tensor *src); /* same numel; converts between f32, f64 and bf16 */
+bool ag_same_shape(const ag_tensor *a, const ag_tensor *b);
+
+/* ---- counter-based RNG (Philox4x32-10): masks depend on (seed, step, purpose, index) only ------------------------- */
+typedef struct { uint64_t key; uint64_t counter_hi; } ag_rng_key;
+ag_rng_key ag_rng_make(uint64_t seed, uint64_t step, uint64_t purpose);
+void ag_philox(ag_rng_key k, uint64_t index, uint32_t out[4]);
+float ag_rng_uniform(ag_rng_key k, uint64_t index);           /* in [0, 1) */
+float ag_rng_normal(ag_rng_key k, uint64_t index);            /* N(0, 1), Box-Muller */
+
+/* ---- the op table ------------------------------------------------------------------------------------------------- */
+typedef enum {
+    AG_OP_MATMUL,          /* C[.., M, N] = op(A) op(B); A [.., M, K], B [.., K, N] or [K, N] shared */
+    AG_OP_ADD,             /* numpy broadcasting (up to 4 dims) */
+    AG_OP_SUB,
+    AG_OP_MUL,
+    AG_OP_SCALE,           /* y = s x */
+    AG_OP_RELU,
+    AG_OP_GELU_TANH,
+    AG_OP_GELU_ERF,
+    AG_OP_RMSNORM,         /* y = w * x / sqrt(mean(x^2) + eps), T5 (SPEC 3.2) */
+    AG_OP_SOFTMAX,         /* y = softmax(x + bias + mask) over the last dim (bias, mask broadcast) */
+    AG_OP_LOG_SOFTMAX,
+    AG_OP_LOGSUMEXP,       /* y[..] = log sum_j exp x[.., j] */
+    AG_OP_EMBEDDING,       /* y[n, :] = W[idx[n], :]; backward scatter-adds */
+    AG_OP_DROPOUT,         /* inverted dropout, mask from (key, index) */
+    AG_OP_RESHAPE,
+    AG_OP_PERMUTE,         /* y = x.permute(perm), materialised contiguous */
+    AG_OP_SUM,             /* sum of all elements -> [1] */
+    AG_OP_MEAN,
+    AG_OP_SUM_LAST,        /* y[..] = sum_j x[.., j] */
+    AG_OP_CROSS_ENTROPY,   /* mean over labels != ignore of lse(logits) - logits[label] -> [1] */
+    AG_OP_GATHER_ROWS,     /* y[m, :] = x[idx[m], :] (idx < 0 gives a zero row) */
+    AG_OP_SCATTER_ROWS,    /* y[idx[m], :] += x[m, :], y has n_rows rows, zero elsewhere */
+    AG_OP_GROUPED_MATMUL,  /* y[rows of e] = x[rows of e] W[e]^T (or W[e]); rows grouped by offsets[E+1] */
+    AG_OP_SQUARE,          /* y = x^2 (router z-loss) */
+    AG_OP_CAST,            /* f32 <-> f64 */
+    AG_OP_ONE_HOT,         /* no gradient */
+    AG_OP_ARGMAX,          /* no gradient; first index on ties */
+    AG_OP_TOPK,            /* no gradient */
+    AG_OP_COUNT
+} ag_op;
+
+#define AG_MAX_INPUTS 4
+
+/* One tape entry. Op parameters live in ip/fp; 'saved' holds what backward needs. */
+typedef struct ag_node {
+    ag_op op;
+    int n_in;
+    ag_tensor *in[AG_MAX_INPUTS];
+    ag_tensor *out;
+    ag_tensor *saved[2];
+    int64_t ip[8];
+    double fp[4];
+    ag_rng_key key;
+} ag_node;
+
+typedef struct ag_ctx ag_ctx;
+typedef void (*ag_kernel_fn)(ag_ctx *ctx, ag_node *n);
+typedef struct {
+    const char *name;
+    ag_kernel_fn forward;
+    ag_kernel_fn backward; /* NULL: not differentiable; backward() aborts naming the op */
+} ag_op_entry;
+
+const ag_op_entry *ag_op_table(ag_device dev); /* AG_OP_COUNT entries */
+const char *ag_op_name(ag_op op);
+
+/* ---- the context: activation arena, tape, mode ---------------------------------------------------------------------- */
+struct ag_ctx {
+    ag_arena *act;        /* outputs, saved tensors and activation gradients of this step */
+    ag_node *tape;        /* allocated from act; grows by doubling into act */
+    int64_t tape_len, tape_cap;
+    bool grad_enabled;    /* false: no-grad (evaluation, generation) */
+    bool training;        /* dropout and jitter active */
+    ag_device device;
+};
+
+void ag_ctx_init(ag_ctx *ctx, ag_arena *act);
+/* Forget the tape and free every activation: call once per micro-batch, after backward. */
+void ag_ctx_reset(ag_ctx *ctx);
+/* Reverse walk: seeds d(loss)=1 (or 'seed' when given) and accumulates into every requires_grad leaf's ->grad. */
+void ag_backward(ag_ctx *ctx, ag_tensor *loss);
+void ag_backward_seed(ag_ctx *ctx, ag_tensor *out, const ag_tensor *seed);
+/* Gradient of t, allocated zeroed in the activation arena on first use (parameters keep their own). */
+ag_tensor *ag_grad_of(ag_ctx *ctx, ag_tensor *t);
+void ag_zero_grad(ag_tensor *t);
+
+/* ---- ops (forward now, recorded on the tape when any input requires grad and grad is enabled) --------------------- */
+/* Bad shapes or arguments abort with the op name and the shapes (SX_ASSERT): they are programming errors. */
+ag_tensor *ag_matmul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b, bool trans_a, bool trans_b);
+ag_tensor *ag_add(ag_ctx *ctx, ag_tensor *a, ag_tensor *b);
+ag_tensor *ag_sub(ag_ctx *ctx, ag_tensor *a, ag_tensor *b);
+ag_tensor *ag_mul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b);
+ag_tensor *ag_scale(ag_ctx *ctx, ag_tensor *x, double s);
+ag_tensor *ag_relu(ag_ctx *ctx, ag_tensor *x);
+ag_tensor *ag_gelu_tanh(ag_ctx *ctx, ag_tensor *x);
+ag_tensor *ag_gelu_erf(ag_ctx *ctx, ag_tensor *x);
+ag_tensor *ag_rmsnorm(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, double eps);
+/* bias, mask: NULL or broadcastable to x; the sum is x + (bias + mask) as HF adds them (SPEC 3.5). */
+ag_tensor *ag_softmax(ag_ctx *ctx, ag_tensor *x, ag_tensor *bias, ag_tensor *mask);
+ag_tensor *ag_log_softmax(ag_ctx *ctx, ag_tensor *x);
+ag_tensor *ag_logsumexp(ag_ctx *ctx, ag_tensor *x);
+ag_tensor *ag_embedding(ag_ctx *ctx, ag_tensor *w, ag_tensor *idx);
+ag_tensor *ag_dropout(ag_ctx *ctx, ag_tensor *x, double p, ag_rng_key key);
+ag_tensor *ag_reshape(ag_ctx *ctx, ag_tensor *x, int ndim, const int64_t *shape);
+#define ag_reshapev(ctx, x, ...) ag_reshape((ctx), (x), AG_NDIM(__VA_ARGS__), AG_SHAPE(__VA_ARGS__))
+ag_tensor *ag_permute(ag_ctx *ctx, ag_tensor *x, const int *perm);
+ag_tensor *ag_transpose(ag_ctx *ctx, ag_tensor *x, int d0, int d1);
+ag_tensor *ag_sum(ag_ctx *ctx, ag_tensor *x);
+ag_tensor *ag_mean(ag_ctx *ctx, ag_tensor *x);
+ag_tensor *ag_sum_last(ag_ctx *ctx, ag_tensor *x);
+ag_tensor *ag_square(ag_ctx *ctx, ag_tensor *x);
+ag_tensor *ag_cast(ag_ctx *ctx, ag_tensor *x, ag_dtype dt);
+#define AG_IGNORE_INDEX (-100)
+/* logits [N, V], labels i32 [N]; mean over labels != -100 (0 if none). */
+ag_tensor *ag_cross_entropy(ag_ctx *ctx, ag_tensor *logits, ag_tensor *labels);
+ag_tensor *ag_gather_rows(ag_ctx *ctx, ag_tensor *x, ag_tensor *idx);
+ag_tensor *ag_scatter_rows(ag_ctx *ctx, ag_tensor *x, ag_tensor *idx, int64_t n_rows);
+/* x [N, in], w [E, out, in] (trans_w) or [E, in, out]; offsets i64 [E+1], rows offsets[e]..offsets[e+1] of x go to
+ * expert e (the tokens permuted by expert; offsets[E] <= N, rows past it give zero). y [N, out]. */
+ag_tensor *ag_grouped_matmul(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, ag_tensor *offsets, bool trans_w);
+/* No-gradient ops (results never require grad). idx i32. */
+ag_tensor *ag_one_hot(ag_ctx *ctx, ag_tensor *idx, int64_t n_classes, ag_dtype dt);
+ag_tensor *ag_argmax(ag_ctx *ctx, ag_tensor *x);                   /* over the last dim -> i32 [..] */
+void ag_topk(ag_ctx *ctx, ag_tensor *x, int k, ag_tensor **values, ag_tensor **indices); /* last dim, descending */
+
+#endif
