@@ -155,6 +155,7 @@ struct ag_ctx {
 };
 
 void ag_ctx_init(ag_ctx *ctx, ag_arena *act);
+void ag_ctx_free(ag_ctx *ctx);
 /* Forget the tape and free every activation: call once per micro-batch, after backward. */
 void ag_ctx_reset(ag_ctx *ctx);
 /* Reverse walk: seeds d(loss)=1 (or 'seed' when given) and accumulates into every requires_grad leaf's ->grad. */

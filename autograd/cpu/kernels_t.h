@@ -1,0 +1,618 @@
+/* CPU kernels, written once for a float type T and included twice by kernels.c (T = float, suffix f32; T = double,
+ * suffix f64: the gradient checks). Forward functions fill n->out; backward functions ADD into input gradients.
+ * Reductions accumulate in double whatever T is. */
+#ifndef T
+#error "include from kernels.c with T, SFX, GEMM and the math macros defined"
+#endif
+
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SFX)
+#define DATA(t) ((T *)(t)->data)
+#define GRAD(ctx, t) ((T *)ag_grad_of((ctx), (t))->data)
+#define NEEDS(t) ((t) && (t)->requires_grad)
+
+/* ---- matmul --------------------------------------------------------------------------------------------------- */
+
+static void FN(matmul_fwd)(ag_ctx *ctx, ag_node *n) {
+    bool ta = n->ip[0], tb = n->ip[1], bb = n->ip[6];
+    int64_t batch = n->ip[2], M = n->ip[3], N = n->ip[4], K = n->ip[5];
+    const T *A = DATA(n->in[0]), *B = DATA(n->in[1]);
+    T *C = DATA(n->out);
+    int64_t lda = ta ? M : K, ldb = tb ? K : N;
+    if (!bb) {
+        int64_t R = batch * M;
+        if (R && N) GEMM(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, R, N, K, 1, A, lda, B, ldb, 0, C, N);
+        if (R && N && !K) memset(C, 0, sizeof(T) * R * N);
+        return;
+    }
+    for (int64_t b = 0; b < batch; b++) {
+        if (M && N && K)
+            GEMM(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1, A + b * M * K, lda, B + b * K * N, ldb, 0, C + b * M * N, N);
+        else
+            memset(C + b * M * N, 0, sizeof(T) * M * N);
+    }
+}
+
+static void FN(matmul_bwd)(ag_ctx *ctx, ag_node *n) {
+    bool ta = n->ip[0], tb = n->ip[1], bb = n->ip[6];
+    int64_t batch = n->ip[2], M = n->ip[3], N = n->ip[4], K = n->ip[5];
+    const T *A = DATA(n->in[0]), *B = DATA(n->in[1]), *dC = DATA(n->out->grad);
+    int64_t lda = ta ? M : K, ldb = tb ? K : N;
+    int64_t nb = bb ? batch : 1, R = bb ? M : batch * M;
+    if (!R || !N || !K) return;
+    T *dA = NEEDS(n->in[0]) ? GRAD(ctx, n->in[0]) : NULL;
+    T *dB = NEEDS(n->in[1]) ? GRAD(ctx, n->in[1]) : NULL;
+    for (int64_t b = 0; b < nb; b++) {
+        const T *Ab = A + b * R * K, *Bb = B + (bb ? b * K * N : 0), *dCb = dC + b * R * N;
+        if (dA) {
+            if (!ta)
+                GEMM(CblasRowMajor, CblasNoTrans, tb ? CblasNoTrans : CblasTrans, R, K, N, 1, dCb, N, Bb, ldb, 1, dA + b * R * K, K);
+            else
+                GEMM(CblasRowMajor, tb ? CblasTrans : CblasNoTrans, CblasTrans, K, R, N, 1, Bb, ldb, dCb, N, 1, dA + b * R * K, R);
+        }
+        if (dB) {
+            T *dBb = dB + (bb ? b * K * N : 0);
+            if (!tb)
+                GEMM(CblasRowMajor, ta ? CblasNoTrans : CblasTrans, CblasNoTrans, K, N, R, 1, Ab, lda, dCb, N, 1, dBb, N);
+            else
+                GEMM(CblasRowMajor, CblasTrans, ta ? CblasTrans : CblasNoTrans, N, K, R, 1, dCb, N, Ab, lda, 1, dBb, K);
+        }
+    }
+}
+
+/* ---- broadcasting binary ops ------------------------------------------------------------------------------------ */
+
+#ifndef SX_BIN_KINDS
+#define SX_BIN_KINDS
+enum { BIN_ADD, BIN_SUB, BIN_MUL };
+#endif
+
+static void FN(binary_fwd)(ag_node *n, int kind) {
+    const T *a = DATA(n->in[0]), *b = DATA(n->in[1]);
+    T *y = DATA(n->out);
+    if (n->in[0]->numel == n->out->numel && n->in[1]->numel == n->out->numel) {
+        int64_t cnt = n->out->numel;
+        if (kind == BIN_ADD)
+            for (int64_t i = 0; i < cnt; i++) y[i] = a[i] + b[i];
+        else if (kind == BIN_SUB)
+            for (int64_t i = 0; i < cnt; i++) y[i] = a[i] - b[i];
+        else
+            for (int64_t i = 0; i < cnt; i++) y[i] = a[i] * b[i];
+        return;
+    }
+    int64_t o[4], sa[4], sb[4];
+    ag_pad4(n->out, o);
+    ag_bcast_strides(n->in[0], o, sa);
+    ag_bcast_strides(n->in[1], o, sb);
+    int64_t k = 0;
+    for (int64_t i0 = 0; i0 < o[0]; i0++)
+        for (int64_t i1 = 0; i1 < o[1]; i1++)
+            for (int64_t i2 = 0; i2 < o[2]; i2++) {
+                const T *ar = a + i0 * sa[0] + i1 * sa[1] + i2 * sa[2], *br = b + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
+                for (int64_t i3 = 0; i3 < o[3]; i3++, k++) {
+                    T va = ar[i3 * sa[3]], vb = br[i3 * sb[3]];
+                    y[k] = kind == BIN_ADD ? va + vb : kind == BIN_SUB ? va - vb : va * vb;
+                }
+            }
+}
+
+static void FN(binary_bwd)(ag_ctx *ctx, ag_node *n, int kind) {
+    const T *a = DATA(n->in[0]), *b = DATA(n->in[1]), *dy = DATA(n->out->grad);
+    T *da = NEEDS(n->in[0]) ? GRAD(ctx, n->in[0]) : NULL;
+    T *db = NEEDS(n->in[1]) ? GRAD(ctx, n->in[1]) : NULL;
+    int64_t o[4], sa[4], sb[4];
+    ag_pad4(n->out, o);
+    ag_bcast_strides(n->in[0], o, sa);
+    ag_bcast_strides(n->in[1], o, sb);
+    int64_t k = 0;
+    T sgn = kind == BIN_SUB ? (T)-1 : (T)1;
+    for (int64_t i0 = 0; i0 < o[0]; i0++)
+        for (int64_t i1 = 0; i1 < o[1]; i1++)
+            for (int64_t i2 = 0; i2 < o[2]; i2++) {
+                int64_t ba = i0 * sa[0] + i1 * sa[1] + i2 * sa[2], bo = i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
+                for (int64_t i3 = 0; i3 < o[3]; i3++, k++) {
+                    int64_t ia = ba + i3 * sa[3], ib = bo + i3 * sb[3];
+                    if (kind == BIN_MUL) {
+                        if (da) da[ia] += dy[k] * b[ib];
+                        if (db) db[ib] += dy[k] * a[ia];
+                    } else {
+                        if (da) da[ia] += dy[k];
+                        if (db) db[ib] += sgn * dy[k];
+                    }
+                }
+            }
+}
+
+static void FN(add_fwd)(ag_ctx *ctx, ag_node *n) { FN(binary_fwd)(n, BIN_ADD); }
+static void FN(sub_fwd)(ag_ctx *ctx, ag_node *n) { FN(binary_fwd)(n, BIN_SUB); }
+static void FN(mul_fwd)(ag_ctx *ctx, ag_node *n) { FN(binary_fwd)(n, BIN_MUL); }
+static void FN(add_bwd)(ag_ctx *ctx, ag_node *n) { FN(binary_bwd)(ctx, n, BIN_ADD); }
+static void FN(sub_bwd)(ag_ctx *ctx, ag_node *n) { FN(binary_bwd)(ctx, n, BIN_SUB); }
+static void FN(mul_bwd)(ag_ctx *ctx, ag_node *n) { FN(binary_bwd)(ctx, n, BIN_MUL); }
+
+/* ---- elementwise ------------------------------------------------------------------------------------------------- */
+
+static void FN(scale_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    T *y = DATA(n->out), s = (T)n->fp[0];
+    for (int64_t i = 0; i < n->out->numel; i++) y[i] = x[i] * s;
+}
+static void FN(scale_bwd)(ag_ctx *ctx, ag_node *n) {
+    T *dx = GRAD(ctx, n->in[0]), s = (T)n->fp[0];
+    const T *dy = DATA(n->out->grad);
+    for (int64_t i = 0; i < n->out->numel; i++) dx[i] += dy[i] * s;
+}
+
+static void FN(square_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    T *y = DATA(n->out);
+    for (int64_t i = 0; i < n->out->numel; i++) y[i] = x[i] * x[i];
+}
+static void FN(square_bwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]), *dy = DATA(n->out->grad);
+    T *dx = GRAD(ctx, n->in[0]);
+    for (int64_t i = 0; i < n->out->numel; i++) dx[i] += 2 * x[i] * dy[i];
+}
+
+static void FN(relu_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    T *y = DATA(n->out);
+    for (int64_t i = 0; i < n->out->numel; i++) y[i] = x[i] > 0 ? x[i] : 0;
+}
+static void FN(relu_bwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]), *dy = DATA(n->out->grad);
+    T *dx = GRAD(ctx, n->in[0]);
+    for (int64_t i = 0; i < n->out->numel; i++)
+        if (x[i] > 0) dx[i] += dy[i];
+}
+
+/* gelu_new / "gelu_pytorch_tanh": 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+#define GELU_C ((T)0.7978845608028654)
+static void FN(gelu_tanh_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    T *y = DATA(n->out);
+    for (int64_t i = 0; i < n->out->numel; i++) {
+        T v = x[i];
+        y[i] = (T)0.5 * v * (1 + TANH(GELU_C * (v + (T)0.044715 * v * v * v)));
+    }
+}
+static void FN(gelu_tanh_bwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]), *dy = DATA(n->out->grad);
+    T *dx = GRAD(ctx, n->in[0]);
+    for (int64_t i = 0; i < n->out->numel; i++) {
+        T v = x[i], u = GELU_C * (v + (T)0.044715 * v * v * v), t = TANH(u);
+        T du = GELU_C * (1 + 3 * (T)0.044715 * v * v);
+        dx[i] += dy[i] * ((T)0.5 * (1 + t) + (T)0.5 * v * (1 - t * t) * du);
+    }
+}
+
+/* exact gelu: 0.5 x (1 + erf(x / sqrt 2)) */
+static void FN(gelu_erf_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    T *y = DATA(n->out);
+    for (int64_t i = 0; i < n->out->numel; i++) y[i] = (T)0.5 * x[i] * (1 + ERF(x[i] * (T)0.7071067811865476));
+}
+static void FN(gelu_erf_bwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]), *dy = DATA(n->out->grad);
+    T *dx = GRAD(ctx, n->in[0]);
+    for (int64_t i = 0; i < n->out->numel; i++) {
+        T v = x[i];
+        T cdf = (T)0.5 * (1 + ERF(v * (T)0.7071067811865476)), pdf = EXP((T)-0.5 * v * v) * (T)0.3989422804014327;
+        dx[i] += dy[i] * (cdf + v * pdf);
+    }
+}
+
+/* ---- rmsnorm (T5LayerNorm, SPEC 3.2): y = w * (x * rsqrt(mean(x^2) + eps)) ---------------------------------------- */
+
+static void FN(rmsnorm_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]), *w = DATA(n->in[1]);
+    T *y = DATA(n->out), *rstd = DATA(n->saved[0]);
+    int64_t D = n->in[0]->shape[n->in[0]->ndim - 1], rows = D ? n->in[0]->numel / D : 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const T *xr = x + r * D;
+        double ss = 0;
+        for (int64_t j = 0; j < D; j++) ss += (double)xr[j] * xr[j];
+        T v = (T)(ss / (double)D);
+        T rs = (T)1 / SQRT(v + (T)n->fp[0]);
+        rstd[r] = rs;
+        for (int64_t j = 0; j < D; j++) y[r * D + j] = w[j] * (xr[j] * rs);
+    }
+}
+
+static void FN(rmsnorm_bwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]), *w = DATA(n->in[1]), *rstd = DATA(n->saved[0]), *dy = DATA(n->out->grad);
+    int64_t D = n->in[0]->shape[n->in[0]->ndim - 1], rows = D ? n->in[0]->numel / D : 0;
+    T *dx = NEEDS(n->in[0]) ? GRAD(ctx, n->in[0]) : NULL;
+    T *dw = NEEDS(n->in[1]) ? GRAD(ctx, n->in[1]) : NULL;
+    for (int64_t r = 0; r < rows; r++) {
+        const T *xr = x + r * D, *g = dy + r * D;
+        T rs = rstd[r];
+        if (dw)
+            for (int64_t j = 0; j < D; j++) dw[j] += g[j] * xr[j] * rs;
+        if (dx) {
+            double dot = 0; /* sum_j (g_j w_j) xhat_j */
+            for (int64_t j = 0; j < D; j++) dot += (double)g[j] * w[j] * xr[j] * rs;
+            T m = (T)(dot / (double)D);
+            for (int64_t j = 0; j < D; j++) dx[r * D + j] += rs * (g[j] * w[j] - xr[j] * rs * m);
+        }
+    }
+}
+
+/* ---- softmax family ----------------------------------------------------------------------------------------------- */
+
+/* y = softmax(x + (bias + mask)) over the last dim. A row whose entries all equal finfo.min gives a uniform row,
+ * exactly as HF's additive masks do (SPEC 3.6). */
+static void FN(softmax_fwd)(ag_ctx *ctx, ag_node *n) {
+    ag_tensor *xt = n->in[0], *bt = n->in[1], *mt = n->in[2];
+    const T *x = DATA(xt), *b = bt ? DATA(bt) : NULL, *m = mt ? DATA(mt) : NULL;
+    T *y = DATA(n->out);
+    int64_t o[4], sb[4] = {0}, sm[4] = {0};
+    ag_pad4(xt, o);
+    if (bt) ag_bcast_strides(bt, o, sb);
+    if (mt) ag_bcast_strides(mt, o, sm);
+    int64_t D = o[3], k = 0;
+    for (int64_t i0 = 0; i0 < o[0]; i0++)
+        for (int64_t i1 = 0; i1 < o[1]; i1++)
+            for (int64_t i2 = 0; i2 < o[2]; i2++, k += D) {
+                const T *xr = x + k;
+                T *yr = y + k;
+                int64_t ob = i0 * sb[0] + i1 * sb[1] + i2 * sb[2], om = i0 * sm[0] + i1 * sm[1] + i2 * sm[2];
+                T mx = -INFINITY;
+                for (int64_t j = 0; j < D; j++) {
+                    T add = (b ? b[ob + j * sb[3]] : 0) + (m ? m[om + j * sm[3]] : 0);
+                    yr[j] = (b || m) ? xr[j] + add : xr[j];
+                    if (yr[j] > mx) mx = yr[j];
+                }
+                double s = 0;
+                for (int64_t j = 0; j < D; j++) {
+                    yr[j] = EXP(yr[j] - mx);
+                    s += yr[j];
+                }
+                T inv = (T)(1.0 / s);
+                for (int64_t j = 0; j < D; j++) yr[j] *= inv;
+            }
+}
+
+static void FN(softmax_bwd)(ag_ctx *ctx, ag_node *n) {
+    ag_tensor *xt = n->in[0], *bt = n->in[1], *mt = n->in[2];
+    const T *y = DATA(n->out), *dy = DATA(n->out->grad);
+    T *dx = NEEDS(xt) ? GRAD(ctx, xt) : NULL, *db = NEEDS(bt) ? GRAD(ctx, bt) : NULL, *dm = NEEDS(mt) ? GRAD(ctx, mt) : NULL;
+    int64_t o[4], sb[4] = {0}, sm[4] = {0};
+    ag_pad4(xt, o);
+    if (bt) ag_bcast_strides(bt, o, sb);
+    if (mt) ag_bcast_strides(mt, o, sm);
+    int64_t D = o[3], k = 0;
+    for (int64_t i0 = 0; i0 < o[0]; i0++)
+        for (int64_t i1 = 0; i1 < o[1]; i1++)
+            for (int64_t i2 = 0; i2 < o[2]; i2++, k += D) {
+                const T *yr = y + k, *g = dy + k;
+                double dot = 0;
+                for (int64_t j = 0; j < D; j++) dot += (double)g[j] * yr[j];
+                int64_t ob = i0 * sb[0] + i1 * sb[1] + i2 * sb[2], om = i0 * sm[0] + i1 * sm[1] + i2 * sm[2];
+                for (int64_t j = 0; j < D; j++) {
+                    T dz = yr[j] * (g[j] - (T)dot);
+                    if (dx) dx[k + j] += dz;
+                    if (db) db[ob + j * sb[3]] += dz;
+                    if (dm) dm[om + j * sm[3]] += dz;
+                }
+            }
+}
+
+static double FN(row_lse)(const T *x, int64_t D) {
+    T mx = -INFINITY;
+    for (int64_t j = 0; j < D; j++)
+        if (x[j] > mx) mx = x[j];
+    if (mx == -INFINITY) return -INFINITY;
+    double s = 0;
+    for (int64_t j = 0; j < D; j++) s += EXP(x[j] - mx);
+    return (double)mx + log(s);
+}
+
+static void FN(log_softmax_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    T *y = DATA(n->out);
+    int64_t D = n->in[0]->shape[n->in[0]->ndim - 1], rows = D ? n->in[0]->numel / D : 0;
+    for (int64_t r = 0; r < rows; r++) {
+        T lse = (T)FN(row_lse)(x + r * D, D);
+        for (int64_t j = 0; j < D; j++) y[r * D + j] = x[r * D + j] - lse;
+    }
+}
+static void FN(log_softmax_bwd)(ag_ctx *ctx, ag_node *n) {
+    const T *y = DATA(n->out), *dy = DATA(n->out->grad);
+    T *dx = GRAD(ctx, n->in[0]);
+    int64_t D = n->in[0]->shape[n->in[0]->ndim - 1], rows = D ? n->in[0]->numel / D : 0;
+    for (int64_t r = 0; r < rows; r++) {
+        double s = 0;
+        for (int64_t j = 0; j < D; j++) s += dy[r * D + j];
+        for (int64_t j = 0; j < D; j++) dx[r * D + j] += dy[r * D + j] - EXP(y[r * D + j]) * (T)s;
+    }
+}
+
+static void FN(logsumexp_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    T *y = DATA(n->out);
+    int64_t D = n->in[0]->shape[n->in[0]->ndim - 1], rows = D ? n->in[0]->numel / D : 0;
+    for (int64_t r = 0; r < rows; r++) y[r] = (T)FN(row_lse)(x + r * D, D);
+}
+static void FN(logsumexp_bwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]), *y = DATA(n->out), *dy = DATA(n->out->grad);
+    T *dx = GRAD(ctx, n->in[0]);
+    int64_t D = n->in[0]->shape[n->in[0]->ndim - 1], rows = D ? n->in[0]->numel / D : 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < D; j++) dx[r * D + j] += dy[r] * EXP(x[r * D + j] - y[r]);
+}
+
+/* ---- indexing ---------------------------------------------------------------------------------------------------- */
+
+static void FN(embedding_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *w = DATA(n->in[0]);
+    const int32_t *idx = n->in[1]->data;
+    T *y = DATA(n->out);
+    int64_t D = n->in[0]->shape[1];
+    for (int64_t i = 0; i < n->in[1]->numel; i++) memcpy(y + i * D, w + (int64_t)idx[i] * D, sizeof(T) * D);
+}
+static void FN(embedding_bwd)(ag_ctx *ctx, ag_node *n) {
+    const int32_t *idx = n->in[1]->data;
+    const T *dy = DATA(n->out->grad);
+    T *dw = GRAD(ctx, n->in[0]);
+    int64_t D = n->in[0]->shape[1];
+    for (int64_t i = 0; i < n->in[1]->numel; i++) {
+        T *row = dw + (int64_t)idx[i] * D;
+        for (int64_t j = 0; j < D; j++) row[j] += dy[i * D + j];
+    }
+}
+
+static void FN(gather_rows_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    const int32_t *idx = n->in[1]->data;
+    T *y = DATA(n->out);
+    int64_t D = n->in[0]->shape[1];
+    for (int64_t m = 0; m < n->in[1]->numel; m++) {
+        if (idx[m] < 0)
+            memset(y + m * D, 0, sizeof(T) * D);
+        else
+            memcpy(y + m * D, x + (int64_t)idx[m] * D, sizeof(T) * D);
+    }
+}
+static void FN(gather_rows_bwd)(ag_ctx *ctx, ag_node *n) {
+    const int32_t *idx = n->in[1]->data;
+    const T *dy = DATA(n->out->grad);
+    T *dx = GRAD(ctx, n->in[0]);
+    int64_t D = n->in[0]->shape[1];
+    for (int64_t m = 0; m < n->in[1]->numel; m++) {
+        if (idx[m] < 0) continue;
+        T *row = dx + (int64_t)idx[m] * D;
+        for (int64_t j = 0; j < D; j++) row[j] += dy[m * D + j];
+    }
+}
+
+static void FN(scatter_rows_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    const int32_t *idx = n->in[1]->data;
+    T *y = DATA(n->out);
+    int64_t D = n->in[0]->shape[1];
+    memset(y, 0, sizeof(T) * n->out->numel);
+    for (int64_t m = 0; m < n->in[1]->numel; m++) {
+        if (idx[m] < 0) continue;
+        T *row = y + (int64_t)idx[m] * D;
+        for (int64_t j = 0; j < D; j++) row[j] += x[m * D + j];
+    }
+}
+static void FN(scatter_rows_bwd)(ag_ctx *ctx, ag_node *n) {
+    const int32_t *idx = n->in[1]->data;
+    const T *dy = DATA(n->out->grad);
+    T *dx = GRAD(ctx, n->in[0]);
+    int64_t D = n->in[0]->shape[1];
+    for (int64_t m = 0; m < n->in[1]->numel; m++) {
+        if (idx[m] < 0) continue;
+        const T *row = dy + (int64_t)idx[m] * D;
+        for (int64_t j = 0; j < D; j++) dx[m * D + j] += row[j];
+    }
+}
+
+/* ---- grouped expert matmul: rows offsets[e]..offsets[e+1] use W[e] ------------------------------------------------ */
+
+static void FN(grouped_matmul_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]), *w = DATA(n->in[1]);
+    const int64_t *off = n->in[2]->data;
+    T *y = DATA(n->out);
+    bool tw = n->ip[0];
+    int64_t E = n->in[1]->shape[0], in = n->in[0]->shape[1], out = n->out->shape[1], Nrows = n->in[0]->shape[0];
+    for (int64_t e = 0; e < E; e++) {
+        int64_t r0 = off[e], m = off[e + 1] - off[e];
+        if (!m) continue;
+        const T *we = w + e * in * out;
+        if (in)
+            GEMM(CblasRowMajor, CblasNoTrans, tw ? CblasTrans : CblasNoTrans, m, out, in, 1, x + r0 * in, in, we, tw ? in : out, 0, y + r0 * out, out);
+        else
+            memset(y + r0 * out, 0, sizeof(T) * m * out);
+    }
+    if (off[E] < Nrows) memset(y + off[E] * out, 0, sizeof(T) * (Nrows - off[E]) * out);
+}
+
+static void FN(grouped_matmul_bwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]), *w = DATA(n->in[1]), *dy = DATA(n->out->grad);
+    const int64_t *off = n->in[2]->data;
+    bool tw = n->ip[0];
+    int64_t E = n->in[1]->shape[0], in = n->in[0]->shape[1], out = n->out->shape[1];
+    T *dx = NEEDS(n->in[0]) ? GRAD(ctx, n->in[0]) : NULL;
+    T *dw = NEEDS(n->in[1]) ? GRAD(ctx, n->in[1]) : NULL;
+    if (!in || !out) return;
+    for (int64_t e = 0; e < E; e++) {
+        int64_t r0 = off[e], m = off[e + 1] - off[e];
+        if (!m) continue;
+        const T *we = w + e * in * out, *g = dy + r0 * out, *xe = x + r0 * in;
+        if (dx) GEMM(CblasRowMajor, CblasNoTrans, tw ? CblasNoTrans : CblasTrans, m, in, out, 1, g, out, we, tw ? in : out, 1, dx + r0 * in, in);
+        if (dw) {
+            if (tw)
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, m, 1, g, out, xe, in, 1, dw + e * in * out, in);
+            else
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, in, out, m, 1, xe, in, g, out, 1, dw + e * in * out, out);
+        }
+    }
+}
+
+/* ---- dropout, reshape, permute, reductions ------------------------------------------------------------------------ */
+
+static void FN(dropout_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    T *y = DATA(n->out);
+    T p = (T)n->fp[0], s = (T)1 / ((T)1 - p);
+    for (int64_t i = 0; i < n->out->numel; i++) y[i] = ag_rng_uniform(n->key, (uint64_t)i) >= (float)p ? x[i] * s : 0;
+}
+static void FN(dropout_bwd)(ag_ctx *ctx, ag_node *n) {
+    const T *dy = DATA(n->out->grad);
+    T *dx = GRAD(ctx, n->in[0]);
+    T p = (T)n->fp[0], s = (T)1 / ((T)1 - p);
+    for (int64_t i = 0; i < n->out->numel; i++)
+        if (ag_rng_uniform(n->key, (uint64_t)i) >= (float)p) dx[i] += dy[i] * s;
+}
+
+static void FN(reshape_fwd)(ag_ctx *ctx, ag_node *n) { (void)n; /* a view: the output shares the input's data */ }
+static void FN(reshape_bwd)(ag_ctx *ctx, ag_node *n) {
+    const T *dy = DATA(n->out->grad);
+    T *dx = GRAD(ctx, n->in[0]);
+    for (int64_t i = 0; i < n->out->numel; i++) dx[i] += dy[i];
+}
+
+/* Output index (o0..o3) reads input element at sum_k o_k * stride_in[perm[k]]. */
+static void FN(permute_apply)(const ag_node *n, const T *src, T *dst, bool backward) {
+    int nd = n->in[0]->ndim, off = 4 - nd;
+    int64_t istride[4], ostride4[4], oshape[4];
+    int64_t s = 1;
+    for (int i = nd - 1; i >= 0; i--) {
+        istride[i] = s;
+        s *= n->in[0]->shape[i];
+    }
+    for (int k = 0; k < 4; k++) {
+        oshape[k] = k < off ? 1 : n->out->shape[k - off];
+        ostride4[k] = k < off ? 0 : istride[n->ip[k - off]];
+    }
+    int64_t k = 0;
+    for (int64_t i0 = 0; i0 < oshape[0]; i0++)
+        for (int64_t i1 = 0; i1 < oshape[1]; i1++)
+            for (int64_t i2 = 0; i2 < oshape[2]; i2++) {
+                int64_t base = i0 * ostride4[0] + i1 * ostride4[1] + i2 * ostride4[2];
+                for (int64_t i3 = 0; i3 < oshape[3]; i3++, k++) {
+                    if (backward)
+                        dst[base + i3 * ostride4[3]] += src[k];
+                    else
+                        dst[k] = src[base + i3 * ostride4[3]];
+                }
+            }
+}
+static void FN(permute_fwd)(ag_ctx *ctx, ag_node *n) { FN(permute_apply)(n, DATA(n->in[0]), DATA(n->out), false); }
+static void FN(permute_bwd)(ag_ctx *ctx, ag_node *n) { FN(permute_apply)(n, DATA(n->out->grad), GRAD(ctx, n->in[0]), true); }
+
+static void FN(sum_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    double s = 0;
+    for (int64_t i = 0; i < n->in[0]->numel; i++) s += x[i];
+    DATA(n->out)[0] = (T)s;
+}
+static void FN(sum_bwd)(ag_ctx *ctx, ag_node *n) {
+    T g = DATA(n->out->grad)[0], *dx = GRAD(ctx, n->in[0]);
+    for (int64_t i = 0; i < n->in[0]->numel; i++) dx[i] += g;
+}
+static void FN(mean_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    double s = 0;
+    for (int64_t i = 0; i < n->in[0]->numel; i++) s += x[i];
+    DATA(n->out)[0] = n->in[0]->numel ? (T)(s / (double)n->in[0]->numel) : 0;
+}
+static void FN(mean_bwd)(ag_ctx *ctx, ag_node *n) {
+    if (!n->in[0]->numel) return;
+    T g = DATA(n->out->grad)[0] / (T)n->in[0]->numel, *dx = GRAD(ctx, n->in[0]);
+    for (int64_t i = 0; i < n->in[0]->numel; i++) dx[i] += g;
+}
+static void FN(sum_last_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    T *y = DATA(n->out);
+    int64_t D = n->in[0]->shape[n->in[0]->ndim - 1], rows = n->out->numel;
+    for (int64_t r = 0; r < rows; r++) {
+        double s = 0;
+        for (int64_t j = 0; j < D; j++) s += x[r * D + j];
+        y[r] = (T)s;
+    }
+}
+static void FN(sum_last_bwd)(ag_ctx *ctx, ag_node *n) {
+    const T *dy = DATA(n->out->grad);
+    T *dx = GRAD(ctx, n->in[0]);
+    int64_t D = n->in[0]->shape[n->in[0]->ndim - 1], rows = n->out->numel;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < D; j++) dx[r * D + j] += dy[r];
+}
+
+/* ---- cross-entropy: mean over labels != -100 of lse(row) - row[label] (torch's CrossEntropyLoss, mean) --------- */
+
+static void FN(cross_entropy_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    const int32_t *y = n->in[1]->data;
+    T *lse = DATA(n->saved[0]);
+    int64_t N = n->in[0]->shape[0], V = n->in[0]->shape[1], cnt = 0;
+    double total = 0;
+    for (int64_t r = 0; r < N; r++) {
+        if (y[r] == AG_IGNORE_INDEX) continue;
+        lse[r] = (T)FN(row_lse)(x + r * V, V);
+        total += (double)lse[r] - x[r * V + y[r]];
+        cnt++;
+    }
+    n->fp[0] = (double)cnt;
+    DATA(n->out)[0] = cnt ? (T)(total / (double)cnt) : 0;
+}
+static void FN(cross_entropy_bwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]), *lse = DATA(n->saved[0]);
+    const int32_t *y = n->in[1]->data;
+    int64_t N = n->in[0]->shape[0], V = n->in[0]->shape[1];
+    if (n->fp[0] == 0) return;
+    T g = DATA(n->out->grad)[0] / (T)n->fp[0], *dx = GRAD(ctx, n->in[0]);
+    for (int64_t r = 0; r < N; r++) {
+        if (y[r] == AG_IGNORE_INDEX) continue;
+        for (int64_t j = 0; j < V; j++) dx[r * V + j] += g * EXP(x[r * V + j] - lse[r]);
+        dx[r * V + y[r]] -= g;
+    }
+}
+
+/* ---- no-gradient ---------------------------------------------------------------------------------------------- */
+
+static void FN(argmax_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    int32_t *y = n->out->data;
+    int64_t D = n->in[0]->shape[n->in[0]->ndim - 1], rows = D ? n->in[0]->numel / D : 0;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t best = 0;
+        for (int64_t j = 1; j < D; j++)
+            if (x[r * D + j] > x[r * D + best]) best = j; /* strict: the first index wins ties, as torch.argmax */
+        y[r] = (int32_t)best;
+    }
+}
+
+static void FN(topk_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    T *v = DATA(n->out);
+    int32_t *ix = n->saved[0]->data;
+    int64_t D = n->in[0]->shape[n->in[0]->ndim - 1], rows = D ? n->in[0]->numel / D : 0, k = n->ip[0];
+    for (int64_t r = 0; r < rows; r++) {
+        const T *xr = x + r * D;
+        for (int64_t s = 0; s < k; s++) {
+            int64_t best = -1;
+            for (int64_t j = 0; j < D; j++) {
+                bool taken = false;
+                for (int64_t q = 0; q < s; q++)
+                    if (ix[r * k + q] == j) taken = true;
+                if (!taken && (best < 0 || xr[j] > xr[best])) best = j;
+            }
+            ix[r * k + s] = (int32_t)best;
+            v[r * k + s] = xr[best];
+        }
+    }
+}
+
+#undef CAT_
+#undef CAT
+#undef FN
+#undef DATA
+#undef GRAD
+#undef NEEDS
+#undef GELU_C

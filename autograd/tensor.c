@@ -1,0 +1,278 @@
+/* Tensors, dtypes, bf16 conversion, arenas and the counter-based RNG: the storage layer under the op table. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/ag.h"
+
+size_t ag_dtype_size(ag_dtype dt) {
+    switch (dt) {
+    case AG_F32: return 4;
+    case AG_F64: return 8;
+    case AG_BF16: return 2;
+    case AG_I32: return 4;
+    case AG_I64: return 8;
+    default: SX_FATAL("unknown dtype %d", (int)dt);
+    }
+}
+
+const char *ag_dtype_name(ag_dtype dt) {
+    static const char *names[AG_DTYPE_COUNT] = {"f32", "f64", "bf16", "i32", "i64"};
+    return (dt >= 0 && dt < AG_DTYPE_COUNT) ? names[dt] : "?";
+}
+
+bool ag_dtype_is_float(ag_dtype dt) { return dt == AG_F32 || dt == AG_F64; }
+
+/* Round to nearest even on the 16 dropped bits; NaN keeps a quiet-NaN payload so it never rounds to inf. */
+uint16_t ag_bf16_from_f32(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) return (uint16_t)((u >> 16) | 0x0040u);
+    uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)((u + rounding) >> 16);
+}
+
+float ag_f32_from_bf16(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+void ag_bf16_from_f32_n(uint16_t *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = ag_bf16_from_f32(src[i]);
+}
+
+void ag_f32_from_bf16_n(float *dst, const uint16_t *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = ag_f32_from_bf16(src[i]);
+}
+
+const char *ag_shape_str(const ag_tensor *t, char *buf, size_t cap) {
+    if (!t) {
+        snprintf(buf, cap, "(null)");
+        return buf;
+    }
+    size_t o = (size_t)snprintf(buf, cap, "%s[", ag_dtype_name(t->dtype));
+    for (int i = 0; i < t->ndim && o < cap; i++) o += (size_t)snprintf(buf + o, cap - o, i ? ", %lld" : "%lld", (long long)t->shape[i]);
+    if (o < cap) snprintf(buf + o, cap - o, "]");
+    return buf;
+}
+
+/* ---- arenas ---------------------------------------------------------------------------------------------------- */
+
+struct ag_arena_block {
+    ag_arena_block *prev;
+    size_t size, used;
+    char *base;
+};
+
+#define AG_ALIGN 64
+
+static ag_arena_block *block_new(size_t size) {
+    ag_arena_block *b = malloc(sizeof *b);
+    SX_ASSERT(b, "out of host memory allocating an arena block header");
+    b->base = NULL;
+    if (size && posix_memalign((void **)&b->base, AG_ALIGN, size) != 0) SX_FATAL("out of host memory: arena block of %zu bytes", size);
+    b->size = size;
+    b->used = 0;
+    b->prev = NULL;
+    return b;
+}
+
+void ag_arena_init(ag_arena *a, const char *name, size_t initial_bytes) {
+    memset(a, 0, sizeof *a);
+    a->name = name;
+    a->head = block_new(initial_bytes);
+    a->capacity = initial_bytes;
+    a->n_system_allocs = initial_bytes ? 1 : 0;
+}
+
+void *ag_arena_alloc(ag_arena *a, size_t bytes) {
+    size_t need = (bytes + AG_ALIGN - 1) & ~(size_t)(AG_ALIGN - 1);
+    if (need == 0) need = AG_ALIGN;
+    if (a->limit && a->used_total + need > a->limit)
+        SX_FATAL("arena '%s' exceeds its limit of %zu bytes (asked for %zu more, %zu in use)", a->name, a->limit, need, a->used_total);
+    ag_arena_block *b = a->head;
+    if (!b || b->used + need > b->size) {
+        size_t sz = a->capacity > need ? a->capacity : need; /* grow geometrically */
+        if (sz < (1u << 20)) sz = 1u << 20;
+        ag_arena_block *nb = block_new(sz);
+        nb->prev = b;
+        a->head = nb;
+        a->capacity += sz;
+        a->n_system_allocs++;
+        b = nb;
+    }
+    void *p = b->base + b->used;
+    b->used += need;
+    a->used_total += need;
+    if (a->used_total > a->peak) a->peak = a->used_total;
+    return p;
+}
+
+void *ag_arena_calloc(ag_arena *a, size_t bytes) {
+    void *p = ag_arena_alloc(a, bytes);
+    memset(p, 0, bytes);
+    return p;
+}
+
+/* Frees nothing in steady state: when the last pass needed several blocks, they are merged into one block of
+ * the total size, so the next pass fits in it. */
+void ag_arena_reset(ag_arena *a) {
+    if (a->head && a->head->prev) {
+        size_t total = 0;
+        for (ag_arena_block *b = a->head; b; b = b->prev) total += b->size;
+        for (ag_arena_block *b = a->head; b;) {
+            ag_arena_block *p = b->prev;
+            free(b->base);
+            free(b);
+            b = p;
+        }
+        a->head = block_new(total);
+        a->capacity = total;
+        a->n_system_allocs++;
+    }
+    if (a->head) a->head->used = 0;
+    a->used_total = 0;
+}
+
+void ag_arena_free(ag_arena *a) {
+    for (ag_arena_block *b = a->head; b;) {
+        ag_arena_block *p = b->prev;
+        free(b->base);
+        free(b);
+        b = p;
+    }
+    memset(a, 0, sizeof *a);
+}
+
+/* ---- tensors --------------------------------------------------------------------------------------------------- */
+
+static ag_tensor *header_new(ag_arena *a, ag_dtype dt, int ndim, const int64_t *shape) {
+    SX_ASSERT(ndim >= 1 && ndim <= AG_MAX_DIMS, "tensor with %d dims (1..%d supported)", ndim, AG_MAX_DIMS);
+    ag_tensor *t = ag_arena_calloc(a, sizeof *t);
+    t->dtype = dt;
+    t->device = AG_DEV_CPU;
+    t->ndim = ndim;
+    t->numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        SX_ASSERT(shape[i] >= 0, "negative dimension %lld at axis %d", (long long)shape[i], i);
+        t->shape[i] = shape[i];
+        t->numel *= shape[i];
+    }
+    return t;
+}
+
+ag_tensor *ag_tensor_new(ag_arena *a, ag_dtype dt, int ndim, const int64_t *shape) {
+    ag_tensor *t = header_new(a, dt, ndim, shape);
+    t->data = ag_arena_alloc(a, (size_t)t->numel * ag_dtype_size(dt));
+    return t;
+}
+
+ag_tensor *ag_tensor_zeros(ag_arena *a, ag_dtype dt, int ndim, const int64_t *shape) {
+    ag_tensor *t = header_new(a, dt, ndim, shape);
+    t->data = ag_arena_calloc(a, (size_t)t->numel * ag_dtype_size(dt));
+    return t;
+}
+
+ag_tensor *ag_tensor_view(ag_arena *a, ag_dtype dt, int ndim, const int64_t *shape, void *data) {
+    ag_tensor *t = header_new(a, dt, ndim, shape);
+    t->data = data;
+    return t;
+}
+
+double ag_get(const ag_tensor *t, int64_t i) {
+    switch (t->dtype) {
+    case AG_F32: return ((const float *)t->data)[i];
+    case AG_F64: return ((const double *)t->data)[i];
+    case AG_BF16: return ag_f32_from_bf16(((const uint16_t *)t->data)[i]);
+    case AG_I32: return ((const int32_t *)t->data)[i];
+    case AG_I64: return (double)((const int64_t *)t->data)[i];
+    default: SX_FATAL("ag_get: bad dtype");
+    }
+}
+
+void ag_set(ag_tensor *t, int64_t i, double v) {
+    switch (t->dtype) {
+    case AG_F32: ((float *)t->data)[i] = (float)v; break;
+    case AG_F64: ((double *)t->data)[i] = v; break;
+    case AG_BF16: ((uint16_t *)t->data)[i] = ag_bf16_from_f32((float)v); break;
+    case AG_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
+    case AG_I64: ((int64_t *)t->data)[i] = (int64_t)v; break;
+    default: SX_FATAL("ag_set: bad dtype");
+    }
+}
+
+void ag_fill(ag_tensor *t, double v) {
+    if (v == 0.0) {
+        memset(t->data, 0, (size_t)t->numel * ag_dtype_size(t->dtype));
+        return;
+    }
+    for (int64_t i = 0; i < t->numel; i++) ag_set(t, i, v);
+}
+
+void ag_copy(ag_tensor *dst, const ag_tensor *src) {
+    SX_ASSERT(dst->numel == src->numel, "ag_copy: %lld elements into %lld", (long long)src->numel, (long long)dst->numel);
+    if (dst->dtype == src->dtype) {
+        memcpy(dst->data, src->data, (size_t)src->numel * ag_dtype_size(src->dtype));
+        return;
+    }
+    for (int64_t i = 0; i < src->numel; i++) ag_set(dst, i, ag_get(src, i));
+}
+
+bool ag_same_shape(const ag_tensor *a, const ag_tensor *b) {
+    if (a->ndim != b->ndim) return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return false;
+    return true;
+}
+
+/* ---- Philox4x32-10 (Salmon et al., SC'11): a counter-based generator, so a mask element depends only on
+ * (seed, step, purpose, index) and is the same on any backend, rank count or resume. ---------------------------- */
+
+static uint64_t splitmix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+ag_rng_key ag_rng_make(uint64_t seed, uint64_t step, uint64_t purpose) {
+    ag_rng_key k;
+    k.key = splitmix64(seed ^ splitmix64(purpose + 0x632be59bd9b4e019ull));
+    k.counter_hi = step;
+    return k;
+}
+
+void ag_philox(ag_rng_key k, uint64_t index, uint32_t out[4]) {
+    uint32_t c0 = (uint32_t)index, c1 = (uint32_t)(index >> 32), c2 = (uint32_t)k.counter_hi, c3 = (uint32_t)(k.counter_hi >> 32);
+    uint32_t k0 = (uint32_t)k.key, k1 = (uint32_t)(k.key >> 32);
+    for (int r = 0; r < 10; r++) {
+        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+        c1 = (uint32_t)p1;
+        c3 = (uint32_t)p0;
+        c0 = n0;
+        c2 = n2;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    out[0] = c0;
+    out[1] = c1;
+    out[2] = c2;
+    out[3] = c3;
+}
+
+float ag_rng_uniform(ag_rng_key k, uint64_t index) {
+    uint32_t o[4];
+    ag_philox(k, index, o);
+    return (float)(o[0] >> 8) * (1.0f / 16777216.0f);
+}
+
+float ag_rng_normal(ag_rng_key k, uint64_t index) {
+    uint32_t o[4];
+    ag_philox(k, index, o);
+    double u1 = ((double)(o[0] >> 8) + 1.0) / 16777217.0, u2 = (double)(o[1] >> 8) / 16777216.0;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+}
