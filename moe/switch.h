@@ -1,0 +1,55 @@
+/* The Switch layer (SPEC.md 4-5, 9): router in fp32 (jitter in training only, on the router input only), top-1
+ * (or top-2) tokens-choose routing with per-group capacity and left-to-right priority, tokens permuted by expert,
+ * the experts of a layer as one grouped computation over an [E, F, D] block, the gated combine, and what the
+ * router losses and routing statistics need. Knows nothing about T5; moves no bytes between ranks itself. */
+#ifndef SX_MOE_SWITCH_H
+#define SX_MOE_SWITCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "autograd/ag.h"
+
+typedef enum { MOE_ACT_RELU, MOE_ACT_GELU_ERF, MOE_ACT_GELU_TANH } moe_act;
+
+typedef struct {
+    int num_experts;
+    int top_k;                 /* 1 or 2 */
+    /* capacity: per group of 'group_tokens' consecutive tokens (HF: one sequence), at most 'capacity' tokens per
+     * expert; capacity < 0 means dropless. */
+    int64_t group_tokens;
+    int64_t capacity;
+    double jitter;             /* multiplicative U(1-j, 1+j) on the router input, training only */
+    double expert_dropout;     /* inside the experts, after the activation */
+    moe_act act;
+    bool gated;                /* act(x wi_0^T) * (x wi_1^T) */
+} moe_config;
+
+/* Capacity of one group: max(round(cf * group_tokens / E), min_capacity); cf == 0 gives -1 (dropless). */
+int64_t moe_capacity_from_factor(double cf, int64_t group_tokens, int num_experts, int min_capacity);
+
+typedef struct {
+    ag_tensor *router_w;       /* [E, D] */
+    ag_tensor *router_b;       /* [E] or NULL */
+    ag_tensor *wi;             /* [E, F, D] (non-gated) */
+    ag_tensor *wi0, *wi1;      /* [E, F, D] (gated) */
+    ag_tensor *wo;             /* [E, D, F] */
+} moe_weights;
+
+typedef struct {
+    ag_tensor *y;              /* [N, D]: the layer output (gate * expert(x)); zero for dropped tokens */
+    ag_tensor *logits;         /* [N, E] fp32 raw router logits (for the z-loss and the load-balancing loss) */
+    int32_t *expert_index;     /* [N] top-1 expert before capacity */
+    int32_t *loss_index;       /* [N] HF's index for the aux loss: the kept expert, 0 for a dropped token (SPEC 4.2) */
+    uint8_t *kept;             /* [N] 1 if the token's (first) choice was dispatched */
+    int64_t *tokens_per_expert;/* [E] tokens dispatched (all choices) */
+    int64_t n_tokens, n_dropped;
+    double entropy_sum;        /* sum over tokens of the router entropy */
+} moe_output;
+
+/* x: [N, D] router/expert input (the FF sub-layer's normed activations); N a multiple of group_tokens (or
+ * group_tokens <= 0: one group). jitter_key / dropout_key: the counter-based RNG keys of this call. */
+void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w, ag_tensor *x, ag_rng_key jitter_key,
+                        ag_rng_key dropout_key, moe_output *out);
+
+#endif

@@ -1,0 +1,500 @@
+/* The Switch Transformer: the parameter table built from the config (HF names, SPEC 2.1), HF's initialisation, and
+ * the forward graph of SPEC 3 (T5 blocks) with moe/ Switch layers and the router losses of SPEC 5. */
+#include "train/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the parameter table --------------------------------------------------------------------------------------- */
+
+typedef struct {
+    model *m;
+    int cap;
+} table_builder;
+
+static int add_param(table_builder *tb, param_kind kind, double std, bool decay, int n_experts, int ndim, const int64_t *shape,
+                     const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+static int add_param(table_builder *tb, param_kind kind, double std, bool decay, int n_experts, int ndim, const int64_t *shape,
+                     const char *fmt, ...) {
+    model *m = tb->m;
+    if (m->n_params == tb->cap) {
+        tb->cap = tb->cap ? 2 * tb->cap : 64;
+        m->params = realloc(m->params, sizeof(param_desc) * (size_t)tb->cap);
+        SX_ASSERT(m->params, "out of memory building the parameter table");
+    }
+    param_desc *p = &m->params[m->n_params];
+    memset(p, 0, sizeof *p);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->name, sizeof p->name, fmt, ap);
+    va_end(ap);
+    p->kind = kind;
+    p->ndim = ndim;
+    p->numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        p->shape[i] = shape[i];
+        p->numel *= shape[i];
+    }
+    p->n_experts = n_experts;
+    p->init_std = std;
+    p->decay = decay;
+    p->offset = m->n_floats;
+    m->n_floats += (p->numel + 15) & ~(int64_t)15; /* 64-byte aligned spans */
+    return m->n_params++;
+}
+
+#define SH(...) AG_NDIM(__VA_ARGS__), AG_SHAPE(__VA_ARGS__)
+
+static void add_attention(table_builder *tb, const model_config *c, const char *prefix, const char *mod, int *q, int *k, int *v, int *o) {
+    int64_t D = c->d_model, inner = (int64_t)c->num_heads * c->d_kv;
+    double f = c->initializer_factor;
+    *q = add_param(tb, PK_ATTN_Q, f * pow((double)D * c->d_kv, -0.5), true, 0, SH(inner, D), "%s.%s.q.weight", prefix, mod);
+    *k = add_param(tb, PK_ATTN_K, f * pow((double)D, -0.5), true, 0, SH(inner, D), "%s.%s.k.weight", prefix, mod);
+    *v = add_param(tb, PK_ATTN_V, f * pow((double)D, -0.5), true, 0, SH(inner, D), "%s.%s.v.weight", prefix, mod);
+    *o = add_param(tb, PK_ATTN_O, f * pow((double)inner, -0.5), true, 0, SH(D, inner), "%s.%s.o.weight", prefix, mod);
+}
+
+static void add_ffn(table_builder *tb, const model_config *c, const char *prefix, block_params *bp) {
+    int64_t D = c->d_model, F = c->d_ff, E = c->num_experts;
+    double f = c->initializer_factor;
+    bp->wi = bp->wi0 = bp->wi1 = bp->wo = bp->router = bp->router_bias = -1;
+    if (!bp->sparse) {
+        if (c->gated) {
+            bp->wi0 = add_param(tb, PK_WI, f * pow((double)D, -0.5), true, 0, SH(F, D), "%s.mlp.wi_0.weight", prefix);
+            bp->wi1 = add_param(tb, PK_WI, f * pow((double)D, -0.5), true, 0, SH(F, D), "%s.mlp.wi_1.weight", prefix);
+        } else {
+            bp->wi = add_param(tb, PK_WI, f * pow((double)D, -0.5), true, 0, SH(F, D), "%s.mlp.wi.weight", prefix);
+        }
+        bp->wo = add_param(tb, PK_WO, f * pow((double)F, -0.5), true, 0, SH(D, F), "%s.mlp.wo.weight", prefix);
+        return;
+    }
+    bp->router = add_param(tb, PK_ROUTER, f * 1.0, true, 0, SH(E, D), "%s.mlp.router.classifier.weight", prefix);
+    if (c->router_bias) bp->router_bias = add_param(tb, PK_ROUTER_BIAS, 0.0, false, 0, SH(E), "%s.mlp.router.classifier.bias", prefix);
+    /* HF initialises both expert matrices with d_model^-0.5 (its _init_weights for SparseMLP). */
+    if (c->gated) {
+        bp->wi0 = add_param(tb, PK_WI, f * pow((double)D, -0.5), true, (int)E, SH(E, F, D), "%s.mlp.experts.expert_%%d.wi_0.weight", prefix);
+        bp->wi1 = add_param(tb, PK_WI, f * pow((double)D, -0.5), true, (int)E, SH(E, F, D), "%s.mlp.experts.expert_%%d.wi_1.weight", prefix);
+    } else {
+        bp->wi = add_param(tb, PK_WI, f * pow((double)D, -0.5), true, (int)E, SH(E, F, D), "%s.mlp.experts.expert_%%d.wi.weight", prefix);
+    }
+    bp->wo = add_param(tb, PK_WO, f * pow((double)D, -0.5), true, (int)E, SH(E, D, F), "%s.mlp.experts.expert_%%d.wo.weight", prefix);
+}
+
+sx_status model_init(model *m, const model_config *cfg) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    const model_config *c = &m->cfg;
+    table_builder tb = {m, 0};
+    int64_t V = c->vocab_size, D = c->d_model, H = c->num_heads, NB = c->relative_attention_num_buckets;
+    double f = c->initializer_factor;
+    m->shared = add_param(&tb, PK_EMBED, f * 1.0, true, 0, SH(V, D), "shared.weight");
+    m->enc = calloc((size_t)c->num_layers, sizeof(block_params));
+    m->dec = calloc((size_t)c->num_decoder_layers, sizeof(block_params));
+    SX_ASSERT(m->enc && m->dec, "out of memory");
+    char prefix[96];
+    for (int s = 0; s < 2; s++) {
+        int L = s ? c->num_decoder_layers : c->num_layers, step = s ? c->decoder_sparse_step : c->encoder_sparse_step;
+        const char *stack = s ? "decoder" : "encoder";
+        for (int i = 0; i < L; i++) {
+            block_params *bp = s ? &m->dec[i] : &m->enc[i];
+            memset(bp, -1, sizeof *bp);
+            bp->sparse = model_config_block_is_sparse(step, i);
+            snprintf(prefix, sizeof prefix, "%s.block.%d.layer.0", stack, i);
+            add_attention(&tb, c, prefix, "SelfAttention", &bp->q, &bp->k, &bp->v, &bp->o);
+            if (i == 0) {
+                int rb = add_param(&tb, PK_RELBIAS, f * pow((double)D, -0.5), false, 0, SH(NB, H), "%s.SelfAttention.relative_attention_bias.weight", prefix);
+                if (s) m->dec_relbias = rb;
+                else m->enc_relbias = rb;
+            }
+            bp->ln_attn = add_param(&tb, PK_NORM, 0, false, 0, SH(D), "%s.layer_norm.weight", prefix);
+            int ff_layer = 1;
+            if (s) {
+                snprintf(prefix, sizeof prefix, "%s.block.%d.layer.1", stack, i);
+                add_attention(&tb, c, prefix, "EncDecAttention", &bp->xq, &bp->xk, &bp->xv, &bp->xo);
+                bp->ln_cross = add_param(&tb, PK_NORM, 0, false, 0, SH(D), "%s.layer_norm.weight", prefix);
+                ff_layer = 2;
+            }
+            snprintf(prefix, sizeof prefix, "%s.block.%d.layer.%d", stack, i, ff_layer);
+            add_ffn(&tb, c, prefix, bp);
+            bp->ln_ff = add_param(&tb, PK_NORM, 0, false, 0, SH(D), "%s.layer_norm.weight", prefix);
+        }
+        int fl = add_param(&tb, PK_NORM, 0, false, 0, SH(D), "%s.final_layer_norm.weight", stack);
+        if (s) m->dec_final_ln = fl;
+        else m->enc_final_ln = fl;
+    }
+    m->lm_head = c->tie_word_embeddings ? -1 : add_param(&tb, PK_HEAD, f * 1.0, true, 0, SH(V, D), "lm_head.weight");
+
+    ag_arena_init(&m->arena, "parameters", 0);
+    m->w = ag_arena_calloc(&m->arena, sizeof(float) * (size_t)m->n_floats);
+    m->g = ag_arena_calloc(&m->arena, sizeof(float) * (size_t)m->n_floats);
+    m->t = ag_arena_calloc(&m->arena, sizeof(ag_tensor *) * (size_t)m->n_params);
+    for (int i = 0; i < m->n_params; i++) {
+        param_desc *p = &m->params[i];
+        m->t[i] = ag_tensor_view(&m->arena, AG_F32, p->ndim, p->shape, m->w + p->offset);
+        m->t[i]->grad = ag_tensor_view(&m->arena, AG_F32, p->ndim, p->shape, m->g + p->offset);
+        m->t[i]->requires_grad = true;
+        m->t[i]->name = p->name;
+    }
+    return sx_ok();
+}
+
+void model_free(model *m) {
+    free(m->params);
+    free(m->enc);
+    free(m->dec);
+    ag_arena_free(&m->arena);
+    memset(m, 0, sizeof *m);
+}
+
+void model_init_weights(model *m, uint64_t seed) {
+    for (int i = 0; i < m->n_params; i++) {
+        param_desc *p = &m->params[i];
+        float *w = m->w + p->offset;
+        if (p->kind == PK_NORM) {
+            for (int64_t j = 0; j < p->numel; j++) w[j] = (float)m->cfg.initializer_factor;
+            continue;
+        }
+        ag_rng_key k = ag_rng_make(seed, (uint64_t)i, 0x1417);
+        for (int64_t j = 0; j < p->numel; j++) w[j] = (float)(p->init_std * ag_rng_normal(k, (uint64_t)j));
+    }
+}
+
+int64_t model_param_count(const model *m) {
+    int64_t n = 0;
+    for (int i = 0; i < m->n_params; i++) n += m->params[i].numel;
+    return n;
+}
+
+const char *model_param_hf_name(const model *m, int i, int e, char *buf, size_t cap) {
+    const param_desc *p = &m->params[i];
+    if (p->n_experts) {
+        char fmt[160];
+        snprintf(fmt, sizeof fmt, "%s", p->name);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+        snprintf(buf, cap, fmt, e);
+#pragma GCC diagnostic pop
+    } else {
+        snprintf(buf, cap, "%s", p->name);
+    }
+    return buf;
+}
+
+int model_find_param(const model *m, const char *hf_name, int *expert) {
+    char buf[160];
+    for (int i = 0; i < m->n_params; i++) {
+        const param_desc *p = &m->params[i];
+        int ne = p->n_experts ? p->n_experts : 1;
+        for (int e = 0; e < ne; e++) {
+            if (!strcmp(model_param_hf_name(m, i, e, buf, sizeof buf), hf_name)) {
+                if (expert) *expert = p->n_experts ? e : -1;
+                return i;
+            }
+        }
+    }
+    return -1;
+}
+
+/* ---- position buckets and masks ---------------------------------------------------------------------------------- */
+
+int model_relative_bucket(int64_t rel, bool bidirectional, int num_buckets, int max_distance) {
+    int bucket = 0, nb = num_buckets;
+    int64_t n;
+    if (bidirectional) {
+        nb /= 2;
+        if (rel > 0) bucket += nb;
+        n = rel < 0 ? -rel : rel;
+    } else {
+        n = rel < 0 ? -rel : 0;
+    }
+    int max_exact = nb / 2;
+    if (n < max_exact) return bucket + (int)n;
+    /* float32 arithmetic truncated toward zero, as HF's torch.log(...float()) / math.log(...) * (...) (SPEC 3.5) */
+    float v = logf((float)n / (float)max_exact) / (float)log((double)max_distance / max_exact) * (float)(nb - max_exact);
+    int64_t large = max_exact + (int64_t)v;
+    if (large > nb - 1) large = nb - 1;
+    return bucket + (int)large;
+}
+
+void model_shift_right(const model_config *c, const int32_t *labels, int64_t B, int64_t T, int32_t *out) {
+    for (int64_t b = 0; b < B; b++) {
+        out[b * T] = c->decoder_start_token_id;
+        for (int64_t t = 1; t < T; t++) {
+            int32_t v = labels[b * T + t - 1];
+            out[b * T + t] = v == AG_IGNORE_INDEX ? c->pad_token_id : v;
+        }
+    }
+}
+
+#define FINFO_MIN (-3.4028234663852886e38f) /* torch.finfo(torch.float32).min: HF's additive mask value (SPEC 3.6) */
+
+/* bias [1, H, Lq, Lk] from the bucket table [NB, H]: position q attends to k with relative position k - q. */
+static ag_tensor *position_bias(ag_ctx *ctx, const model *m, int table, int64_t Lq, int64_t Lk, bool bidirectional) {
+    ag_tensor *buckets = ag_new(ctx->act, AG_I32, Lq, Lk);
+    int32_t *bk = buckets->data;
+    for (int64_t q = 0; q < Lq; q++)
+        for (int64_t k = 0; k < Lk; k++)
+            bk[q * Lk + k] = model_relative_bucket(k - q, bidirectional, m->cfg.relative_attention_num_buckets, m->cfg.relative_attention_max_distance);
+    ag_tensor *vals = ag_embedding(ctx, m->t[table], buckets);          /* [Lq, Lk, H] */
+    ag_tensor *hqk = ag_permute(ctx, vals, (const int[]){2, 0, 1});   /* [H, Lq, Lk] */
+    return ag_reshapev(ctx, hqk, 1, m->cfg.num_heads, Lq, Lk);
+}
+
+/* (1 - mask) * finfo.min as [B, 1, 1, S]: -0.0 where attended, min where padded (SPEC 3.6). */
+static ag_tensor *padding_mask(ag_ctx *ctx, const int32_t *attn, int64_t B, int64_t S) {
+    ag_tensor *mk = ag_new(ctx->act, AG_F32, B, 1, 1, S);
+    float *p = mk->data;
+    for (int64_t i = 0; i < B * S; i++) p[i] = (1.0f - (float)(attn ? attn[i] : 1)) * FINFO_MIN;
+    return mk;
+}
+
+/* ---- blocks -------------------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    model *m;
+    ag_ctx *ctx;
+    model_rng rng;
+    int stack, block;
+} fwd_state;
+
+static ag_rng_key site_key(const fwd_state *st, int site) {
+    return ag_rng_make(st->rng.seed, st->rng.step, (uint64_t)(st->stack * 1000000 + st->block * 100 + site + 1));
+}
+
+static ag_tensor *dropout(const fwd_state *st, ag_tensor *x, int site) {
+    return ag_dropout(st->ctx, x, st->m->cfg.dropout_rate, site_key(st, site));
+}
+
+/* T5 attention without 1/sqrt(d) scaling (SPEC 3.4). x [B, Lq, D], kv [B, Lk, D]. bias/mask broadcast to
+ * [B, H, Lq, Lk]. */
+static ag_tensor *attention(const fwd_state *st, ag_tensor *x, ag_tensor *kv, int q, int k, int v, int o, ag_tensor *bias, ag_tensor *mask) {
+    ag_ctx *ctx = st->ctx;
+    const model *m = st->m;
+    int64_t B = x->shape[0], Lq = x->shape[1], Lk = kv->shape[1], H = m->cfg.num_heads, K = m->cfg.d_kv;
+    const int to_heads[4] = {0, 2, 1, 3};
+    ag_tensor *Q = ag_permute(ctx, ag_reshapev(ctx, ag_matmul(ctx, x, m->t[q], false, true), B, Lq, H, K), to_heads);  /* [B,H,Lq,K] */
+    ag_tensor *Kt = ag_permute(ctx, ag_reshapev(ctx, ag_matmul(ctx, kv, m->t[k], false, true), B, Lk, H, K), to_heads); /* [B,H,Lk,K] */
+    ag_tensor *Vt = ag_permute(ctx, ag_reshapev(ctx, ag_matmul(ctx, kv, m->t[v], false, true), B, Lk, H, K), to_heads);
+    ag_tensor *scores = ag_matmul(ctx, Q, Kt, false, true); /* [B, H, Lq, Lk] */
+    ag_tensor *a = ag_softmax(ctx, scores, bias, mask);
+    a = dropout(st, a, 1);
+    ag_tensor *ctxv = ag_permute(ctx, ag_matmul(ctx, a, Vt, false, false), to_heads); /* [B, Lq, H, K] */
+    return ag_matmul(ctx, ag_reshapev(ctx, ctxv, B, Lq, H * K), m->t[o], false, true);
+}
+
+static ag_tensor *activation(ag_ctx *ctx, ffn_act a, ag_tensor *h) {
+    switch (a) {
+    case FFN_RELU: return ag_relu(ctx, h);
+    case FFN_GELU_ERF: return ag_gelu_erf(ctx, h);
+    case FFN_GELU_TANH: return ag_gelu_tanh(ctx, h);
+    }
+    SX_FATAL("unknown activation");
+}
+
+static ag_tensor *dense_ffn(const fwd_state *st, const block_params *bp, ag_tensor *x) {
+    ag_ctx *ctx = st->ctx;
+    model *m = st->m;
+    ag_tensor *h;
+    if (m->cfg.gated)
+        h = ag_mul(ctx, activation(ctx, m->cfg.act, ag_matmul(ctx, x, m->t[bp->wi0], false, true)), ag_matmul(ctx, x, m->t[bp->wi1], false, true));
+    else
+        h = activation(ctx, m->cfg.act, ag_matmul(ctx, x, m->t[bp->wi], false, true));
+    h = dropout(st, h, 2);
+    return ag_matmul(ctx, h, m->t[bp->wo], false, true);
+}
+
+static ag_tensor *sparse_ffn(const fwd_state *st, const block_params *bp, ag_tensor *x, model_route_stats *rs) {
+    ag_ctx *ctx = st->ctx;
+    model *m = st->m;
+    const model_config *c = &m->cfg;
+    int64_t B = x->shape[0], L = x->shape[1], D = x->shape[2], N = B * L;
+    moe_config mc;
+    memset(&mc, 0, sizeof mc);
+    mc.num_experts = c->num_experts;
+    mc.top_k = c->router_top_k;
+    mc.jitter = c->router_jitter_noise;
+    mc.expert_dropout = c->expert_dropout_rate >= 0 ? c->expert_dropout_rate : c->dropout_rate;
+    mc.act = c->act == FFN_RELU ? MOE_ACT_RELU : c->act == FFN_GELU_ERF ? MOE_ACT_GELU_ERF : MOE_ACT_GELU_TANH;
+    mc.gated = c->gated;
+    if (c->capacity_mode == MOE_CAPACITY_HF) {
+        mc.group_tokens = L; /* one group per sequence (SPEC 4.1 step 6) */
+        mc.capacity = c->expert_capacity;
+    } else {
+        int64_t g = c->capacity_group_size > 0 && N % c->capacity_group_size == 0 ? c->capacity_group_size : N;
+        mc.group_tokens = g;
+        mc.capacity = moe_capacity_from_factor(ctx->training ? c->train_capacity_factor : c->eval_capacity_factor, g, c->num_experts,
+                                               c->min_expert_capacity);
+    }
+    moe_weights w = {m->t[bp->router], bp->router_bias >= 0 ? m->t[bp->router_bias] : NULL, bp->wi >= 0 ? m->t[bp->wi] : NULL,
+                     bp->wi0 >= 0 ? m->t[bp->wi0] : NULL, bp->wi1 >= 0 ? m->t[bp->wi1] : NULL, m->t[bp->wo]};
+    moe_output mo;
+    moe_switch_forward(ctx, &mc, &w, ag_reshapev(ctx, x, N, D), site_key(st, 10), site_key(st, 11), &mo);
+    rs->stack = st->stack;
+    rs->block = st->block;
+    rs->n_tokens = mo.n_tokens;
+    rs->n_dropped = mo.n_dropped;
+    rs->entropy_mean = N ? mo.entropy_sum / (double)N : 0;
+    rs->tokens_per_expert = mo.tokens_per_expert;
+    rs->logits = mo.logits;
+    rs->expert_index = mo.expert_index;
+    rs->loss_index = mo.loss_index;
+    rs->kept = mo.kept;
+    return ag_reshapev(ctx, mo.y, B, L, D);
+}
+
+/* ---- router losses (SPEC 5) ---------------------------------------------------------------------------------------- */
+
+/* z and aux over a set of sparse layers of one stack, pooled as HF does: every token of every layer in one mean,
+ * f and P averaged per batch row over all S*L tokens, dropped tokens counted as expert 0. */
+static void router_losses(ag_ctx *ctx, const model *m, model_route_stats *rs, int n, int64_t B, int64_t L, ag_tensor **z, ag_tensor **aux) {
+    int64_t E = m->cfg.num_experts;
+    ag_tensor *zsum = NULL, *psum = NULL;
+    ag_tensor *counts = ag_zeros(ctx->act, AG_F32, B, E);
+    float *cnt = counts->data;
+    for (int l = 0; l < n; l++) {
+        ag_tensor *lse = ag_logsumexp(ctx, rs[l].logits); /* [B*L] */
+        ag_tensor *zl = ag_sum(ctx, ag_square(ctx, lse));
+        zsum = zsum ? ag_add(ctx, zsum, zl) : zl;
+        ag_tensor *P = ag_softmax(ctx, rs[l].logits, NULL, NULL);
+        ag_tensor *pe = ag_sum_last(ctx, ag_permute(ctx, ag_reshapev(ctx, P, B, L, E), (const int[]){0, 2, 1})); /* [B, E] */
+        psum = psum ? ag_add(ctx, psum, pe) : pe;
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t t = 0; t < L; t++) cnt[b * E + rs[l].loss_index[b * L + t]] += 1.0f;
+    }
+    double tokens = (double)L * n;
+    *z = ag_scale(ctx, zsum, 1.0 / ((double)B * tokens));
+    /* aux = E^2 mean_{b,e}(f Pm) with f = counts / tokens, Pm = psum / tokens */
+    *aux = ag_scale(ctx, ag_sum(ctx, ag_mul(ctx, psum, counts)), (double)E / ((double)B * tokens * tokens));
+}
+
+/* ---- the stacks ----------------------------------------------------------------------------------------------- */
+
+static ag_tensor *encoder(fwd_state *st, const model_batch *b, ag_tensor *enc_mask, model_route_stats *routes, int *n_routes) {
+    model *m = st->m;
+    ag_ctx *ctx = st->ctx;
+    const model_config *c = &m->cfg;
+    st->stack = 0;
+    st->block = -1;
+    ag_tensor *ids = ag_tensor_view(ctx->act, AG_I32, 2, AG_SHAPE(b->B, b->S), (void *)b->input_ids);
+    ag_tensor *h = dropout(st, ag_embedding(ctx, m->t[m->shared], ids), 0); /* unscaled (SPEC 3.1) */
+    ag_tensor *bias = ag_add(ctx, position_bias(ctx, m, m->enc_relbias, b->S, b->S, true), enc_mask); /* [B,H,S,S] */
+    for (int i = 0; i < c->num_layers; i++) {
+        const block_params *bp = &m->enc[i];
+        st->block = i;
+        ag_tensor *n = ag_rmsnorm(ctx, h, m->t[bp->ln_attn], c->layer_norm_epsilon);
+        h = ag_add(ctx, h, dropout(st, attention(st, n, n, bp->q, bp->k, bp->v, bp->o, bias, NULL), 3));
+        n = ag_rmsnorm(ctx, h, m->t[bp->ln_ff], c->layer_norm_epsilon);
+        ag_tensor *f = bp->sparse ? sparse_ffn(st, bp, n, &routes[(*n_routes)++]) : dense_ffn(st, bp, n);
+        h = ag_add(ctx, h, dropout(st, f, 4));
+    }
+    st->block = c->num_layers;
+    return dropout(st, ag_rmsnorm(ctx, h, m->t[m->enc_final_ln], c->layer_norm_epsilon), 5);
+}
+
+static ag_tensor *decoder(fwd_state *st, const model_batch *b, const int32_t *dec_ids, ag_tensor *enc_out, ag_tensor *enc_mask,
+                          model_route_stats *routes, int *n_routes) {
+    model *m = st->m;
+    ag_ctx *ctx = st->ctx;
+    const model_config *c = &m->cfg;
+    int64_t T = b->T;
+    st->stack = 1;
+    st->block = -1;
+    ag_tensor *ids = ag_tensor_view(ctx->act, AG_I32, 2, AG_SHAPE(b->B, T), (void *)dec_ids);
+    ag_tensor *h = dropout(st, ag_embedding(ctx, m->t[m->shared], ids), 0);
+    ag_tensor *causal = ag_new(ctx->act, AG_F32, 1, 1, T, T);
+    float *cm = causal->data;
+    for (int64_t q = 0; q < T; q++)
+        for (int64_t k = 0; k < T; k++) cm[q * T + k] = k > q ? FINFO_MIN : 0.0f;
+    ag_tensor *bias = ag_add(ctx, position_bias(ctx, m, m->dec_relbias, T, T, false), causal); /* [1,H,T,T] */
+    for (int i = 0; i < c->num_decoder_layers; i++) {
+        const block_params *bp = &m->dec[i];
+        st->block = i;
+        ag_tensor *n = ag_rmsnorm(ctx, h, m->t[bp->ln_attn], c->layer_norm_epsilon);
+        h = ag_add(ctx, h, dropout(st, attention(st, n, n, bp->q, bp->k, bp->v, bp->o, bias, NULL), 3));
+        n = ag_rmsnorm(ctx, h, m->t[bp->ln_cross], c->layer_norm_epsilon);
+        /* cross-attention: no relative bias, only the encoder's padding mask (SPEC 3.5) */
+        h = ag_add(ctx, h, dropout(st, attention(st, n, enc_out, bp->xq, bp->xk, bp->xv, bp->xo, NULL, enc_mask), 6));
+        n = ag_rmsnorm(ctx, h, m->t[bp->ln_ff], c->layer_norm_epsilon);
+        ag_tensor *f = bp->sparse ? sparse_ffn(st, bp, n, &routes[(*n_routes)++]) : dense_ffn(st, bp, n);
+        h = ag_add(ctx, h, dropout(st, f, 4));
+    }
+    st->block = c->num_decoder_layers;
+    return dropout(st, ag_rmsnorm(ctx, h, m->t[m->dec_final_ln], c->layer_norm_epsilon), 5);
+}
+
+void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, model_output *out) {
+    const model_config *c = &m->cfg;
+    memset(out, 0, sizeof *out);
+    SX_ASSERT(b->B > 0 && b->S > 0 && b->T > 0, "model_forward: empty batch (B=%lld S=%lld T=%lld)", (long long)b->B, (long long)b->S, (long long)b->T);
+    SX_ASSERT(b->labels || b->decoder_input_ids, "model_forward: needs labels or decoder_input_ids");
+    fwd_state st = {m, ctx, rng, 0, 0};
+    int n_enc_sparse = model_config_sparse_count(c->encoder_sparse_step, c->num_layers);
+    int n_dec_sparse = model_config_sparse_count(c->decoder_sparse_step, c->num_decoder_layers);
+    out->routes = ag_arena_calloc(ctx->act, sizeof(model_route_stats) * (size_t)(n_enc_sparse + n_dec_sparse + 1));
+
+    ag_tensor *enc_mask = padding_mask(ctx, b->attention_mask, b->B, b->S);
+    out->encoder_out = encoder(&st, b, enc_mask, out->routes, &out->n_routes);
+    const int32_t *dec_ids = b->decoder_input_ids;
+    if (!dec_ids) {
+        int32_t *d = ag_arena_alloc(ctx->act, sizeof(int32_t) * (size_t)(b->B * b->T));
+        model_shift_right(c, b->labels, b->B, b->T, d);
+        dec_ids = d;
+    }
+    ag_tensor *dec = decoder(&st, b, dec_ids, out->encoder_out, enc_mask, out->routes, &out->n_routes);
+    if (c->tie_word_embeddings)
+        out->logits = ag_matmul(ctx, ag_scale(ctx, dec, pow((double)c->d_model, -0.5)), m->t[m->shared], false, true); /* SPEC 3.9 */
+    else
+        out->logits = ag_matmul(ctx, dec, m->t[m->lm_head], false, true);
+    if (!b->labels) return;
+
+    ag_tensor *labels = ag_tensor_view(ctx->act, AG_I32, 1, AG_SHAPE(b->B * b->T), (void *)b->labels);
+    out->ce = ag_cross_entropy(ctx, ag_reshapev(ctx, out->logits, b->B * b->T, c->vocab_size), labels);
+    out->loss = out->ce;
+
+    /* Router losses per stack; HF computes them only when the stack's sparse step is > 1 (SPEC 5.4). */
+    model_route_stats *enc_r = out->routes, *dec_r = out->routes + n_enc_sparse;
+    bool enc_on = n_enc_sparse > 0 && !(c->hf_zero_router_loss_step1 && c->encoder_sparse_step <= 1);
+    bool dec_on = n_dec_sparse > 0 && !(c->hf_zero_router_loss_step1 && c->decoder_sparse_step <= 1);
+    if (c->router_loss_mode == MOE_LOSS_POOLED) {
+        if (enc_on) router_losses(ctx, m, enc_r, n_enc_sparse, b->B, b->S, &out->enc_z, &out->enc_aux);
+        if (dec_on) router_losses(ctx, m, dec_r, n_dec_sparse, b->B, b->T, &out->dec_z, &out->dec_aux);
+        ag_tensor *zs = NULL, *as = NULL;
+        if (enc_on) {
+            zs = out->enc_z;
+            as = out->enc_aux;
+        }
+        if (dec_on) {
+            zs = zs ? ag_add(ctx, zs, out->dec_z) : out->dec_z;
+            as = as ? ag_add(ctx, as, out->dec_aux) : out->dec_aux;
+        }
+        if (zs) out->loss = ag_add(ctx, ag_add(ctx, out->loss, ag_scale(ctx, zs, c->router_z_loss_coef)), ag_scale(ctx, as, c->router_aux_loss_coef));
+    } else {
+        /* t5x: each layer's losses on its own, averaged over every sparse layer of both stacks (SPEC 5.3). The
+         * per-stack values reported are that stack's layer means. */
+        ag_tensor *zs[2] = {NULL, NULL}, *as[2] = {NULL, NULL};
+        int cnt[2] = {0, 0};
+        for (int l = 0; l < out->n_routes; l++) {
+            int s = l < n_enc_sparse ? 0 : 1;
+            if (!(s ? dec_on : enc_on)) continue;
+            ag_tensor *z, *a;
+            router_losses(ctx, m, &out->routes[l], 1, b->B, s ? b->T : b->S, &z, &a);
+            zs[s] = zs[s] ? ag_add(ctx, zs[s], z) : z;
+            as[s] = as[s] ? ag_add(ctx, as[s], a) : a;
+            cnt[s]++;
+        }
+        ag_tensor **zo[2] = {&out->enc_z, &out->dec_z}, **ao[2] = {&out->enc_aux, &out->dec_aux};
+        ag_tensor *zt = NULL, *at = NULL;
+        for (int s = 0; s < 2; s++) {
+            if (!cnt[s]) continue;
+            *zo[s] = ag_scale(ctx, zs[s], 1.0 / cnt[s]);
+            *ao[s] = ag_scale(ctx, as[s], 1.0 / cnt[s]);
+            zt = zt ? ag_add(ctx, zt, zs[s]) : zs[s];
+            at = at ? ag_add(ctx, at, as[s]) : as[s];
+        }
+        int n_all = cnt[0] + cnt[1];
+        if (zt)
+            out->loss = ag_add(ctx, ag_add(ctx, out->loss, ag_scale(ctx, zt, c->router_z_loss_coef / n_all)), ag_scale(ctx, at, c->router_aux_loss_coef / n_all));
+    }
+}

@@ -1,0 +1,106 @@
+/* The Switch Transformer encoder-decoder (SPEC.md 3-5) assembled from autograd ops and moe/ layers, with its
+ * parameter table: one descriptor per HF tensor name, read by the checkpoint writer, the HF loader, the parity test
+ * and the optimizer alike (DESIGN.md 2). */
+#ifndef SX_TRAIN_MODEL_H
+#define SX_TRAIN_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "autograd/ag.h"
+#include "moe/switch.h"
+#include "train/model_config.h"
+
+typedef enum { PK_EMBED, PK_HEAD, PK_ATTN_Q, PK_ATTN_K, PK_ATTN_V, PK_ATTN_O, PK_RELBIAS, PK_NORM, PK_WI, PK_WO, PK_ROUTER, PK_ROUTER_BIAS } param_kind;
+
+/* One parameter tensor. An expert block [E, ...] is one descriptor whose HF name holds "%d" for the expert index
+ * (E HF tensors, contiguous slices of the block). */
+typedef struct {
+    char name[128];
+    param_kind kind;
+    int ndim;
+    int64_t shape[4];
+    int n_experts;       /* 0, or E for an expert block */
+    int64_t offset;      /* floats into the flat parameter and gradient buffers */
+    int64_t numel;
+    double init_std;     /* HF _init_weights (SPEC 2.1); norms are 1 */
+    bool decay;          /* weight decay applies (not to norms, biases, the relative bias table) */
+} param_desc;
+
+/* Per-block indices into the parameter table (-1 when absent). */
+typedef struct {
+    int q, k, v, o, ln_attn;
+    int xq, xk, xv, xo, ln_cross;     /* decoder only */
+    int ln_ff;
+    bool sparse;
+    int wi, wi0, wi1, wo;             /* dense FFN, or expert blocks when sparse */
+    int router, router_bias;
+} block_params;
+
+typedef struct {
+    model_config cfg;
+    int n_params;
+    param_desc *params;
+    int64_t n_floats;
+    float *w;                 /* flat parameters [n_floats] */
+    float *g;                 /* flat gradients, same layout */
+    ag_tensor **t;            /* a tensor view per descriptor, ->grad a view into g */
+    int shared, lm_head, enc_relbias, dec_relbias, enc_final_ln, dec_final_ln;
+    block_params *enc, *dec;
+    ag_arena arena;           /* descriptor table, tensor headers, buffers */
+} model;
+
+/* Builds the table from the config and allocates the buffers (weights zeroed). */
+sx_status model_init(model *m, const model_config *cfg);
+void model_free(model *m);
+/* HF's initialisation with the project's RNG (normal(0, std) per descriptor, norms 1). */
+void model_init_weights(model *m, uint64_t seed);
+/* Finds a descriptor by HF name; an expert's name "…expert_3.wi.weight" returns its block and sets *expert = 3. */
+int model_find_param(const model *m, const char *hf_name, int *expert);
+/* The HF name of expert e of descriptor i (or the plain name), into buf. */
+const char *model_param_hf_name(const model *m, int i, int e, char *buf, size_t cap);
+int64_t model_param_count(const model *m);
+
+/* One batch. labels: -100 where ignored; NULL for a forward without loss (decoder_input_ids then required). */
+typedef struct {
+    int64_t B, S, T;
+    const int32_t *input_ids;       /* [B, S] */
+    const int32_t *attention_mask;  /* [B, S] 1 = real token; NULL = all ones */
+    const int32_t *labels;          /* [B, T] or NULL */
+    const int32_t *decoder_input_ids; /* [B, T] or NULL (= shift_right(labels)) */
+} model_batch;
+
+/* Routing statistics of one sparse layer. */
+typedef struct {
+    int stack;                      /* 0 encoder, 1 decoder */
+    int block;
+    int64_t n_tokens, n_dropped;
+    double entropy_mean;
+    int64_t *tokens_per_expert;     /* [E], in the activation arena */
+    ag_tensor *logits;              /* [B*len, E] */
+    int32_t *expert_index, *loss_index;
+    uint8_t *kept;
+} model_route_stats;
+
+typedef struct {
+    ag_tensor *loss;                /* [1] total = CE + z_coef (z_enc + z_dec) + aux_coef (aux_enc + aux_dec) */
+    ag_tensor *ce, *enc_z, *enc_aux, *dec_z, *dec_aux; /* [1]; router losses NULL when a stack has none */
+    ag_tensor *logits;              /* [B, T, V] */
+    ag_tensor *encoder_out;         /* [B, S, D] after the final norm (and dropout) */
+    int n_routes;
+    model_route_stats *routes;      /* encoder layers first */
+} model_output;
+
+typedef struct {
+    uint64_t seed, step;            /* dropout and jitter keys: (seed, step, site) */
+    bool dropless_eval;             /* unused in HF mode */
+} model_rng;
+
+/* Builds the whole graph on ctx (training mode from ctx->training). */
+void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, model_output *out);
+/* HF's _shift_right: [start, labels[:-1]] with -100 -> pad. */
+void model_shift_right(const model_config *c, const int32_t *labels, int64_t B, int64_t T, int32_t *out);
+/* T5's relative position bucket (SPEC 3.5), float32 arithmetic as HF. */
+int model_relative_bucket(int64_t relative_position, bool bidirectional, int num_buckets, int max_distance);
+
+#endif
