@@ -24,7 +24,7 @@ static ag_tensor *act_apply(ag_ctx *ctx, moe_act a, ag_tensor *h) {
 void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w, ag_tensor *x, ag_rng_key jitter_key,
                         ag_rng_key dropout_key, moe_output *out) {
     char sx[96];
-    SX_ASSERT(x->ndim == 2 && x->dtype == AG_F32, "moe_switch_forward: x must be f32 [N, D], got %s", ag_shape_str(x, sx, sizeof sx));
+    SX_ASSERT(x->ndim == 2 && ag_dtype_is_float(x->dtype), "moe_switch_forward: x must be float [N, D], got %s", ag_shape_str(x, sx, sizeof sx));
     const int E = cfg->num_experts, K = cfg->top_k;
     const int64_t N = x->shape[0], D = x->shape[1];
     SX_ASSERT(K >= 1 && K <= 2 && K <= E, "moe: top-%d routing with %d experts", K, E);
@@ -36,22 +36,26 @@ void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w
      * issue #33969, is not reproduced: SPEC 9). */
     ag_tensor *xr = x;
     if (ctx->training && cfg->jitter > 0) {
-        ag_tensor *noise = ag_new(ctx->act, AG_F32, N, D);
-        float *nz = noise->data;
+        ag_tensor *noise = ag_new(ctx->act, x->dtype, N, D);
         float lo = (float)(1.0 - cfg->jitter), span = (float)(2.0 * cfg->jitter);
-        for (int64_t i = 0; i < N * D; i++) nz[i] = lo + span * ag_rng_uniform(jitter_key, (uint64_t)i);
+        for (int64_t i = 0; i < N * D; i++) ag_set(noise, i, lo + span * ag_rng_uniform(jitter_key, (uint64_t)i));
         xr = ag_mul(ctx, x, noise);
     }
     ag_tensor *logits = ag_matmul(ctx, xr, w->router_w, false, true); /* [N, E] */
     if (w->router_b) logits = ag_add(ctx, logits, w->router_b);
     ag_tensor *probs = ag_softmax(ctx, logits, NULL, NULL);
-    const float *p = probs->data;
+    /* Probabilities as double for the choices: f32 models read floats, the f64 gradient-check model doubles. */
+    double *p = ag_arena_alloc(ctx->act, sizeof(double) * (size_t)(N * E + 1));
+    if (probs->dtype == AG_F32)
+        for (int64_t i = 0; i < N * E; i++) p[i] = ((const float *)probs->data)[i];
+    else
+        memcpy(p, probs->data, sizeof(double) * (size_t)(N * E));
 
     /* 2. Choices: the top-k experts of each token, first index on ties (torch.argmax / topk order). */
     int32_t *choice = ag_arena_alloc(ctx->act, sizeof(int32_t) * (size_t)(N * K + 1));
     out->entropy_sum = 0;
     for (int64_t t = 0; t < N; t++) {
-        const float *pt = p + t * E;
+        const double *pt = p + t * E;
         int32_t best = 0;
         for (int e = 1; e < E; e++)
             if (pt[e] > pt[best]) best = e;
@@ -63,7 +67,7 @@ void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w
             choice[t * K + 1] = second;
         }
         for (int e = 0; e < E; e++)
-            if (pt[e] > 0) out->entropy_sum -= (double)pt[e] * log((double)pt[e]);
+            if (pt[e] > 0) out->entropy_sum -= pt[e] * log(pt[e]);
     }
 
     /* 3. Capacity per group: within a group, first choices claim slots left to right, then second choices

@@ -82,9 +82,13 @@ static void add_ffn(table_builder *tb, const model_config *c, const char *prefix
     bp->wo = add_param(tb, PK_WO, f * pow((double)D, -0.5), true, (int)E, SH(E, D, F), "%s.mlp.experts.expert_%%d.wo.weight", prefix);
 }
 
-sx_status model_init(model *m, const model_config *cfg) {
+sx_status model_init(model *m, const model_config *cfg) { return model_init_dtype(m, cfg, AG_F32); }
+
+sx_status model_init_dtype(model *m, const model_config *cfg, ag_dtype dtype) {
     memset(m, 0, sizeof *m);
+    SX_ASSERT(dtype == AG_F32 || dtype == AG_F64, "model: dtype must be f32 (training) or f64 (gradient checks)");
     m->cfg = *cfg;
+    m->dtype = dtype;
     const model_config *c = &m->cfg;
     table_builder tb = {m, 0};
     int64_t V = c->vocab_size, D = c->d_model, H = c->num_heads, NB = c->relative_attention_num_buckets;
@@ -127,13 +131,17 @@ sx_status model_init(model *m, const model_config *cfg) {
     m->lm_head = c->tie_word_embeddings ? -1 : add_param(&tb, PK_HEAD, f * 1.0, true, 0, SH(V, D), "lm_head.weight");
 
     ag_arena_init(&m->arena, "parameters", 0);
-    m->w = ag_arena_calloc(&m->arena, sizeof(float) * (size_t)m->n_floats);
-    m->g = ag_arena_calloc(&m->arena, sizeof(float) * (size_t)m->n_floats);
+    size_t es = ag_dtype_size(dtype);
+    char *wb = ag_arena_calloc(&m->arena, es * (size_t)m->n_floats), *gb = ag_arena_calloc(&m->arena, es * (size_t)m->n_floats);
+    if (dtype == AG_F32) {
+        m->w = (float *)wb;
+        m->g = (float *)gb;
+    }
     m->t = ag_arena_calloc(&m->arena, sizeof(ag_tensor *) * (size_t)m->n_params);
     for (int i = 0; i < m->n_params; i++) {
         param_desc *p = &m->params[i];
-        m->t[i] = ag_tensor_view(&m->arena, AG_F32, p->ndim, p->shape, m->w + p->offset);
-        m->t[i]->grad = ag_tensor_view(&m->arena, AG_F32, p->ndim, p->shape, m->g + p->offset);
+        m->t[i] = ag_tensor_view(&m->arena, dtype, p->ndim, p->shape, wb + es * (size_t)p->offset);
+        m->t[i]->grad = ag_tensor_view(&m->arena, dtype, p->ndim, p->shape, gb + es * (size_t)p->offset);
         m->t[i]->requires_grad = true;
         m->t[i]->name = p->name;
     }
@@ -151,13 +159,13 @@ void model_free(model *m) {
 void model_init_weights(model *m, uint64_t seed) {
     for (int i = 0; i < m->n_params; i++) {
         param_desc *p = &m->params[i];
-        float *w = m->w + p->offset;
+        ag_tensor *w = m->t[i];
         if (p->kind == PK_NORM) {
-            for (int64_t j = 0; j < p->numel; j++) w[j] = (float)m->cfg.initializer_factor;
+            ag_fill(w, m->cfg.initializer_factor);
             continue;
         }
         ag_rng_key k = ag_rng_make(seed, (uint64_t)i, 0x1417);
-        for (int64_t j = 0; j < p->numel; j++) w[j] = (float)(p->init_std * ag_rng_normal(k, (uint64_t)j));
+        for (int64_t j = 0; j < p->numel; j++) ag_set(w, j, p->init_std * ag_rng_normal(k, (uint64_t)j));
     }
 }
 
@@ -243,10 +251,9 @@ static ag_tensor *position_bias(ag_ctx *ctx, const model *m, int table, int64_t 
 }
 
 /* (1 - mask) * finfo.min as [B, 1, 1, S]: -0.0 where attended, min where padded (SPEC 3.6). */
-static ag_tensor *padding_mask(ag_ctx *ctx, const int32_t *attn, int64_t B, int64_t S) {
-    ag_tensor *mk = ag_new(ctx->act, AG_F32, B, 1, 1, S);
-    float *p = mk->data;
-    for (int64_t i = 0; i < B * S; i++) p[i] = (1.0f - (float)(attn ? attn[i] : 1)) * FINFO_MIN;
+static ag_tensor *padding_mask(ag_ctx *ctx, ag_dtype dt, const int32_t *attn, int64_t B, int64_t S) {
+    ag_tensor *mk = ag_new(ctx->act, dt, B, 1, 1, S);
+    for (int64_t i = 0; i < B * S; i++) ag_set(mk, i, (1.0f - (float)(attn ? attn[i] : 1)) * FINFO_MIN);
     return mk;
 }
 
@@ -351,8 +358,8 @@ static ag_tensor *sparse_ffn(const fwd_state *st, const block_params *bp, ag_ten
 static void router_losses(ag_ctx *ctx, const model *m, model_route_stats *rs, int n, int64_t B, int64_t L, ag_tensor **z, ag_tensor **aux) {
     int64_t E = m->cfg.num_experts;
     ag_tensor *zsum = NULL, *psum = NULL;
-    ag_tensor *counts = ag_zeros(ctx->act, AG_F32, B, E);
-    float *cnt = counts->data;
+    ag_tensor *counts = ag_zeros(ctx->act, m->dtype, B, E);
+    int64_t *cnt = ag_arena_calloc(ctx->act, sizeof(int64_t) * (size_t)(B * E));
     for (int l = 0; l < n; l++) {
         ag_tensor *lse = ag_logsumexp(ctx, rs[l].logits); /* [B*L] */
         ag_tensor *zl = ag_sum(ctx, ag_square(ctx, lse));
@@ -361,8 +368,9 @@ static void router_losses(ag_ctx *ctx, const model *m, model_route_stats *rs, in
         ag_tensor *pe = ag_sum_last(ctx, ag_permute(ctx, ag_reshapev(ctx, P, B, L, E), (const int[]){0, 2, 1})); /* [B, E] */
         psum = psum ? ag_add(ctx, psum, pe) : pe;
         for (int64_t b = 0; b < B; b++)
-            for (int64_t t = 0; t < L; t++) cnt[b * E + rs[l].loss_index[b * L + t]] += 1.0f;
+            for (int64_t t = 0; t < L; t++) cnt[b * E + rs[l].loss_index[b * L + t]]++;
     }
+    for (int64_t i = 0; i < B * E; i++) ag_set(counts, i, (double)cnt[i]);
     double tokens = (double)L * n;
     *z = ag_scale(ctx, zsum, 1.0 / ((double)B * tokens));
     /* aux = E^2 mean_{b,e}(f Pm) with f = counts / tokens, Pm = psum / tokens */
@@ -403,10 +411,9 @@ static ag_tensor *decoder(fwd_state *st, const model_batch *b, const int32_t *de
     st->block = -1;
     ag_tensor *ids = ag_tensor_view(ctx->act, AG_I32, 2, AG_SHAPE(b->B, T), (void *)dec_ids);
     ag_tensor *h = dropout(st, ag_embedding(ctx, m->t[m->shared], ids), 0);
-    ag_tensor *causal = ag_new(ctx->act, AG_F32, 1, 1, T, T);
-    float *cm = causal->data;
+    ag_tensor *causal = ag_new(ctx->act, m->dtype, 1, 1, T, T);
     for (int64_t q = 0; q < T; q++)
-        for (int64_t k = 0; k < T; k++) cm[q * T + k] = k > q ? FINFO_MIN : 0.0f;
+        for (int64_t k = 0; k < T; k++) ag_set(causal, q * T + k, k > q ? FINFO_MIN : 0.0f);
     ag_tensor *bias = ag_add(ctx, position_bias(ctx, m, m->dec_relbias, T, T, false), causal); /* [1,H,T,T] */
     for (int i = 0; i < c->num_decoder_layers; i++) {
         const block_params *bp = &m->dec[i];
@@ -434,7 +441,7 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
     int n_dec_sparse = model_config_sparse_count(c->decoder_sparse_step, c->num_decoder_layers);
     out->routes = ag_arena_calloc(ctx->act, sizeof(model_route_stats) * (size_t)(n_enc_sparse + n_dec_sparse + 1));
 
-    ag_tensor *enc_mask = padding_mask(ctx, b->attention_mask, b->B, b->S);
+    ag_tensor *enc_mask = padding_mask(ctx, m->dtype, b->attention_mask, b->B, b->S);
     out->encoder_out = encoder(&st, b, enc_mask, out->routes, &out->n_routes);
     const int32_t *dec_ids = b->decoder_input_ids;
     if (!dec_ids) {

@@ -39,10 +39,11 @@ typedef struct {
 
 typedef struct {
     model_config cfg;
+    ag_dtype dtype;           /* f32; f64 only for the whole-model gradient check */
     int n_params;
     param_desc *params;
     int64_t n_floats;
-    float *w;                 /* flat parameters [n_floats] */
+    float *w;                 /* flat parameters [n_floats] (f32 models; NULL for f64) */
     float *g;                 /* flat gradients, same layout */
     ag_tensor **t;            /* a tensor view per descriptor, ->grad a view into g */
     int shared, lm_head, enc_relbias, dec_relbias, enc_final_ln, dec_final_ln;
@@ -52,6 +53,7 @@ typedef struct {
 
 /* Builds the table from the config and allocates the buffers (weights zeroed). */
 sx_status model_init(model *m, const model_config *cfg);
+sx_status model_init_dtype(model *m, const model_config *cfg, ag_dtype dtype);
 void model_free(model *m);
 /* HF's initialisation with the project's RNG (normal(0, std) per descriptor, norms 1). */
 void model_init_weights(model *m, uint64_t seed);
