@@ -3,6 +3,7 @@
  * summary.proto: Event.wall_time=1, step=2, file_version=3, summary=5; Summary.value=1; Value.tag=1, simple_value=2). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +13,9 @@
 
 static uint32_t crc_table[256];
 
-static void crc_table_init(void) {
-    if (crc_table[1]) return;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_table_fill(void) {
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
         for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1; /* reflected Castagnoli poly */
@@ -22,7 +24,7 @@ static void crc_table_init(void) {
 }
 
 uint32_t train_crc32c(uint32_t crc, const void *data, size_t n) {
-    crc_table_init();
+    pthread_once(&crc_once, crc_table_fill);
     const unsigned char *p = data;
     uint32_t c = ~crc;
     for (size_t i = 0; i < n; i++) c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
