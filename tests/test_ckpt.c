@@ -164,7 +164,7 @@ Test(ckpt, round_trip) {
     test_dir("round_trip", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/ckpt_00000010.h5", dir);
 
-    enum { R = 700, C = 1000 }; /* 2.8 MB: several Fletcher32 chunks */
+    enum { R = 1500, C = 1000 }; /* 6 MB: two 4 MiB Fletcher32 chunks */
     float *big = malloc(sizeof(float) * R * C);
     for (int i = 0; i < R * C; i++) big[i] = (float)((i * 2654435761u) % 100003) / 7.0f - 5000.0f;
     float small[15], scalar = 3.25f;
