@@ -276,19 +276,29 @@ static ag_tensor *dropout(const fwd_state *st, ag_tensor *x, int site) {
 
 /* T5 attention without 1/sqrt(d) scaling (SPEC 3.4). x [B, Lq, D], kv [B, Lk, D]. bias/mask broadcast to
  * [B, H, Lq, Lk]. */
-static ag_tensor *attention(const fwd_state *st, ag_tensor *x, ag_tensor *kv, int q, int k, int v, int o, ag_tensor *bias, ag_tensor *mask) {
+/* x [B, L, D] -> heads [B, H, L, K] through the projection w. */
+static ag_tensor *to_heads(ag_ctx *ctx, const model *m, ag_tensor *x, int w) {
+    int64_t B = x->shape[0], L = x->shape[1];
+    return ag_permute(ctx, ag_reshapev(ctx, ag_matmul(ctx, x, m->t[w], false, true), B, L, m->cfg.num_heads, m->cfg.d_kv),
+                      (const int[]){0, 2, 1, 3});
+}
+
+/* softmax(Q K^T + bias + mask) V, merged heads, output projection: Q [B,H,Lq,K], Kt/Vt [B,H,Lk,K] -> [B, Lq, D]. */
+static ag_tensor *attention_core(const fwd_state *st, ag_tensor *Q, ag_tensor *Kt, ag_tensor *Vt, int o, ag_tensor *bias, ag_tensor *mask) {
     ag_ctx *ctx = st->ctx;
     const model *m = st->m;
-    int64_t B = x->shape[0], Lq = x->shape[1], Lk = kv->shape[1], H = m->cfg.num_heads, K = m->cfg.d_kv;
-    const int to_heads[4] = {0, 2, 1, 3};
-    ag_tensor *Q = ag_permute(ctx, ag_reshapev(ctx, ag_matmul(ctx, x, m->t[q], false, true), B, Lq, H, K), to_heads);  /* [B,H,Lq,K] */
-    ag_tensor *Kt = ag_permute(ctx, ag_reshapev(ctx, ag_matmul(ctx, kv, m->t[k], false, true), B, Lk, H, K), to_heads); /* [B,H,Lk,K] */
-    ag_tensor *Vt = ag_permute(ctx, ag_reshapev(ctx, ag_matmul(ctx, kv, m->t[v], false, true), B, Lk, H, K), to_heads);
-    ag_tensor *scores = ag_matmul(ctx, Q, Kt, false, true); /* [B, H, Lq, Lk] */
+    int64_t B = Q->shape[0], Lq = Q->shape[2], H = m->cfg.num_heads, K = m->cfg.d_kv;
+    ag_tensor *scores = ag_matmul(ctx, Q, Kt, false, true); /* [B, H, Lq, Lk], unscaled (SPEC 3.4) */
     ag_tensor *a = ag_softmax(ctx, scores, bias, mask);
     a = dropout(st, a, 1);
-    ag_tensor *ctxv = ag_permute(ctx, ag_matmul(ctx, a, Vt, false, false), to_heads); /* [B, Lq, H, K] */
+    ag_tensor *ctxv = ag_permute(ctx, ag_matmul(ctx, a, Vt, false, false), (const int[]){0, 2, 1, 3}); /* [B, Lq, H, K] */
     return ag_matmul(ctx, ag_reshapev(ctx, ctxv, B, Lq, H * K), m->t[o], false, true);
+}
+
+/* T5 attention without 1/sqrt(d) scaling (SPEC 3.4). x [B, Lq, D], kv [B, Lk, D]. bias/mask broadcast to
+ * [B, H, Lq, Lk]. */
+static ag_tensor *attention(const fwd_state *st, ag_tensor *x, ag_tensor *kv, int q, int k, int v, int o, ag_tensor *bias, ag_tensor *mask) {
+    return attention_core(st, to_heads(st->ctx, st->m, x, q), to_heads(st->ctx, st->m, kv, k), to_heads(st->ctx, st->m, kv, v), o, bias, mask);
 }
 
 static ag_tensor *activation(ag_ctx *ctx, ffn_act a, ag_tensor *h) {
@@ -504,4 +514,134 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
         if (zt)
             out->loss = ag_add(ctx, ag_add(ctx, out->loss, ag_scale(ctx, zt, c->router_z_loss_coef / n_all)), ag_scale(ctx, at, c->router_aux_loss_coef / n_all));
     }
+}
+
+/* ---- incremental decoding with a KV cache (generation) ----------------------------------------------------------- */
+
+struct model_decoder_cache {
+    int64_t B, S, Tmax, t;
+    ag_arena arena;
+    float **self_k, **self_v;      /* per decoder layer [Tmax, B, H*K]: position-major, so a prefix is contiguous */
+    ag_tensor **cross_k, **cross_v; /* per decoder layer [B, H, S, K], computed once */
+    ag_tensor *enc_mask;           /* [B, 1, 1, S] */
+};
+
+static ag_tensor *persist(ag_arena *a, const ag_tensor *x) {
+    ag_tensor *y = ag_tensor_new(a, x->dtype, x->ndim, x->shape);
+    ag_copy(y, x);
+    return y;
+}
+
+model_decoder_cache *model_decode_begin(model *m, ag_ctx *ctx, const int32_t *input_ids, const int32_t *attention_mask, int64_t B,
+                                        int64_t S, int64_t Tmax) {
+    SX_ASSERT(m->dtype == AG_F32, "generation runs on f32 models");
+    const model_config *c = &m->cfg;
+    model_decoder_cache *dc = calloc(1, sizeof *dc);
+    SX_ASSERT(dc, "out of memory");
+    dc->B = B;
+    dc->S = S;
+    dc->Tmax = Tmax;
+    int L = c->num_decoder_layers;
+    int64_t HK = (int64_t)c->num_heads * c->d_kv;
+    ag_arena_init(&dc->arena, "kv-cache", sizeof(float) * (size_t)(2 * L * (Tmax * B * HK + B * HK * S)) + (1 << 16));
+    dc->self_k = ag_arena_calloc(&dc->arena, sizeof(float *) * (size_t)L);
+    dc->self_v = ag_arena_calloc(&dc->arena, sizeof(float *) * (size_t)L);
+    dc->cross_k = ag_arena_calloc(&dc->arena, sizeof(ag_tensor *) * (size_t)L);
+    dc->cross_v = ag_arena_calloc(&dc->arena, sizeof(ag_tensor *) * (size_t)L);
+    bool g = ctx->grad_enabled, tr = ctx->training;
+    ctx->grad_enabled = false;
+    ctx->training = false;
+    fwd_state st = {m, ctx, {0, 0, false}, 0, 0};
+    model_batch b = {B, S, 1, input_ids, attention_mask, NULL, NULL};
+    ag_tensor *enc_mask = padding_mask(ctx, m->dtype, attention_mask, B, S);
+    int n_routes = 0;
+    model_route_stats *routes = ag_arena_calloc(ctx->act, sizeof(model_route_stats) * (size_t)(c->num_layers + 1));
+    ag_tensor *enc = encoder(&st, &b, enc_mask, routes, &n_routes);
+    dc->enc_mask = persist(&dc->arena, enc_mask);
+    for (int i = 0; i < L; i++) {
+        dc->self_k[i] = ag_arena_alloc(&dc->arena, sizeof(float) * (size_t)(Tmax * B * HK));
+        dc->self_v[i] = ag_arena_alloc(&dc->arena, sizeof(float) * (size_t)(Tmax * B * HK));
+        dc->cross_k[i] = persist(&dc->arena, to_heads(ctx, m, enc, m->dec[i].xk));
+        dc->cross_v[i] = persist(&dc->arena, to_heads(ctx, m, enc, m->dec[i].xv));
+    }
+    ctx->grad_enabled = g;
+    ctx->training = tr;
+    return dc;
+}
+
+ag_tensor *model_decode_step(model *m, ag_ctx *ctx, model_decoder_cache *dc, const int32_t *tokens) {
+    const model_config *c = &m->cfg;
+    SX_ASSERT(dc->t < dc->Tmax, "decode: position %lld beyond the cache length %lld", (long long)dc->t, (long long)dc->Tmax);
+    bool g = ctx->grad_enabled, tr = ctx->training;
+    ctx->grad_enabled = false;
+    ctx->training = false;
+    int64_t B = dc->B, t = dc->t, H = c->num_heads, K = c->d_kv, HK = H * K;
+    fwd_state st = {m, ctx, {0, 0, false}, 1, 0};
+    ag_tensor *ids = ag_tensor_view(ctx->act, AG_I32, 2, AG_SHAPE(B, 1), (void *)tokens);
+    ag_tensor *h = ag_embedding(ctx, m->t[m->shared], ids); /* [B, 1, D] */
+    /* query t against keys 0..t: every key is visible, so the bias needs no causal mask */
+    ag_tensor *buckets = ag_new(ctx->act, AG_I32, 1, t + 1);
+    for (int64_t k = 0; k <= t; k++)
+        ((int32_t *)buckets->data)[k] = model_relative_bucket(k - t, false, c->relative_attention_num_buckets, c->relative_attention_max_distance);
+    ag_tensor *bias = ag_reshapev(ctx, ag_permute(ctx, ag_embedding(ctx, m->t[m->dec_relbias], buckets), (const int[]){2, 0, 1}), 1, H, 1, t + 1);
+    model_route_stats rs;
+    for (int i = 0; i < c->num_decoder_layers; i++) {
+        const block_params *bp = &m->dec[i];
+        st.block = i;
+        ag_tensor *n = ag_rmsnorm(ctx, h, m->t[bp->ln_attn], c->layer_norm_epsilon);
+        ag_tensor *Q = to_heads(ctx, m, n, bp->q);
+        ag_tensor *kn = ag_matmul(ctx, n, m->t[bp->k], false, true), *vn = ag_matmul(ctx, n, m->t[bp->v], false, true); /* [B,1,HK] */
+        memcpy(dc->self_k[i] + t * B * HK, kn->data, sizeof(float) * (size_t)(B * HK));
+        memcpy(dc->self_v[i] + t * B * HK, vn->data, sizeof(float) * (size_t)(B * HK));
+        const int to_bhtk[4] = {1, 2, 0, 3}; /* [t+1, B, H, K] -> [B, H, t+1, K] */
+        ag_tensor *Kt = ag_permute(ctx, ag_tensor_view(ctx->act, AG_F32, 4, AG_SHAPE(t + 1, B, H, K), dc->self_k[i]), to_bhtk);
+        ag_tensor *Vt = ag_permute(ctx, ag_tensor_view(ctx->act, AG_F32, 4, AG_SHAPE(t + 1, B, H, K), dc->self_v[i]), to_bhtk);
+        h = ag_add(ctx, h, attention_core(&st, Q, Kt, Vt, bp->o, bias, NULL));
+        n = ag_rmsnorm(ctx, h, m->t[bp->ln_cross], c->layer_norm_epsilon);
+        h = ag_add(ctx, h, attention_core(&st, to_heads(ctx, m, n, bp->xq), dc->cross_k[i], dc->cross_v[i], bp->xo, NULL, dc->enc_mask));
+        n = ag_rmsnorm(ctx, h, m->t[bp->ln_ff], c->layer_norm_epsilon);
+        /* one token per sequence: a group of 1 never exceeds the capacity (SPEC 3.11) */
+        ag_tensor *f = bp->sparse ? sparse_ffn(&st, bp, n, &rs) : dense_ffn(&st, bp, n);
+        h = ag_add(ctx, h, f);
+    }
+    ag_tensor *dec = ag_rmsnorm(ctx, h, m->t[m->dec_final_ln], c->layer_norm_epsilon);
+    ag_tensor *logits = c->tie_word_embeddings ? ag_matmul(ctx, ag_scale(ctx, dec, pow((double)c->d_model, -0.5)), m->t[m->shared], false, true)
+                                               : ag_matmul(ctx, dec, m->t[m->lm_head], false, true);
+    dc->t++;
+    ctx->grad_enabled = g;
+    ctx->training = tr;
+    return ag_reshapev(ctx, logits, B, c->vocab_size);
+}
+
+void model_decode_reorder(model *m, model_decoder_cache *dc, const int32_t *src) {
+    const model_config *c = &m->cfg;
+    int64_t B = dc->B, HK = (int64_t)c->num_heads * c->d_kv, S = dc->S;
+    float *tmp = malloc(sizeof(float) * (size_t)(B * HK * (S > 1 ? S : 1) + 1));
+    SX_ASSERT(tmp, "out of memory");
+    for (int i = 0; i < c->num_decoder_layers; i++) {
+        float *caches[2] = {dc->self_k[i], dc->self_v[i]};
+        for (int w = 0; w < 2; w++)
+            for (int64_t p = 0; p < dc->t; p++) {
+                float *blk = caches[w] + p * B * HK;
+                for (int64_t b = 0; b < B; b++) memcpy(tmp + b * HK, blk + (int64_t)src[b] * HK, sizeof(float) * (size_t)HK);
+                memcpy(blk, tmp, sizeof(float) * (size_t)(B * HK));
+            }
+        ag_tensor *cross[2] = {dc->cross_k[i], dc->cross_v[i]};
+        int64_t per = HK * S;
+        for (int w = 0; w < 2; w++) {
+            float *d = cross[w]->data;
+            for (int64_t b = 0; b < B; b++) memcpy(tmp + b * per, d + (int64_t)src[b] * per, sizeof(float) * (size_t)per);
+            memcpy(d, tmp, sizeof(float) * (size_t)(B * per));
+        }
+    }
+    float *mk = dc->enc_mask->data;
+    for (int64_t b = 0; b < B; b++) memcpy(tmp + b * S, mk + (int64_t)src[b] * S, sizeof(float) * (size_t)S);
+    memcpy(mk, tmp, sizeof(float) * (size_t)(B * S));
+    free(tmp);
+}
+
+void model_decode_end(model_decoder_cache *dc) {
+    if (!dc) return;
+    ag_arena_free(&dc->arena);
+    free(dc);
 }

@@ -100,6 +100,16 @@ typedef struct {
 
 /* Builds the whole graph on ctx (training mode from ctx->training). */
 void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, model_output *out);
+/* Incremental decoding with a KV cache: the encoder and the cross-attention keys/values run once in begin; each
+ * step appends one position's self-attention keys/values and returns the logits [B, V] of the next token. */
+typedef struct model_decoder_cache model_decoder_cache;
+model_decoder_cache *model_decode_begin(model *m, ag_ctx *ctx, const int32_t *input_ids, const int32_t *attention_mask, int64_t B,
+                                        int64_t S, int64_t Tmax);
+ag_tensor *model_decode_step(model *m, ag_ctx *ctx, model_decoder_cache *dc, const int32_t *tokens);
+/* Beam search: row b of every cache becomes row src[b]. */
+void model_decode_reorder(model *m, model_decoder_cache *dc, const int32_t *src);
+void model_decode_end(model_decoder_cache *dc);
+
 /* HF's _shift_right: [start, labels[:-1]] with -100 -> pad. */
 void model_shift_right(const model_config *c, const int32_t *labels, int64_t B, int64_t T, int32_t *out);
 /* T5's relative position bucket (SPEC 3.5), float32 arithmetic as HF. */

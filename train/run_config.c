@@ -1,0 +1,286 @@
+/* Run config: one table of fields (section, key, type, bounds, offset) drives parsing, --set, and the effective
+ * config written into the run directory, so a key exists in exactly one place. */
+#include "train/run_config.h"
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "train/cfg_util.h"
+
+typedef enum { F_INT, F_I64, F_U64, F_DOUBLE, F_BOOL, F_STR } field_type;
+typedef struct {
+    const char *section, *key;
+    field_type type;
+    size_t offset, size;
+    double lo, hi;
+    const char *help;
+} field;
+
+#define FLD(sec, k, t, member, lo, hi, help) {sec, k, t, offsetof(run_config, member), sizeof(((run_config *)0)->member), lo, hi, help}
+
+static const field FIELDS[] = {
+    FLD("data", "task", F_STR, task, 0, 0, "reverse | sort (built-in synthetic tasks) | dataset"),
+    FLD("data", "task_min_len", F_INT, task_min_len, 1, 64, "shortest built-in example (digits)"),
+    FLD("data", "task_max_len", F_INT, task_max_len, 1, 64, "longest built-in example (digits)"),
+    FLD("data", "train", F_STR, train_data, 0, 0, "HDF5 token dataset for training (task dataset)"),
+    FLD("data", "eval", F_STR, eval_data, 0, 0, "HDF5 token dataset for evaluation"),
+    FLD("data", "eval_examples", F_INT, eval_examples, 1, 1e7, "held-out examples of the built-in task"),
+    FLD("data", "max_input_len", F_INT, max_input_len, 1, 1e6, "truncate inputs to this many tokens"),
+    FLD("data", "max_target_len", F_INT, max_target_len, 1, 1e6, "truncate targets to this many tokens"),
+    FLD("optim", "name", F_STR, optimizer, 0, 0, "adamw | adafactor"),
+    FLD("optim", "lr", F_DOUBLE, lr, 0, 10, "peak learning rate"),
+    FLD("optim", "weight_decay", F_DOUBLE, weight_decay, 0, 10, "decoupled weight decay (not on norms)"),
+    FLD("optim", "beta1", F_DOUBLE, beta1, 0, 0.9999999, "AdamW beta1; Adafactor first moment (0 = none)"),
+    FLD("optim", "beta2", F_DOUBLE, beta2, 0, 0.9999999, "AdamW beta2"),
+    FLD("optim", "eps", F_DOUBLE, eps, 0, 1, "AdamW epsilon"),
+    FLD("optim", "decay_rate", F_DOUBLE, adafactor_decay_rate, -10, 0, "Adafactor second-moment decay exponent (-0.8)"),
+    FLD("optim", "clip_threshold", F_DOUBLE, adafactor_clip_threshold, 0, 1e6, "Adafactor update clipping"),
+    FLD("optim", "relative_step", F_BOOL, adafactor_relative_step, 0, 0, "Adafactor relative step size (T5)"),
+    FLD("optim", "scale_parameter", F_BOOL, adafactor_scale_parameter, 0, 0, "Adafactor scales by the parameter RMS"),
+    FLD("schedule", "name", F_STR, schedule, 0, 0, "constant | linear_warmup | inverse_sqrt | cosine | linear_decay"),
+    FLD("schedule", "warmup_steps", F_I64, warmup_steps, 0, 1e12, "linear warmup steps"),
+    FLD("schedule", "min_lr", F_DOUBLE, min_lr, 0, 10, "floor of the cosine schedule"),
+    FLD("train", "steps", F_I64, steps, 1, 1e12, "optimizer steps"),
+    FLD("train", "batch_size", F_INT, batch_size, 1, 1e7, "examples per optimizer step (global)"),
+    FLD("train", "micro_batch_size", F_INT, micro_batch_size, 0, 1e7, "examples per forward/backward (0 = batch_size)"),
+    FLD("train", "grad_clip", F_DOUBLE, grad_clip, 0, 1e9, "clip the global gradient norm (0 = off)"),
+    FLD("train", "max_nonfinite_skips", F_INT, max_nonfinite_skips, 1, 1e9, "consecutive non-finite steps before stopping"),
+    FLD("train", "freeze", F_STR, freeze, 0, 0, "comma-separated name patterns to freeze (e.g. *.router.*)"),
+    FLD("train", "train_only", F_STR, train_only, 0, 0, "comma-separated name patterns: train only these"),
+    FLD("train", "seed", F_U64, seed, 0, 1.8e19, "seed of every random stream (init, data, dropout, jitter)"),
+    FLD("train", "log_every", F_INT, log_every, 1, 1e9, "steps between metric lines"),
+    FLD("train", "eval_every", F_INT, eval_every, 0, 1e9, "steps between evaluations (0 = at the end only)"),
+    FLD("train", "ckpt_every", F_INT, ckpt_every, 0, 1e9, "steps between checkpoints (0 = at the end only)"),
+    FLD("train", "keep_checkpoints", F_INT, keep_checkpoints, 1, 1e6, "checkpoints kept in the run directory"),
+    FLD("train", "out_dir", F_STR, out_dir, 0, 0, "run directory"),
+    FLD("train", "threads", F_INT, threads, 0, 4096, "CPU threads for BLAS (0 = default)"),
+    FLD("eval", "batch_size", F_INT, eval_batch_size, 1, 1e7, "examples per evaluation batch"),
+    FLD("eval", "max_gen_len", F_INT, gen_max_len, 1, 1e6, "longest generated target"),
+    FLD("parallel", "expert_parallel", F_INT, expert_parallel, 1, 1e6, "ranks sharing the experts of a layer"),
+    FLD("parallel", "transport", F_STR, transport, 0, 0, "auto | mpi | nccl | loopback"),
+    FLD("parallel", "timeout_s", F_DOUBLE, collective_timeout_s, 0, 1e9, "collective timeout in seconds"),
+};
+#define NFIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
+static const char *const SECTIONS[] = {"model", "data", "optim", "schedule", "train", "eval", "parallel"};
+
+void run_config_defaults(run_config *r) {
+    memset(r, 0, sizeof *r);
+    model_config *m = &r->model;
+    model_config_defaults(m);
+    /* A tiny Switch model: 2+2 blocks, every second FFN a 4-expert Switch layer (HF placement: blocks 1). */
+    m->vocab_size = 16;
+    m->d_model = 64;
+    m->d_kv = 16;
+    m->num_heads = 4;
+    m->d_ff = 128;
+    m->num_layers = 2;
+    m->num_decoder_layers = 2;
+    m->num_sparse_encoder_layers = 1;
+    m->num_sparse_decoder_layers = 1;
+    m->encoder_sparse_step = 2;
+    m->decoder_sparse_step = 2;
+    m->num_experts = 4;
+    m->expert_capacity = 16;
+    m->router_jitter_noise = 0.0;
+    m->dropout_rate = 0.0;
+    m->router_aux_loss_coef = 0.01; /* the paper's alpha (SPEC 6) */
+    snprintf(r->model_source, sizeof r->model_source, "built-in");
+    snprintf(r->task, sizeof r->task, "reverse");
+    r->task_min_len = 3;
+    r->task_max_len = 7;
+    r->eval_examples = 512;
+    r->max_input_len = 512;
+    r->max_target_len = 128;
+    snprintf(r->optimizer, sizeof r->optimizer, "adamw");
+    r->lr = 3e-3;
+    r->weight_decay = 0.0;
+    r->beta1 = 0.9;
+    r->beta2 = 0.98;
+    r->eps = 1e-8;
+    r->adafactor_decay_rate = -0.8;
+    r->adafactor_clip_threshold = 1.0;
+    r->adafactor_relative_step = false;
+    r->adafactor_scale_parameter = false;
+    snprintf(r->schedule, sizeof r->schedule, "cosine");
+    r->warmup_steps = 100;
+    r->min_lr = 1e-4;
+    r->steps = 2000;
+    r->batch_size = 32;
+    r->micro_batch_size = 0;
+    r->grad_clip = 1.0;
+    r->max_nonfinite_skips = 10;
+    r->seed = 1234;
+    r->log_every = 100;
+    r->eval_every = 500;
+    r->ckpt_every = 1000;
+    r->keep_checkpoints = 2;
+    snprintf(r->out_dir, sizeof r->out_dir, "runs/default");
+    r->eval_batch_size = 128;
+    r->gen_max_len = 16;
+    r->expert_parallel = 1;
+    snprintf(r->transport, sizeof r->transport, "auto");
+    r->collective_timeout_s = 300;
+}
+
+static sx_status set_field(run_config *r, const field *f, const cJSON *it, const char *where) {
+    char *p = (char *)r + f->offset;
+    int64_t iv;
+    switch (f->type) {
+    case F_INT:
+        SX_TRY(cfg_get_int(it, where, (int64_t)f->lo, (int64_t)f->hi, &iv));
+        *(int *)p = (int)iv;
+        break;
+    case F_I64:
+        SX_TRY(cfg_get_int(it, where, (int64_t)f->lo, (int64_t)f->hi, &iv));
+        *(int64_t *)p = iv;
+        break;
+    case F_U64:
+        SX_TRY(cfg_get_int(it, where, 0, INT64_MAX, &iv));
+        *(uint64_t *)p = (uint64_t)iv;
+        break;
+    case F_DOUBLE: SX_TRY(cfg_get_double(it, where, f->lo, f->hi, (double *)p)); break;
+    case F_BOOL: SX_TRY(cfg_get_bool(it, where, (bool *)p)); break;
+    case F_STR: SX_TRY(cfg_get_string(it, where, p, f->size)); break;
+    }
+    return sx_ok();
+}
+
+static sx_status apply_section(run_config *r, const char *sec, const cJSON *obj, const char *where) {
+    char path[600];
+    snprintf(path, sizeof path, "%s: %s", where, sec);
+    if (!cJSON_IsObject(obj)) return sx_errorf("%s: expected an object", path);
+    const char *keys[64];
+    int nk = 0;
+    for (int i = 0; i < NFIELDS; i++)
+        if (!strcmp(FIELDS[i].section, sec)) keys[nk++] = FIELDS[i].key;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        const field *f = NULL;
+        for (int i = 0; i < NFIELDS; i++)
+            if (!strcmp(FIELDS[i].section, sec) && !strcmp(FIELDS[i].key, it->string)) f = &FIELDS[i];
+        if (!f) {
+            const char *hint = cfg_closest(it->string, keys, nk);
+            if (hint) return sx_errorf("%s: unknown key '%s': did you mean '%s'?", path, it->string, hint);
+            return sx_errorf("%s: unknown key '%s' (known: see `switchc train --help-config`)", path, it->string);
+        }
+        SX_TRY(set_field(r, f, it, path));
+    }
+    return sx_ok();
+}
+
+sx_status run_config_apply_json(run_config *r, const cJSON *obj, const char *where) {
+    if (!cJSON_IsObject(obj)) return sx_errorf("%s: a run config must be a JSON object", where);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        const char *sec = it->string;
+        if (!strcmp(sec, "model")) {
+            char w[600];
+            if (cJSON_IsString(it)) {
+                /* the path of an HF config.json, relative to the working directory */
+                snprintf(w, sizeof w, "%s", it->valuestring);
+                SX_TRY(model_config_load(w, &r->model));
+                snprintf(r->model_source, sizeof r->model_source, "%s", it->valuestring);
+            } else {
+                snprintf(w, sizeof w, "%s: model", where);
+                SX_TRY(model_config_from_json(it, w, &r->model));
+                snprintf(r->model_source, sizeof r->model_source, "%s", where);
+            }
+            continue;
+        }
+        bool known = false;
+        for (int i = 1; i < 7; i++) known |= !strcmp(sec, SECTIONS[i]);
+        if (!known) {
+            const char *hint = cfg_closest(sec, SECTIONS, 7);
+            if (hint) return sx_errorf("%s: unknown section '%s': did you mean '%s'?", where, sec, hint);
+            return sx_errorf("%s: unknown section '%s' (model, data, optim, schedule, train, eval, parallel)", where, sec);
+        }
+        SX_TRY(apply_section(r, sec, it, where));
+    }
+    return sx_ok();
+}
+
+sx_status run_config_load(run_config *r, const char *path) {
+    cJSON *j;
+    SX_TRY(cfg_parse_file(path, &j));
+    sx_status s = run_config_apply_json(r, j, path);
+    cJSON_Delete(j);
+    return s;
+}
+
+sx_status run_config_set(run_config *r, const char *assignment) {
+    const char *eq = strchr(assignment, '=');
+    const char *dot = strchr(assignment, '.');
+    if (!eq || !dot || dot > eq) return sx_errorf("--set '%s': expected section.key=value (e.g. --set train.steps=500)", assignment);
+    char sec[64], key[128];
+    snprintf(sec, sizeof sec, "%.*s", (int)(dot - assignment), assignment);
+    snprintf(key, sizeof key, "%.*s", (int)(eq - dot - 1), dot + 1);
+    const char *val = eq + 1;
+    cJSON *v = cJSON_Parse(val);
+    if (!v) v = cJSON_CreateString(val);
+    cJSON *inner = cJSON_CreateObject();
+    cJSON_AddItemToObject(inner, key, v);
+    sx_status s;
+    if (!strcmp(sec, "model")) {
+        /* a model key is applied over the current model config, keeping its other values */
+        cJSON *cur = model_config_to_json(&r->model);
+        cJSON_DeleteItemFromObject(cur, key);
+        cJSON_AddItemReferenceToObject(cur, key, v);
+        s = model_config_from_json(cur, "--set model", &r->model);
+        cJSON_Delete(cur);
+        cJSON_Delete(inner);
+        return s;
+    }
+    cJSON *outer = cJSON_CreateObject();
+    cJSON_AddItemToObject(outer, sec, inner);
+    s = run_config_apply_json(r, outer, "--set");
+    cJSON_Delete(outer);
+    return s;
+}
+
+sx_status run_config_validate(const run_config *r) {
+    if (strcmp(r->task, "reverse") && strcmp(r->task, "sort") && strcmp(r->task, "dataset"))
+        return sx_errorf("data.task: '%s' is not one of reverse, sort, dataset", r->task);
+    if (!strcmp(r->task, "dataset") && !r->train_data[0]) return sx_errorf("data.train: task 'dataset' needs a training dataset path");
+    if (r->task_min_len > r->task_max_len) return sx_errorf("data.task_min_len %d > data.task_max_len %d", r->task_min_len, r->task_max_len);
+    if (strcmp(r->task, "dataset") && r->model.vocab_size < 13)
+        return sx_errorf("model.vocab_size: the built-in tasks need 13 ids (pad, eos, unk, 10 digits), got %d", r->model.vocab_size);
+    if (strcmp(r->optimizer, "adamw") && strcmp(r->optimizer, "adafactor")) return sx_errorf("optim.name: '%s' is not one of adamw, adafactor", r->optimizer);
+    int mb = r->micro_batch_size ? r->micro_batch_size : r->batch_size;
+    if (r->batch_size % mb) return sx_errorf("train.micro_batch_size %d does not divide train.batch_size %d", mb, r->batch_size);
+    if (r->model.num_experts % r->expert_parallel)
+        return sx_errorf("parallel.expert_parallel %d does not divide model.num_experts %d", r->expert_parallel, r->model.num_experts);
+    return sx_ok();
+}
+
+cJSON *run_config_to_json(const run_config *r) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "model", model_config_to_json(&r->model));
+    for (int s = 1; s < 7; s++) {
+        cJSON *sec = cJSON_AddObjectToObject(o, SECTIONS[s]);
+        for (int i = 0; i < NFIELDS; i++) {
+            const field *f = &FIELDS[i];
+            if (strcmp(f->section, SECTIONS[s])) continue;
+            const char *p = (const char *)r + f->offset;
+            switch (f->type) {
+            case F_INT: cJSON_AddNumberToObject(sec, f->key, *(const int *)p); break;
+            case F_I64: cJSON_AddNumberToObject(sec, f->key, (double)*(const int64_t *)p); break;
+            case F_U64: cJSON_AddNumberToObject(sec, f->key, (double)*(const uint64_t *)p); break;
+            case F_DOUBLE: cJSON_AddNumberToObject(sec, f->key, *(const double *)p); break;
+            case F_BOOL: cJSON_AddBoolToObject(sec, f->key, *(const bool *)p); break;
+            case F_STR: cJSON_AddStringToObject(sec, f->key, p); break;
+            }
+        }
+    }
+    return o;
+}
+
+void run_config_print_help(FILE *out) {
+    fprintf(out, "Run config keys (JSON sections; override any with --set section.key=value):\n");
+    fprintf(out, "  model                  an HF config.json object, or the path of one (SPEC.md 1.1; knobs under \"switchc\")\n");
+    for (int i = 0; i < NFIELDS; i++) fprintf(out, "  %-8s %-22s %s\n", FIELDS[i].section, FIELDS[i].key, FIELDS[i].help);
+}
