@@ -109,14 +109,14 @@ void run_config_defaults(run_config *r) {
     snprintf(r->schedule, sizeof r->schedule, "cosine");
     r->warmup_steps = 100;
     r->min_lr = 1e-4;
-    r->steps = 2000;
+    r->steps = 3000;
     r->batch_size = 32;
     r->micro_batch_size = 0;
     r->grad_clip = 1.0;
     r->max_nonfinite_skips = 10;
     r->seed = 1234;
     r->log_every = 100;
-    r->eval_every = 500;
+    r->eval_every = 1000;
     r->ckpt_every = 1000;
     r->keep_checkpoints = 2;
     snprintf(r->out_dir, sizeof r->out_dir, "runs/default");

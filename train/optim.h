@@ -1,0 +1,52 @@
+/* Optimizers on flat float32 spans: every parameter is a descriptor (offset, shape) into one flat parameter buffer
+ * and one flat gradient buffer with the same layout. AdamW as torch.optim.AdamW; Adafactor as
+ * transformers.optimization.Adafactor (T5 and the Switch paper), with the expert axis of [E, F, D] blocks treated as
+ * a batch when factoring the second moment. State is fp32, allocated once at init. */
+#ifndef SX_TRAIN_OPTIM_H
+#define SX_TRAIN_OPTIM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "autograd/sx_error.h"
+
+typedef struct {
+    const char *name;      /* HF name (expert blocks: with %d) */
+    int64_t offset;        /* into the flat buffers, in floats */
+    int ndim;
+    int64_t shape[4];
+    bool decay;            /* weight decay applies (not norms, biases, the relative-position table) */
+    int batch_dims;        /* leading dims treated as a batch by Adafactor's factoring (1 for expert blocks) */
+    bool frozen;           /* no update, no state change */
+} optim_param;
+
+typedef enum { OPTIM_ADAMW, OPTIM_ADAFACTOR } optim_kind;
+
+typedef struct {
+    optim_kind kind;
+    double lr;
+    double weight_decay;
+    double beta1, beta2, eps;   /* AdamW */
+    double decay_rate;          /* Adafactor: beta2_t = 1 - t^decay_rate, HF's sign convention (-0.8) */
+    double clip_threshold;      /* Adafactor update clipping (1.0) */
+    double eps1, eps2;          /* Adafactor (1e-30, 1e-3) */
+    bool relative_step, scale_parameter, warmup_init;
+    double beta1_adafactor;     /* 0 = no first moment (T5's default) */
+} optim_config;
+
+typedef struct optim optim;
+
+sx_status optim_init(optim **out, const optim_config *cfg, const optim_param *params, int n_params);
+/* One update at step t (1-based) with learning rate lr (Adafactor with relative_step ignores lr). */
+void optim_step(optim *o, float *w, const float *g, double lr, int64_t step);
+/* State arrays for checkpoints, each with a stable name. */
+int optim_state_count(const optim *o);
+void optim_state_get(const optim *o, int i, const char **name, float **data, int64_t *numel);
+void optim_free(optim *o);
+
+/* Global L2 norm over the non-frozen parameters (accumulated in double). */
+double optim_grad_norm(const float *g, const optim_param *p, int n);
+/* torch.nn.utils.clip_grad_norm_: scales g by max_norm / (norm + 1e-6) when that is < 1. Returns the norm. */
+double optim_clip_grad_norm(float *g, const optim_param *p, int n, double max_norm);
+
+#endif

@@ -1,0 +1,575 @@
+/* The training loop: built-in task batches (datasets plug in through the same batch struct), micro-batches with
+ * gradient accumulation, a non-finite guard, global-norm clipping, the optimizer and schedule, console/JSONL/
+ * TensorBoard metrics, evaluation with greedy exact match, and checkpoints that resume bit for bit. */
+#include "train/trainer.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "train/ckpt.h"
+#include "train/generate.h"
+#include "train/metrics.h"
+#include "train/optim.h"
+#include "train/schedule.h"
+#include "train/task.h"
+
+#define CKPT_PREFIX "ckpt_step"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static sx_status mkdir_p(const char *path) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sx_errorf("%s: cannot create directory: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sx_errorf("%s: cannot create directory: %s", buf, strerror(errno));
+    return sx_ok();
+}
+
+static task_spec task_of(const run_config *cfg) {
+    task_spec t = {strcmp(cfg->task, "sort") ? TASK_REVERSE : TASK_SORT, cfg->task_min_len, cfg->task_max_len, cfg->seed};
+    return t;
+}
+
+/* ---- parameters in checkpoints: one dataset per HF tensor (expert blocks split into their HF slices) ------------- */
+
+static sx_status write_params(ckpt_writer *w, const model *m) {
+    char hf[160], name[200];
+    for (int i = 0; i < m->n_params; i++) {
+        const param_desc *p = &m->params[i];
+        int ne = p->n_experts ? p->n_experts : 1;
+        int64_t per = p->numel / ne;
+        for (int e = 0; e < ne; e++) {
+            snprintf(name, sizeof name, "params/%s", model_param_hf_name(m, i, e, hf, sizeof hf));
+            SX_TRY(ckpt_write_f32(w, name, p->n_experts ? p->ndim - 1 : p->ndim, p->n_experts ? p->shape + 1 : p->shape, m->w + p->offset + e * per));
+        }
+    }
+    return sx_ok();
+}
+
+static sx_status read_params(ckpt_reader *r, model *m, const char *path) {
+    char hf[160], name[200];
+    for (int i = 0; i < m->n_params; i++) {
+        const param_desc *p = &m->params[i];
+        int ne = p->n_experts ? p->n_experts : 1;
+        int64_t per = p->numel / ne;
+        for (int e = 0; e < ne; e++) {
+            snprintf(name, sizeof name, "params/%s", model_param_hf_name(m, i, e, hf, sizeof hf));
+            if (!ckpt_has(r, name)) return sx_errorf("%s: missing parameter '%s' (does the checkpoint match the model config?)", path, hf);
+            SX_TRY(ckpt_read_f32(r, name, p->n_experts ? p->ndim - 1 : p->ndim, p->n_experts ? p->shape + 1 : p->shape, m->w + p->offset + e * per));
+        }
+    }
+    return sx_ok();
+}
+
+sx_status trainer_load_params(model *m, const char *ckpt_path) {
+    ckpt_reader *r;
+    SX_TRY(ckpt_open(ckpt_path, &r));
+    sx_status s = read_params(r, m, ckpt_path);
+    ckpt_close(r);
+    return s;
+}
+
+sx_status trainer_config_from_checkpoint(const char *ckpt_path, run_config *cfg) {
+    ckpt_reader *r;
+    SX_TRY(ckpt_open(ckpt_path, &r));
+    char *text = NULL;
+    sx_status s = ckpt_read_string(r, "run_config", &text);
+    ckpt_close(r);
+    if (!s.ok) return s;
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    if (!j) return sx_errorf("%s: the stored run_config is not valid JSON", ckpt_path);
+    run_config_defaults(cfg);
+    char where[600];
+    snprintf(where, sizeof where, "%s: run_config", ckpt_path);
+    s = run_config_apply_json(cfg, j, where);
+    cJSON_Delete(j);
+    return s;
+}
+
+/* ---- the trainer state -------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    const run_config *cfg;
+    model m;
+    optim *opt;
+    optim_param *op;
+    sched_config sched;
+    ag_arena act;
+    ag_ctx ctx;
+    int64_t step;              /* optimizer steps completed */
+    int64_t skipped_total;
+    int consecutive_skips;
+    char dir[600];
+} trainer;
+
+static bool matches_any(const char *patterns, const char *name) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", patterns);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        while (*tok == ' ') tok++;
+        if (*tok && fnmatch(tok, name, 0) == 0) return true;
+    }
+    return false;
+}
+
+static sx_status setup_optimizer(trainer *t) {
+    const run_config *cfg = t->cfg;
+    model *m = &t->m;
+    t->op = calloc((size_t)m->n_params, sizeof(optim_param));
+    int n_frozen = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const param_desc *p = &m->params[i];
+        optim_param *o = &t->op[i];
+        o->name = p->name;
+        o->offset = p->offset;
+        o->ndim = p->ndim;
+        memcpy(o->shape, p->shape, sizeof o->shape);
+        o->decay = p->decay;
+        o->batch_dims = p->n_experts ? 1 : 0; /* the expert axis is a batch for Adafactor's factoring (t5x MoE rules) */
+        /* patterns see expert blocks with '*' for the expert index: "*experts*" or "*.expert_*.wi.weight" */
+        char pat_name[160];
+        snprintf(pat_name, sizeof pat_name, "%s", p->name);
+        char *pc = strstr(pat_name, "%d");
+        if (pc) memmove(pc + 1, pc + 2, strlen(pc + 2) + 1), *pc = '*';
+        bool frozen = (cfg->freeze[0] && matches_any(cfg->freeze, pat_name)) || (cfg->train_only[0] && !matches_any(cfg->train_only, pat_name));
+        o->frozen = frozen;
+        n_frozen += frozen;
+    }
+    if (n_frozen == m->n_params) return sx_errorf("train.freeze/train.train_only: every parameter is frozen, nothing would train");
+    optim_config oc;
+    memset(&oc, 0, sizeof oc);
+    oc.kind = strcmp(cfg->optimizer, "adafactor") ? OPTIM_ADAMW : OPTIM_ADAFACTOR;
+    oc.lr = cfg->lr;
+    oc.weight_decay = cfg->weight_decay;
+    oc.beta1 = cfg->beta1;
+    oc.beta2 = cfg->beta2;
+    oc.eps = cfg->eps;
+    oc.decay_rate = cfg->adafactor_decay_rate;
+    oc.clip_threshold = cfg->adafactor_clip_threshold;
+    oc.eps1 = 1e-30;
+    oc.eps2 = 1e-3;
+    oc.relative_step = cfg->adafactor_relative_step;
+    oc.scale_parameter = cfg->adafactor_scale_parameter;
+    oc.warmup_init = false;
+    oc.beta1_adafactor = oc.kind == OPTIM_ADAFACTOR ? (cfg->beta1 == 0.9 ? 0.0 : cfg->beta1) : 0.0;
+    SX_TRY(optim_init(&t->opt, &oc, t->op, m->n_params));
+    memset(&t->sched, 0, sizeof t->sched);
+    SX_TRY(sched_parse_kind(cfg->schedule, &t->sched.kind));
+    t->sched.lr = cfg->lr;
+    t->sched.warmup_steps = cfg->warmup_steps;
+    t->sched.total_steps = cfg->steps;
+    t->sched.min_lr = cfg->min_lr;
+    if (n_frozen) printf("switchc: %d of %d parameter tensors frozen\n", n_frozen, m->n_params);
+    return sx_ok();
+}
+
+static sx_status save_checkpoint(trainer *t) {
+    char path[800], *cfg_text = NULL, *model_text = NULL;
+    snprintf(path, sizeof path, "%s/%s%08lld.h5", t->dir, CKPT_PREFIX, (long long)t->step);
+    ckpt_writer *w;
+    SX_TRY(ckpt_writer_open(path, &w));
+    cJSON *cj = run_config_to_json(t->cfg);
+    cfg_text = cJSON_Print(cj);
+    cJSON_Delete(cj);
+    cJSON *mj = model_config_to_json(&t->m.cfg);
+    model_text = cJSON_Print(mj);
+    cJSON_Delete(mj);
+    sx_status s = ckpt_write_string(w, "run_config", cfg_text);
+    if (s.ok) s = ckpt_write_string(w, "model_config", model_text);
+    if (s.ok) s = ckpt_write_attr_i64(w, "step", t->step);
+    if (s.ok) s = ckpt_write_attr_i64(w, "seed", (int64_t)t->cfg->seed);
+    if (s.ok) s = ckpt_write_attr_i64(w, "skipped_total", t->skipped_total);
+    if (s.ok) s = ckpt_write_attr_i64(w, "consecutive_skips", t->consecutive_skips);
+    /* the built-in task's data position is the number of examples consumed: a pure function of the step */
+    int64_t pos[2] = {0, t->step * t->cfg->batch_size};
+    if (s.ok) s = ckpt_write_i64(w, "data/position", 1, AG_SHAPE(2), pos);
+    if (s.ok) s = write_params(w, &t->m);
+    for (int i = 0; s.ok && i < optim_state_count(t->opt); i++) {
+        const char *name;
+        float *data;
+        int64_t n;
+        optim_state_get(t->opt, i, &name, &data, &n);
+        char dn[300];
+        snprintf(dn, sizeof dn, "optim/%s", name);
+        s = ckpt_write_f32(w, dn, 1, AG_SHAPE(n), data);
+    }
+    free(cfg_text);
+    free(model_text);
+    if (!s.ok) {
+        ckpt_writer_abort(w);
+        return s;
+    }
+    SX_TRY(ckpt_writer_commit(w));
+    return ckpt_rotate(t->dir, CKPT_PREFIX, t->cfg->keep_checkpoints);
+}
+
+static sx_status load_checkpoint(trainer *t, const char *path) {
+    ckpt_reader *r;
+    SX_TRY(ckpt_open(path, &r));
+    sx_status s = read_params(r, &t->m, path);
+    int64_t v;
+    if (s.ok) s = ckpt_read_attr_i64(r, "step", &t->step);
+    if (s.ok) s = ckpt_read_attr_i64(r, "skipped_total", &t->skipped_total);
+    if (s.ok) s = ckpt_read_attr_i64(r, "consecutive_skips", &v);
+    if (s.ok) t->consecutive_skips = (int)v;
+    if (s.ok) {
+        s = ckpt_read_attr_i64(r, "seed", &v);
+        if (s.ok && (uint64_t)v != t->cfg->seed)
+            s = sx_errorf("%s: written with seed %lld but the run config says %llu: resuming would change the data and dropout streams", path,
+                          (long long)v, (unsigned long long)t->cfg->seed);
+    }
+    for (int i = 0; s.ok && i < optim_state_count(t->opt); i++) {
+        const char *name;
+        float *data;
+        int64_t n;
+        optim_state_get(t->opt, i, &name, &data, &n);
+        char dn[300];
+        snprintf(dn, sizeof dn, "optim/%s", name);
+        if (!ckpt_has(r, dn)) s = sx_errorf("%s: no optimizer state '%s' (was it written with another optimizer?)", path, name);
+        else s = ckpt_read_f32(r, dn, 1, AG_SHAPE(n), data);
+    }
+    ckpt_close(r);
+    return s;
+}
+
+/* ---- evaluation ---------------------------------------------------------------------------------------------------- */
+
+sx_status trainer_evaluate(model *m, const run_config *cfg, bool print_examples, eval_result *out) {
+    memset(out, 0, sizeof *out);
+    if (!strcmp(cfg->task, "dataset")) return sx_errorf("evaluation on datasets needs the data module (data.eval)");
+    task_spec ts = task_of(cfg);
+    int EB = cfg->eval_batch_size, Lmax = cfg->task_max_len + 1;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(EB * Lmax)), *mask = malloc(sizeof(int32_t) * (size_t)(EB * Lmax));
+    int32_t *labels = malloc(sizeof(int32_t) * (size_t)(EB * Lmax)), *gen = malloc(sizeof(int32_t) * (size_t)(EB * cfg->gen_max_len));
+    int *lens = malloc(sizeof(int) * (size_t)EB);
+    ag_arena act;
+    ag_arena_init(&act, "eval-activations", 1 << 22);
+    ag_ctx ctx;
+    ag_ctx_init(&ctx, &act);
+    ctx.grad_enabled = false;
+    ctx.training = false;
+    double loss_sum = 0;
+    int64_t tok = 0, tok_ok = 0, exact = 0, n = 0;
+    for (int64_t first = 0; first < cfg->eval_examples; first += EB) {
+        int B = (int)(cfg->eval_examples - first < EB ? cfg->eval_examples - first : EB);
+        int64_t S, T;
+        task_batch(&ts, TASK_HELDOUT, (uint64_t)first, B, ids, mask, labels, &S, &T);
+        model_batch b = {B, S, T, ids, mask, labels, NULL};
+        model_output o;
+        model_forward(m, &ctx, &b, (model_rng){cfg->seed, 0, false}, &o);
+        loss_sum += ((float *)o.ce->data)[0] * B;
+        const float *lg = o.logits->data;
+        int64_t V = m->cfg.vocab_size;
+        for (int64_t i = 0; i < B * T; i++) {
+            if (labels[i] < 0) continue;
+            int32_t best = 0;
+            for (int64_t v = 1; v < V; v++)
+                if (lg[i * V + v] > lg[i * V + best]) best = (int32_t)v;
+            tok_ok += best == labels[i];
+            tok++;
+        }
+        ag_ctx_reset(&ctx);
+        gen_config g = {cfg->gen_max_len, 1, 1.0};
+        generate(m, &ctx, ids, mask, B, S, &g, gen, lens);
+        for (int bi = 0; bi < B; bi++) {
+            bool ok = true;
+            int want = 0;
+            while (want < T && labels[bi * T + want] >= 0) want++;
+            if (lens[bi] != want) ok = false;
+            for (int t = 0; ok && t < want; t++) ok = gen[bi * cfg->gen_max_len + t] == labels[bi * T + t];
+            exact += ok;
+            if (print_examples && first == 0 && bi < 3) {
+                char in_s[80], want_s[80], got_s[80];
+                task_format(ids + bi * S, (int)S, in_s, sizeof in_s);
+                task_format(labels + bi * T, want, want_s, sizeof want_s);
+                task_format(gen + bi * cfg->gen_max_len, lens[bi], got_s, sizeof got_s);
+                printf("  example: %-10s -> %-10s (want %s) %s\n", in_s, got_s, want_s, ok ? "ok" : "WRONG");
+            }
+        }
+        n += B;
+        ag_ctx_reset(&ctx);
+    }
+    out->loss = n ? loss_sum / (double)n : 0;
+    out->token_acc = tok ? (double)tok_ok / (double)tok : 0;
+    out->exact_match = n ? (double)exact / (double)n : 0;
+    out->examples = n;
+    ag_ctx_free(&ctx);
+    ag_arena_free(&act);
+    free(ids);
+    free(mask);
+    free(labels);
+    free(gen);
+    free(lens);
+    return sx_ok();
+}
+
+/* Expert use per sparse layer on one held-out batch: the share of tokens each expert received. */
+static void print_expert_use(model *m, const run_config *cfg) {
+    task_spec ts = task_of(cfg);
+    int B = cfg->eval_batch_size, Lmax = cfg->task_max_len + 1;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * Lmax)), *mask = malloc(sizeof(int32_t) * (size_t)(B * Lmax)),
+            *labels = malloc(sizeof(int32_t) * (size_t)(B * Lmax));
+    int64_t S, T;
+    task_batch(&ts, TASK_HELDOUT, 0, B, ids, mask, labels, &S, &T);
+    ag_arena act;
+    ag_arena_init(&act, "eval", 1 << 20);
+    ag_ctx ctx;
+    ag_ctx_init(&ctx, &act);
+    ctx.grad_enabled = false;
+    model_batch b = {B, S, T, ids, mask, labels, NULL};
+    model_output o;
+    model_forward(m, &ctx, &b, (model_rng){cfg->seed, 0, false}, &o);
+    printf("expert use on held-out data (share of tokens per expert; dropped):\n");
+    for (int r = 0; r < o.n_routes; r++) {
+        model_route_stats *rs = &o.routes[r];
+        printf("  %s block %d:", rs->stack ? "decoder" : "encoder", rs->block);
+        int64_t tot = 0;
+        for (int e = 0; e < m->cfg.num_experts; e++) tot += rs->tokens_per_expert[e];
+        for (int e = 0; e < m->cfg.num_experts; e++) printf(" e%d %4.1f%%", e, tot ? 100.0 * (double)rs->tokens_per_expert[e] / (double)tot : 0.0);
+        printf("; dropped %.1f%%\n", rs->n_tokens ? 100.0 * (double)rs->n_dropped / (double)rs->n_tokens : 0.0);
+    }
+    ag_ctx_free(&ctx);
+    ag_arena_free(&act);
+    free(ids);
+    free(mask);
+    free(labels);
+}
+
+/* ---- the loop ------------------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    double loss, ce, z, aux;
+    int64_t tokens, dropped, routed;
+    int64_t *expert_tokens; /* [E] summed over layers */
+} step_stats;
+
+static bool all_finite(const float *g, int64_t n) {
+    float acc = 0;
+    for (int64_t i = 0; i < n; i++) acc += g[i] * 0.0f; /* NaN and inf survive a multiply by zero */
+    return acc == 0.0f;
+}
+
+sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_result *res) {
+    SX_TRY(run_config_validate(cfg));
+    if (!strcmp(cfg->task, "dataset")) return sx_errorf("data.task 'dataset': datasets are read by the data module, not yet wired into the trainer");
+    if (cfg->threads > 0) openblas_set_num_threads(cfg->threads);
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.cfg = cfg;
+    snprintf(t.dir, sizeof t.dir, "%s", cfg->out_dir);
+    SX_TRY(mkdir_p(t.dir));
+    SX_TRY(model_init(&t.m, &cfg->model));
+    model_init_weights(&t.m, cfg->seed);
+    sx_status s = setup_optimizer(&t);
+    if (!s.ok) goto out;
+    if (opts->init_from) {
+        s = trainer_load_params(&t.m, opts->init_from);
+        if (!s.ok) goto out;
+        printf("switchc: initialised from %s\n", opts->init_from);
+    }
+    if (opts->resume) {
+        char path[1024];
+        bool found = true;
+        if (!strcmp(opts->resume, "auto")) {
+            s = ckpt_find_latest(t.dir, CKPT_PREFIX, path, sizeof path, &found);
+            if (!s.ok) goto out;
+        } else {
+            snprintf(path, sizeof path, "%s", opts->resume);
+        }
+        if (found) {
+            s = load_checkpoint(&t, path);
+            if (!s.ok) goto out;
+            printf("switchc: resumed from %s at step %lld\n", path, (long long)t.step);
+        } else {
+            printf("switchc: no checkpoint in %s: starting from step 0\n", t.dir);
+        }
+    }
+    /* the effective config, for the record */
+    {
+        char p[800];
+        snprintf(p, sizeof p, "%s/config.json", t.dir);
+        cJSON *j = run_config_to_json(cfg);
+        char *text = cJSON_Print(j);
+        cJSON_Delete(j);
+        FILE *f = fopen(p, "w");
+        if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+            free(text);
+            s = sx_errorf("%s: cannot write the effective config: %s", p, strerror(errno));
+            goto out;
+        }
+        free(text);
+    }
+    train_metrics *metrics = NULL;
+    s = train_metrics_open(t.dir, &metrics);
+    if (!s.ok) goto out;
+
+    ag_arena_init(&t.act, "activations", 1 << 22);
+    ag_ctx_init(&t.ctx, &t.act);
+    t.ctx.training = true;
+    const int mb = cfg->micro_batch_size ? cfg->micro_batch_size : cfg->batch_size, n_micro = cfg->batch_size / mb;
+    const int Lmax = cfg->task_max_len + 1;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(mb * Lmax)), *mask = malloc(sizeof(int32_t) * (size_t)(mb * Lmax)),
+            *labels = malloc(sizeof(int32_t) * (size_t)(mb * Lmax));
+    const int E = t.m.cfg.num_experts;
+    int64_t *expert_tokens = calloc((size_t)E + 1, sizeof(int64_t));
+    task_spec ts = task_of(cfg);
+    ag_arena seed_arena;
+    ag_arena_init(&seed_arena, "loss-seed", 4096);
+    ag_tensor *seed = ag_new(&seed_arena, AG_F32, 1);
+    ((float *)seed->data)[0] = 1.0f / (float)n_micro; /* the step's loss is the mean over its micro-batches */
+
+    train_progress prog;
+    train_progress_init(&prog, cfg->steps);
+    double t_log = now_s();
+    int64_t tok_since_log = 0;
+    int64_t start_step = t.step, stop_at = cfg->steps;
+    if (opts->stop_after > 0 && start_step + opts->stop_after < stop_at) stop_at = start_step + opts->stop_after;
+    double last_loss = NAN;
+    printf("switchc: training %lld parameters (%s, %d experts) on task '%s' for %lld steps, batch %d%s, run directory %s\n",
+           (long long)model_param_count(&t.m), cfg->model_source, E, cfg->task, (long long)cfg->steps, cfg->batch_size,
+           n_micro > 1 ? " (micro-batches)" : "", t.dir);
+    while (t.step < stop_at) {
+        double lr = sched_lr(&t.sched, t.step + 1);
+        memset(t.m.g, 0, sizeof(float) * (size_t)t.m.n_floats);
+        step_stats st = {0};
+        memset(expert_tokens, 0, sizeof(int64_t) * (size_t)E);
+        for (int k = 0; k < n_micro; k++) {
+            int64_t S, T;
+            uint64_t first = (uint64_t)(t.step * cfg->batch_size + k * mb);
+            task_batch(&ts, TASK_TRAIN, first, mb, ids, mask, labels, &S, &T);
+            model_batch b = {mb, S, T, ids, mask, labels, NULL};
+            model_output o;
+            model_forward(&t.m, &t.ctx, &b, (model_rng){cfg->seed, (uint64_t)(t.step * n_micro + k), false}, &o);
+            ag_backward_seed(&t.ctx, o.loss, seed);
+            st.loss += ((float *)o.loss->data)[0] / n_micro;
+            st.ce += ((float *)o.ce->data)[0] / n_micro;
+            if (o.enc_z) st.z += ((float *)o.enc_z->data)[0] / n_micro;
+            if (o.dec_z) st.z += ((float *)o.dec_z->data)[0] / n_micro;
+            if (o.enc_aux) st.aux += ((float *)o.enc_aux->data)[0] / n_micro;
+            if (o.dec_aux) st.aux += ((float *)o.dec_aux->data)[0] / n_micro;
+            for (int r = 0; r < o.n_routes; r++) {
+                st.dropped += o.routes[r].n_dropped;
+                st.routed += o.routes[r].n_tokens;
+                for (int e = 0; e < E; e++) expert_tokens[e] += o.routes[r].tokens_per_expert[e];
+            }
+            st.tokens += (int64_t)mb * (S + T);
+            ag_ctx_reset(&t.ctx);
+        }
+        double gnorm = optim_grad_norm(t.m.g, t.op, t.m.n_params);
+        bool finite = isfinite(st.loss) && isfinite(gnorm) && all_finite(t.m.g, t.m.n_floats);
+        if (!finite) {
+            t.skipped_total++;
+            t.consecutive_skips++;
+            fprintf(stderr, "\nswitchc: step %lld: non-finite %s: step skipped (%d in a row, %lld in all)\n", (long long)t.step + 1,
+                    isfinite(st.loss) ? "gradient" : "loss", t.consecutive_skips, (long long)t.skipped_total);
+            if (t.consecutive_skips >= cfg->max_nonfinite_skips) {
+                s = sx_errorf("%d consecutive steps had a non-finite loss or gradient (train.max_nonfinite_skips): stopping at step %lld; "
+                              "the last good checkpoint in %s is kept (lower optim.lr or set train.grad_clip)",
+                              t.consecutive_skips, (long long)t.step, t.dir);
+                break;
+            }
+        } else {
+            t.consecutive_skips = 0;
+            if (cfg->grad_clip > 0) optim_clip_grad_norm(t.m.g, t.op, t.m.n_params, cfg->grad_clip);
+            optim_step(t.opt, t.m.w, t.m.g, lr, t.step + 1);
+        }
+        t.step++;
+        last_loss = st.loss;
+        if (opts->loss_trace) opts->loss_trace[t.step - 1] = st.loss;
+        tok_since_log += st.tokens;
+        if (!opts->quiet) {
+            char extra[64];
+            snprintf(extra, sizeof extra, "loss %.4f", st.loss);
+            train_progress_update(&prog, t.step, extra);
+        }
+        if (t.step % cfg->log_every == 0 || t.step == cfg->steps) {
+            double el = now_s() - t_log;
+            int64_t busiest = 0, idlest = INT64_MAX, tot = 0;
+            for (int e = 0; e < E; e++) {
+                tot += expert_tokens[e];
+                if (expert_tokens[e] > busiest) busiest = expert_tokens[e];
+                if (expert_tokens[e] < idlest) idlest = expert_tokens[e];
+            }
+            double vals[] = {st.loss, st.ce, st.aux, st.z, lr, gnorm, el > 0 ? (double)tok_since_log / el : 0,
+                             st.routed ? (double)st.dropped / (double)st.routed : 0, tot ? (double)busiest / (double)tot : 0,
+                             tot ? (double)idlest / (double)tot : 0, (double)t.skipped_total};
+            const char *names[] = {"train/loss", "train/ce", "train/aux_loss", "train/z_loss", "train/lr", "train/grad_norm", "train/tokens_per_s",
+                                   "train/dropped_frac", "train/busiest_expert_share", "train/idlest_expert_share", "train/skipped_steps"};
+            s = train_metrics_log(metrics, t.step, 11, names, vals);
+            if (!s.ok) break;
+            if (!opts->quiet)
+                fprintf(stderr, "\rstep %6lld | loss %.4f | ce %.4f | aux %.4f | z %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | dropped %.1f%% | experts max %.0f%% min %.0f%%\n",
+                        (long long)t.step, vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6], 100 * vals[7], 100 * vals[8], 100 * vals[9]);
+            t_log = now_s();
+            tok_since_log = 0;
+        }
+        bool last = t.step == stop_at;
+        if ((cfg->eval_every && t.step % cfg->eval_every == 0 && t.step != cfg->steps) || t.step == cfg->steps) {
+            eval_result ev;
+            s = trainer_evaluate(&t.m, cfg, false, &ev);
+            if (!s.ok) break;
+            double vals[] = {ev.loss, ev.token_acc, ev.exact_match};
+            const char *names[] = {"eval/loss", "eval/token_acc", "eval/exact_match"};
+            s = train_metrics_log(metrics, t.step, 3, names, vals);
+            if (!s.ok) break;
+            if (!opts->quiet)
+                fprintf(stderr, "\reval  %6lld | loss %.4f | token acc %.4f | exact match %.4f (%lld held-out examples)\n", (long long)t.step, ev.loss,
+                        ev.token_acc, ev.exact_match, (long long)ev.examples);
+            if (res) {
+                res->eval_loss = ev.loss;
+                res->eval_token_acc = ev.token_acc;
+                res->eval_exact_match = ev.exact_match;
+            }
+        }
+        if ((cfg->ckpt_every && t.step % cfg->ckpt_every == 0) || last) {
+            s = save_checkpoint(&t);
+            if (!s.ok) break;
+        }
+    }
+    if (!opts->quiet) train_progress_done(&prog);
+    train_metrics_close(metrics);
+    if (s.ok && t.step == cfg->steps && !opts->quiet) {
+        eval_result ev;
+        s = trainer_evaluate(&t.m, cfg, true, &ev);
+        if (s.ok) {
+            printf("held-out exact match: %.4f (%lld examples), token accuracy %.4f, loss %.4f\n", ev.exact_match, (long long)ev.examples, ev.token_acc, ev.loss);
+            print_expert_use(&t.m, cfg);
+        }
+    }
+    if (res) {
+        res->steps_done = t.step;
+        res->final_loss = last_loss;
+        res->skipped_steps = t.skipped_total;
+    }
+    free(ids);
+    free(mask);
+    free(labels);
+    free(expert_tokens);
+    ag_arena_free(&seed_arena);
+    ag_ctx_free(&t.ctx);
+    ag_arena_free(&t.act);
+out:
+    if (t.opt) optim_free(t.opt);
+    free(t.op);
+    model_free(&t.m);
+    return s;
+}
