@@ -322,10 +322,11 @@ sx_status trainer_evaluate(model *m, const run_config *cfg, bool print_examples,
     return sx_ok();
 }
 
-/* Expert use per sparse layer on one held-out batch: the share of tokens each expert received. */
-static void print_expert_use(model *m, const run_config *cfg) {
+/* Routing statistics per sparse layer on one held-out batch: each expert's share of the tokens, the dropped
+ * fraction and the mean router entropy. Printed (console) and/or logged (metrics.jsonl, TensorBoard). */
+static sx_status route_stats(model *m, const run_config *cfg, bool print, train_metrics *metrics, int64_t step) {
     task_spec ts = task_of(cfg);
-    int B = cfg->eval_batch_size, Lmax = cfg->task_max_len + 1;
+    int B = cfg->eval_batch_size, Lmax = cfg->task_max_len + 1, E = m->cfg.num_experts;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * Lmax)), *mask = malloc(sizeof(int32_t) * (size_t)(B * Lmax)),
             *labels = malloc(sizeof(int32_t) * (size_t)(B * Lmax));
     int64_t S, T;
@@ -338,20 +339,39 @@ static void print_expert_use(model *m, const run_config *cfg) {
     model_batch b = {B, S, T, ids, mask, labels, NULL};
     model_output o;
     model_forward(m, &ctx, &b, (model_rng){cfg->seed, 0, false}, &o);
-    printf("expert use on held-out data (share of tokens per expert; dropped):\n");
-    for (int r = 0; r < o.n_routes; r++) {
+    if (print) printf("expert use on held-out data (share of tokens per expert; dropped; router entropy):\n");
+    sx_status s = sx_ok();
+    char (*names)[64] = malloc(sizeof(*names) * (size_t)(E + 2));
+    const char **np = malloc(sizeof(char *) * (size_t)(E + 2));
+    double *vals = malloc(sizeof(double) * (size_t)(E + 2));
+    for (int r = 0; r < o.n_routes && s.ok; r++) {
         model_route_stats *rs = &o.routes[r];
-        printf("  %s block %d:", rs->stack ? "decoder" : "encoder", rs->block);
+        const char *stack = rs->stack ? "decoder" : "encoder";
         int64_t tot = 0;
-        for (int e = 0; e < m->cfg.num_experts; e++) tot += rs->tokens_per_expert[e];
-        for (int e = 0; e < m->cfg.num_experts; e++) printf(" e%d %4.1f%%", e, tot ? 100.0 * (double)rs->tokens_per_expert[e] / (double)tot : 0.0);
-        printf("; dropped %.1f%%\n", rs->n_tokens ? 100.0 * (double)rs->n_dropped / (double)rs->n_tokens : 0.0);
+        for (int e = 0; e < E; e++) tot += rs->tokens_per_expert[e];
+        if (print) printf("  %s block %d:", stack, rs->block);
+        for (int e = 0; e < E; e++) {
+            vals[e] = tot ? (double)rs->tokens_per_expert[e] / (double)tot : 0.0;
+            snprintf(names[e], 64, "routing/%s.%d/expert_%d_share", stack, rs->block, e);
+            if (print) printf(" e%d %4.1f%%", e, 100 * vals[e]);
+        }
+        vals[E] = rs->n_tokens ? (double)rs->n_dropped / (double)rs->n_tokens : 0.0;
+        snprintf(names[E], 64, "routing/%s.%d/dropped_frac", stack, rs->block);
+        vals[E + 1] = rs->entropy_mean;
+        snprintf(names[E + 1], 64, "routing/%s.%d/router_entropy", stack, rs->block);
+        if (print) printf("; dropped %.1f%%; entropy %.3f\n", 100 * vals[E], vals[E + 1]);
+        for (int e = 0; e < E + 2; e++) np[e] = names[e];
+        if (metrics) s = train_metrics_log(metrics, step, E + 2, np, vals);
     }
+    free(names);
+    free(np);
+    free(vals);
     ag_ctx_free(&ctx);
     ag_arena_free(&act);
     free(ids);
     free(mask);
     free(labels);
+    return s;
 }
 
 /* ---- the loop ------------------------------------------------------------------------------------------------------ */
@@ -530,6 +550,7 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
             double vals[] = {ev.loss, ev.token_acc, ev.exact_match};
             const char *names[] = {"eval/loss", "eval/token_acc", "eval/exact_match"};
             s = train_metrics_log(metrics, t.step, 3, names, vals);
+            if (s.ok) s = route_stats(&t.m, cfg, false, metrics, t.step);
             if (!s.ok) break;
             if (!opts->quiet)
                 fprintf(stderr, "\reval  %6lld | loss %.4f | token acc %.4f | exact match %.4f (%lld held-out examples)\n", (long long)t.step, ev.loss,
@@ -552,7 +573,7 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
         s = trainer_evaluate(&t.m, cfg, true, &ev);
         if (s.ok) {
             printf("held-out exact match: %.4f (%lld examples), token accuracy %.4f, loss %.4f\n", ev.exact_match, (long long)ev.examples, ev.token_acc, ev.loss);
-            print_expert_use(&t.m, cfg);
+            route_stats(&t.m, cfg, true, NULL, t.step);
         }
     }
     if (res) {
