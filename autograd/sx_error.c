@@ -39,6 +39,14 @@ sx_status sx_error_wrap(sx_status inner, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    snprintf(s.msg, sizeof s.msg, "%s: %s", prefix, inner.msg);
+    /* the message is cut at the buffer's end rather than overflowing it */
+    size_t n = strlen(prefix);
+    if (n > sizeof s.msg - 3) n = sizeof s.msg - 3;
+    memcpy(s.msg, prefix, n);
+    memcpy(s.msg + n, ": ", 2);
+    size_t rest = sizeof s.msg - n - 3, m = strlen(inner.msg);
+    if (m > rest) m = rest;
+    memcpy(s.msg + n + 2, inner.msg, m);
+    s.msg[n + 2 + m] = 0;
     return s;
 }

@@ -40,6 +40,7 @@ static void train_help(void) {
            "                       the continued run is bitwise identical to an uninterrupted one on the CPU\n"
            "  --init-from CKPT     start from a checkpoint's parameters (fine-tuning; fresh optimizer)\n"
            "  --help-config        list every config key with its meaning\n"
+           "  --print-config       print the effective config (after --config and --set) and exit\n"
            "\n"
            "Example: switchc train --set data.task=sort --set train.steps=3000 --set train.out_dir=runs/sort\n");
 }
@@ -48,6 +49,7 @@ static int cmd_train(int argc, char **argv) {
     run_config cfg;
     run_config_defaults(&cfg);
     trainer_opts opts = {0};
+    bool print_config = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -56,6 +58,8 @@ static int cmd_train(int argc, char **argv) {
         } else if (!strcmp(a, "--help-config")) {
             run_config_print_help(stdout);
             return 0;
+        } else if (!strcmp(a, "--print-config")) {
+            print_config = true;
         } else if (!strcmp(a, "--config")) {
             if (++i >= argc) return usage_error("train", "%s needs a file", a);
             sx_status s = run_config_load(&cfg, argv[i]);
@@ -72,6 +76,16 @@ static int cmd_train(int argc, char **argv) {
         } else {
             return usage_error("train", "unknown argument '%s'", a);
         }
+    }
+    if (print_config) { /* the effective config after --config and --set, then exit */
+        sx_status v = run_config_validate(&cfg);
+        if (!v.ok) return fail(v);
+        cJSON *j = run_config_to_json(&cfg);
+        char *text = cJSON_Print(j);
+        printf("%s\n", text);
+        free(text);
+        cJSON_Delete(j);
+        return 0;
     }
     trainer_result res;
     sx_status s = trainer_run(&cfg, &opts, &res);
