@@ -165,6 +165,20 @@ void model_init_weights(model *m, uint64_t seed) {
             continue;
         }
         ag_rng_key k = ag_rng_make(seed, (uint64_t)i, 0x1417);
+        if (p->kind == PK_ROUTER && m->cfg.router_init_paper) {
+            /* the paper's 2.4: truncated normal (at 2 sigma) with std sqrt(0.1 / fan_in) */
+            double sd = sqrt(0.1 / (double)m->cfg.d_model);
+            for (int64_t j = 0; j < p->numel; j++) {
+                double v;
+                uint64_t draw = (uint64_t)j;
+                do {
+                    v = ag_rng_normal(k, draw);
+                    draw += (uint64_t)p->numel;
+                } while (fabs(v) > 2.0);
+                ag_set(w, j, sd * v);
+            }
+            continue;
+        }
         for (int64_t j = 0; j < p->numel; j++) ag_set(w, j, p->init_std * ag_rng_normal(k, (uint64_t)j));
     }
 }

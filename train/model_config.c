@@ -86,7 +86,7 @@ static const char *const USED_KEYS[] = {
 
 static const char *const KNOB_KEYS[] = {"capacity_mode", "train_capacity_factor", "eval_capacity_factor",
                                         "min_expert_capacity", "capacity_group_size", "router_loss_mode",
-                                        "expert_dropout_rate", "router_top_k", "hf_zero_router_loss_step1"};
+                                        "expert_dropout_rate", "router_top_k", "hf_zero_router_loss_step1", "router_init"};
 
 #define NKEYS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -166,6 +166,15 @@ static sx_status parse_knobs(const cJSON *obj, const char *where0, model_config 
             SX_TRY(get_int(it, where, 1, 2, &c->router_top_k));
         else if (!strcmp(k, "hf_zero_router_loss_step1"))
             SX_TRY(cfg_get_bool(it, where, &c->hf_zero_router_loss_step1));
+        else if (!strcmp(k, "router_init")) {
+            SX_TRY(cfg_get_string(it, where, s, sizeof s));
+            if (!strcmp(s, "hf"))
+                c->router_init_paper = false;
+            else if (!strcmp(s, "paper"))
+                c->router_init_paper = true;
+            else
+                return sx_errorf("%s.router_init: '%s' is not one of hf, paper", where, s);
+        }
         else
             return unknown_key(where, k, KNOB_KEYS, NKEYS(KNOB_KEYS));
     }
@@ -312,7 +321,7 @@ cJSON *model_config_to_json(const model_config *c) {
                  c->eval_capacity_factor != d.eval_capacity_factor || c->min_expert_capacity != d.min_expert_capacity ||
                  c->capacity_group_size != d.capacity_group_size || c->router_loss_mode != d.router_loss_mode ||
                  c->expert_dropout_rate != d.expert_dropout_rate || c->router_top_k != d.router_top_k ||
-                 c->hf_zero_router_loss_step1 != d.hf_zero_router_loss_step1;
+                 c->hf_zero_router_loss_step1 != d.hf_zero_router_loss_step1 || c->router_init_paper != d.router_init_paper;
     if (knobs) {
         cJSON *k = cJSON_AddObjectToObject(o, "switchc");
         cJSON_AddStringToObject(k, "capacity_mode", c->capacity_mode == MOE_CAPACITY_HF ? "hf" : "factor");
@@ -324,6 +333,7 @@ cJSON *model_config_to_json(const model_config *c) {
         cJSON_AddNumberToObject(k, "expert_dropout_rate", c->expert_dropout_rate);
         cJSON_AddNumberToObject(k, "router_top_k", c->router_top_k);
         cJSON_AddBoolToObject(k, "hf_zero_router_loss_step1", c->hf_zero_router_loss_step1);
+        cJSON_AddStringToObject(k, "router_init", c->router_init_paper ? "paper" : "hf");
     }
     return o;
 }

@@ -226,10 +226,24 @@ sx_status run_config_set(run_config *r, const char *assignment) {
     cJSON_AddItemToObject(inner, key, v);
     sx_status s;
     if (!strcmp(sec, "model")) {
-        /* a model key is applied over the current model config, keeping its other values */
-        cJSON *cur = model_config_to_json(&r->model);
-        cJSON_DeleteItemFromObject(cur, key);
-        cJSON_AddItemReferenceToObject(cur, key, v);
+        /* a model key is applied over the current model config, keeping its other values; "switchc.<knob>"
+         * reaches the knobs object */
+        cJSON *cur = model_config_to_json(&r->model), *target = cur;
+        char *sub = strchr(key, '.');
+        if (sub) {
+            *sub++ = 0;
+            if (strcmp(key, "switchc")) {
+                cJSON_Delete(cur);
+                cJSON_Delete(inner);
+                return sx_errorf("--set '%s': model keys are flat except switchc.<knob>", assignment);
+            }
+            target = cJSON_GetObjectItemCaseSensitive(cur, "switchc");
+            if (!target) target = cJSON_AddObjectToObject(cur, "switchc");
+        }
+        const char *leaf = sub ? sub : key;
+        cJSON_DeleteItemFromObjectCaseSensitive(target, leaf);
+        cJSON_AddItemReferenceToObject(target, leaf, v);
+        model_config_defaults(&r->model);
         s = model_config_from_json(cur, "--set model", &r->model);
         cJSON_Delete(cur);
         cJSON_Delete(inner);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -374,6 +375,74 @@ static sx_status route_stats(model *m, const run_config *cfg, bool print, train_
     return s;
 }
 
+/* ---- the run summary (one JSON file per run: what sweeps tabulate) ---------------------------------------------- */
+
+typedef struct {
+    double train_seconds, best_eval_loss;
+    int64_t tokens, dropped, routed;
+    eval_result last_eval;
+    bool have_eval;
+} run_totals;
+
+/* Parameters a token meets: everything but the experts, plus top_k experts of each sparse layer (the embedding
+ * table counted once, as the tied head's matmul). FLOPs per token of a training step: 6 per active parameter. */
+static int64_t active_params(const model *m) {
+    int64_t n = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const param_desc *p = &m->params[i];
+        n += p->n_experts ? p->numel / p->n_experts * m->cfg.router_top_k : p->numel;
+    }
+    return n;
+}
+
+static sx_status write_summary(trainer *t, const run_totals *r, const int64_t *layer_tokens, int n_sparse, double last_loss) {
+    int E = t->m.cfg.num_experts;
+    double maxmean = 0, cv = 0;
+    for (int l = 0; l < n_sparse; l++) {
+        double sum = 0, sq = 0, mx = 0;
+        for (int e = 0; e < E; e++) {
+            double v = (double)layer_tokens[l * E + e];
+            sum += v;
+            sq += v * v;
+            mx = fmax(mx, v);
+        }
+        double mean = sum / E, var = sq / E - mean * mean;
+        maxmean += mean > 0 ? mx / mean : 0;
+        cv += mean > 0 ? sqrt(fmax(var, 0)) / mean : 0;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "steps", (double)t->step);
+    cJSON_AddNumberToObject(j, "final_train_loss", last_loss);
+    if (r->have_eval) {
+        cJSON_AddNumberToObject(j, "final_eval_loss", r->last_eval.loss);
+        cJSON_AddNumberToObject(j, "best_eval_loss", r->best_eval_loss);
+        cJSON_AddNumberToObject(j, "exact_match", r->last_eval.exact_match);
+        cJSON_AddNumberToObject(j, "token_accuracy", r->last_eval.token_acc);
+    }
+    cJSON_AddNumberToObject(j, "tokens_per_s", r->train_seconds > 0 ? (double)r->tokens / r->train_seconds : 0);
+    cJSON_AddNumberToObject(j, "peak_rss_mb", ru.ru_maxrss / 1024.0);
+    cJSON_AddNumberToObject(j, "params", (double)model_param_count(&t->m));
+    cJSON_AddNumberToObject(j, "active_params", (double)active_params(&t->m));
+    cJSON_AddNumberToObject(j, "flops_per_token", 6.0 * (double)active_params(&t->m));
+    cJSON_AddNumberToObject(j, "dropped_frac", r->routed ? (double)r->dropped / (double)r->routed : 0);
+    cJSON_AddNumberToObject(j, "expert_load_max_over_mean", n_sparse ? maxmean / n_sparse : 0);
+    cJSON_AddNumberToObject(j, "expert_load_cv", n_sparse ? cv / n_sparse : 0);
+    cJSON_AddNumberToObject(j, "skipped_steps", (double)t->skipped_total);
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    char p[800], tmp[820];
+    snprintf(p, sizeof p, "%s/summary.json", t->dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", p);
+    FILE *f = fopen(tmp, "w");
+    bool ok = f && fputs(text, f) >= 0;
+    if (f && fclose(f) != 0) ok = false;
+    free(text);
+    if (!ok || rename(tmp, p) != 0) return sx_errorf("%s: cannot write the run summary: %s", p, strerror(errno));
+    return sx_ok();
+}
+
 /* ---- the loop ------------------------------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -451,6 +520,11 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
             *labels = malloc(sizeof(int32_t) * (size_t)(mb * Lmax));
     const int E = t.m.cfg.num_experts;
     int64_t *expert_tokens = calloc((size_t)E + 1, sizeof(int64_t));
+    const int n_sparse = model_config_sparse_count(t.m.cfg.encoder_sparse_step, t.m.cfg.num_layers) +
+                         model_config_sparse_count(t.m.cfg.decoder_sparse_step, t.m.cfg.num_decoder_layers);
+    int64_t *layer_tokens = calloc((size_t)(n_sparse * E + 1), sizeof(int64_t)); /* [layer, expert] over the run */
+    run_totals tot_run = {0};
+    tot_run.best_eval_loss = INFINITY;
     task_spec ts = task_of(cfg);
     ag_arena seed_arena;
     ag_arena_init(&seed_arena, "loss-seed", 4096);
@@ -468,7 +542,7 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
            (long long)model_param_count(&t.m), cfg->model_source, E, cfg->task, (long long)cfg->steps, cfg->batch_size,
            n_micro > 1 ? " (micro-batches)" : "", t.dir);
     while (t.step < stop_at) {
-        double lr = sched_lr(&t.sched, t.step + 1);
+        double lr = sched_lr(&t.sched, t.step + 1), t_step0 = now_s();
         memset(t.m.g, 0, sizeof(float) * (size_t)t.m.n_floats);
         step_stats st = {0};
         memset(expert_tokens, 0, sizeof(int64_t) * (size_t)E);
@@ -489,7 +563,10 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
             for (int r = 0; r < o.n_routes; r++) {
                 st.dropped += o.routes[r].n_dropped;
                 st.routed += o.routes[r].n_tokens;
-                for (int e = 0; e < E; e++) expert_tokens[e] += o.routes[r].tokens_per_expert[e];
+                for (int e = 0; e < E; e++) {
+                    expert_tokens[e] += o.routes[r].tokens_per_expert[e];
+                    layer_tokens[r * E + e] += o.routes[r].tokens_per_expert[e];
+                }
             }
             st.tokens += (int64_t)mb * (S + T);
             ag_ctx_reset(&t.ctx);
@@ -514,6 +591,10 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
         }
         t.step++;
         last_loss = st.loss;
+        tot_run.train_seconds += now_s() - t_step0;
+        tot_run.tokens += st.tokens;
+        tot_run.dropped += st.dropped;
+        tot_run.routed += st.routed;
         if (opts->loss_trace) opts->loss_trace[t.step - 1] = st.loss;
         tok_since_log += st.tokens;
         if (!opts->quiet) {
@@ -555,6 +636,9 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
             if (!opts->quiet)
                 fprintf(stderr, "\reval  %6lld | loss %.4f | token acc %.4f | exact match %.4f (%lld held-out examples)\n", (long long)t.step, ev.loss,
                         ev.token_acc, ev.exact_match, (long long)ev.examples);
+            if (ev.loss < tot_run.best_eval_loss) tot_run.best_eval_loss = ev.loss;
+            tot_run.last_eval = ev;
+            tot_run.have_eval = true;
             if (res) {
                 res->eval_loss = ev.loss;
                 res->eval_token_acc = ev.token_acc;
@@ -568,6 +652,8 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
     }
     if (!opts->quiet) train_progress_done(&prog);
     train_metrics_close(metrics);
+    if (s.ok) s = write_summary(&t, &tot_run, layer_tokens, n_sparse, last_loss);
+    free(layer_tokens);
     if (s.ok && t.step == cfg->steps && !opts->quiet) {
         eval_result ev;
         s = trainer_evaluate(&t.m, cfg, true, &ev);
