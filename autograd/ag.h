@@ -113,6 +113,7 @@ typedef enum {
     AG_OP_GROUPED_MATMUL,  /* y[rows of e] = x[rows of e] W[e]^T (or W[e]); rows grouped by offsets[E+1] */
     AG_OP_SQUARE,          /* y = x^2 (router z-loss) */
     AG_OP_CAST,            /* f32 <-> f64 */
+    AG_OP_CUSTOM,          /* kernels supplied by the caller (moving rows between ranks): see ag_custom */
     AG_OP_ONE_HOT,         /* no gradient */
     AG_OP_ARGMAX,          /* no gradient; first index on ties */
     AG_OP_TOPK,            /* no gradient */
@@ -122,6 +123,8 @@ typedef enum {
 #define AG_MAX_INPUTS 4
 
 /* One tape entry. Op parameters live in ip/fp; 'saved' holds what backward needs. */
+typedef struct ag_custom_fn ag_custom_fn;
+
 typedef struct ag_node {
     ag_op op;
     int n_in;
@@ -131,6 +134,7 @@ typedef struct ag_node {
     int64_t ip[8];
     double fp[4];
     ag_rng_key key;
+    const ag_custom_fn *custom; /* AG_OP_CUSTOM only */
 } ag_node;
 
 typedef struct ag_ctx ag_ctx;
@@ -199,6 +203,16 @@ ag_tensor *ag_scatter_rows(ag_ctx *ctx, ag_tensor *x, ag_tensor *idx, int64_t n_
 /* x [N, in], w [E, out, in] (trans_w) or [E, in, out]; offsets i64 [E+1], rows offsets[e]..offsets[e+1] of x go to
  * expert e (the tokens permuted by expert; offsets[E] <= N, rows past it give zero). y [N, out]. */
 ag_tensor *ag_grouped_matmul(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, ag_tensor *offsets, bool trans_w);
+/* An op whose kernels the caller supplies, so data movement that autograd must not know about (tokens crossing
+ * ranks) still joins the tape. forward fills out from in; backward ADDS into din from dout. fn must outlive the
+ * backward pass (allocate it in the activation arena). */
+struct ag_custom_fn {
+    const char *name;
+    void (*forward)(void *user, const ag_tensor *in, ag_tensor *out);
+    void (*backward)(void *user, const ag_tensor *dout, ag_tensor *din);
+    void *user;
+};
+ag_tensor *ag_custom(ag_ctx *ctx, ag_tensor *x, int ndim, const int64_t *out_shape, const ag_custom_fn *fn);
 /* No-gradient ops (results never require grad). idx i32. */
 ag_tensor *ag_one_hot(ag_ctx *ctx, ag_tensor *idx, int64_t n_classes, ag_dtype dt);
 ag_tensor *ag_argmax(ag_ctx *ctx, ag_tensor *x);                   /* over the last dim -> i32 [..] */

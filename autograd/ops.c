@@ -345,6 +345,15 @@ ag_tensor *ag_grouped_matmul(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, ag_tensor 
     return ag_run(ctx, &n);
 }
 
+ag_tensor *ag_custom(ag_ctx *ctx, ag_tensor *x, int ndim, const int64_t *out_shape, const ag_custom_fn *fn) {
+    check_float("custom", x);
+    SX_ASSERT(fn && fn->forward && fn->backward, "custom op %s: forward and backward are required", fn && fn->name ? fn->name : "?");
+    ag_node n = node_new(AG_OP_CUSTOM, 1, x, NULL, NULL, NULL);
+    n.out = ag_tensor_new(ctx->act, x->dtype, ndim, out_shape);
+    n.custom = fn;
+    return ag_run(ctx, &n);
+}
+
 /* ---- no-gradient ops: run on the backend, never recorded ------------------------------------------------------ */
 
 static ag_tensor *run_nograd(ag_ctx *ctx, ag_node *n) {

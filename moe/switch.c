@@ -4,6 +4,7 @@
 #include "moe/switch.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 int64_t moe_capacity_from_factor(double cf, int64_t group_tokens, int num_experts, int min_capacity) {
@@ -19,6 +20,131 @@ static ag_tensor *act_apply(ag_ctx *ctx, moe_act a, ag_tensor *h) {
     case MOE_ACT_GELU_TANH: return ag_gelu_tanh(ctx, h);
     }
     SX_FATAL("unknown expert activation %d", (int)a);
+}
+
+static ag_tensor *experts_local(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w, ag_tensor *xe, ag_tensor *off, ag_rng_key dropout_key) {
+    ag_tensor *h;
+    if (cfg->gated)
+        h = ag_mul(ctx, act_apply(ctx, cfg->act, ag_grouped_matmul(ctx, xe, w->wi0, off, true)), ag_grouped_matmul(ctx, xe, w->wi1, off, true));
+    else
+        h = act_apply(ctx, cfg->act, ag_grouped_matmul(ctx, xe, w->wi, off, true)); /* [Nk, F] */
+    h = ag_dropout(ctx, h, cfg->expert_dropout, dropout_key);
+    return ag_grouped_matmul(ctx, h, w->wo, off, true); /* [Nk, D] */
+}
+
+/* ---- expert parallelism: rows to the owners of their experts and back ------------------------------------------- */
+
+/* One direction of the exchange, as a tape op: forward sends rows by (send counts, displs); backward sends the
+ * gradient rows back the other way. Counts are in rows; the transport moves floats. */
+typedef struct {
+    par_group *g;
+    int64_t *sc, *sd, *rc, *rd; /* rows per peer: [size] each */
+    int64_t D;
+    float *tmp; /* the returning gradient, before it is added (sized when the plan is made: no malloc in a step) */
+} a2a_plan;
+
+static void a2a_move(par_group *g, const float *send, const int64_t *sc, const int64_t *sd, float *recv, const int64_t *rc, const int64_t *rd, int64_t D) {
+    int n = par_group_size(g);
+    int64_t buf[4 * 64], *e = n <= 64 ? buf : malloc(sizeof(int64_t) * 4 * (size_t)n);
+    for (int r = 0; r < n; r++) {
+        e[r] = sc[r] * D;
+        e[n + r] = sd[r] * D;
+        e[2 * n + r] = rc[r] * D;
+        e[3 * n + r] = rd[r] * D;
+    }
+    sx_status s = par_alltoallv(g, send, e, e + n, recv, e + 2 * n, e + 3 * n, PAR_F32);
+    if (e != buf) free(e);
+    SX_ASSERT(s.ok, "expert-parallel token exchange: %s", s.msg);
+}
+
+static void a2a_forward(void *u, const ag_tensor *in, ag_tensor *out) {
+    const a2a_plan *p = u;
+    a2a_move(p->g, in->data, p->sc, p->sd, out->data, p->rc, p->rd, p->D);
+}
+
+static void a2a_backward(void *u, const ag_tensor *dout, ag_tensor *din) {
+    const a2a_plan *p = u;
+    /* the gradient goes back along the reverse plan, into a temporary, then adds */
+    a2a_move(p->g, dout->data, p->rc, p->rd, p->tmp, p->sc, p->sd, p->D);
+    float *d = din->data;
+    for (int64_t i = 0; i < din->numel; i++) d[i] += p->tmp[i];
+}
+
+static ag_tensor *exchange(ag_ctx *ctx, par_group *g, ag_tensor *x, int64_t rows_out, const int64_t *sc, const int64_t *rc, const char *name) {
+    int n = par_group_size(g);
+    a2a_plan *p = ag_arena_alloc(ctx->act, sizeof *p);
+    p->g = g;
+    p->D = x->shape[1];
+    p->sc = ag_arena_alloc(ctx->act, sizeof(int64_t) * 4 * (size_t)n);
+    p->sd = p->sc + n;
+    p->rc = p->sc + 2 * n;
+    p->rd = p->sc + 3 * n;
+    int64_t so = 0, ro = 0;
+    for (int r = 0; r < n; r++) {
+        p->sc[r] = sc[r];
+        p->sd[r] = so;
+        so += sc[r];
+        p->rc[r] = rc[r];
+        p->rd[r] = ro;
+        ro += rc[r];
+    }
+    SX_ASSERT(so == x->shape[0] && ro == rows_out, "%s: plan of %lld/%lld rows for %lld/%lld", name, (long long)so, (long long)ro,
+              (long long)x->shape[0], (long long)rows_out);
+    p->tmp = ag_arena_alloc(ctx->act, sizeof(float) * (size_t)(x->numel > 0 ? x->numel : 1));
+    ag_custom_fn *fn = ag_arena_alloc(ctx->act, sizeof *fn);
+    fn->name = name;
+    fn->forward = a2a_forward;
+    fn->backward = a2a_backward;
+    fn->user = p;
+    return ag_custom(ctx, x, 2, AG_SHAPE(rows_out, x->shape[1]), fn);
+}
+
+/* xe: this rank's kept rows, sorted by global expert. Every rank of the EP group calls this in step, even with no
+ * rows: the count exchange and both all-to-alls are collectives. Returns the expert outputs in xe's row order. */
+static ag_tensor *experts_remote(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w, ag_tensor *xe, const int64_t *tokens_per_expert,
+                                 ag_rng_key dropout_key) {
+    par_group *g = cfg->ep;
+    const int n = par_group_size(g), E = cfg->num_experts, El = E / n;
+    SX_ASSERT(E % n == 0, "expert parallelism: %d experts over %d ranks", E, n);
+    /* rows for each (destination rank, its local expert), and the same from every source rank */
+    int64_t *send_e = ag_arena_alloc(ctx->act, sizeof(int64_t) * (size_t)E), *recv_e = ag_arena_alloc(ctx->act, sizeof(int64_t) * (size_t)E);
+    memcpy(send_e, tokens_per_expert, sizeof(int64_t) * (size_t)E);
+    sx_status s = par_alltoall(g, send_e, recv_e, El, PAR_I64);
+    SX_ASSERT(s.ok, "expert-parallel count exchange: %s", s.msg);
+    int64_t *sc = ag_arena_calloc(ctx->act, sizeof(int64_t) * (size_t)n), *rc = ag_arena_calloc(ctx->act, sizeof(int64_t) * (size_t)n);
+    int64_t R = 0;
+    for (int r = 0; r < n; r++)
+        for (int le = 0; le < El; le++) {
+            sc[r] += send_e[r * El + le];
+            rc[r] += recv_e[r * El + le];
+            R += recv_e[r * El + le];
+        }
+    ag_tensor *xr = exchange(ctx, g, xe, R, sc, rc, "moe_dispatch"); /* [R, D] ordered [source][local expert] */
+    /* regroup to [local expert][source] for the grouped GEMM, and remember the way back */
+    ag_tensor *to_local = ag_new(ctx->act, AG_I32, R > 0 ? R : 1), *to_wire = ag_new(ctx->act, AG_I32, R > 0 ? R : 1);
+    to_local->shape[0] = to_wire->shape[0] = to_local->numel = to_wire->numel = R;
+    ag_tensor *off = ag_new(ctx->act, AG_I64, El + 1);
+    int64_t *o = off->data, *src_start = ag_arena_alloc(ctx->act, sizeof(int64_t) * (size_t)(n * El + 1));
+    int64_t pos = 0;
+    for (int r = 0; r < n; r++)
+        for (int le = 0; le < El; le++) {
+            src_start[r * El + le] = pos;
+            pos += recv_e[r * El + le];
+        }
+    int64_t k = 0;
+    for (int le = 0; le < El; le++) {
+        o[le] = k;
+        for (int r = 0; r < n; r++)
+            for (int64_t i = 0; i < recv_e[r * El + le]; i++, k++) {
+                ((int32_t *)to_local->data)[k] = (int32_t)(src_start[r * El + le] + i);
+                ((int32_t *)to_wire->data)[src_start[r * El + le] + i] = (int32_t)k;
+            }
+    }
+    o[El] = k;
+    ag_tensor *xl = ag_gather_rows(ctx, xr, to_local);
+    ag_tensor *yl = experts_local(ctx, cfg, w, xl, off, dropout_key);
+    ag_tensor *yr = ag_gather_rows(ctx, yl, to_wire);
+    return exchange(ctx, g, yr, xe->shape[0], rc, sc, "moe_combine"); /* back to the senders, in xe's order */
 }
 
 void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w, ag_tensor *x, ag_rng_key jitter_key,
@@ -108,15 +234,10 @@ void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w
             ((int32_t *)gidx->data)[r] = (int32_t)(t * E + e);
         }
 
-    /* 5. Experts on the permuted tokens, one grouped computation per weight (never every expert x every token). */
+    /* 5. Experts on the permuted tokens, one grouped computation per weight (never every expert x every token).
+     * Under expert parallelism the rows travel to the ranks that own their experts and back. */
     ag_tensor *xe = ag_gather_rows(ctx, x, perm); /* [Nk, D] */
-    ag_tensor *h;
-    if (cfg->gated)
-        h = ag_mul(ctx, act_apply(ctx, cfg->act, ag_grouped_matmul(ctx, xe, w->wi0, off, true)), ag_grouped_matmul(ctx, xe, w->wi1, off, true));
-    else
-        h = act_apply(ctx, cfg->act, ag_grouped_matmul(ctx, xe, w->wi, off, true)); /* [Nk, F] */
-    h = ag_dropout(ctx, h, cfg->expert_dropout, dropout_key);
-    ag_tensor *ye = ag_grouped_matmul(ctx, h, w->wo, off, true); /* [Nk, D] */
+    ag_tensor *ye = cfg->ep ? experts_remote(ctx, cfg, w, xe, out->tokens_per_expert, dropout_key) : experts_local(ctx, cfg, w, xe, off, dropout_key);
 
     /* 6. Gate: the full softmax probability of the chosen expert (not renormalised; SPEC 4.1 step 7, and the
      * paper's eq. 2 for top-2), then back to token order. */

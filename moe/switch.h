@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "autograd/ag.h"
+#include "parallel/par.h"
 
 typedef enum { MOE_ACT_RELU, MOE_ACT_GELU_ERF, MOE_ACT_GELU_TANH } moe_act;
 
@@ -23,6 +24,9 @@ typedef struct {
     double expert_dropout;     /* inside the experts, after the activation */
     moe_act act;
     bool gated;                /* act(x wi_0^T) * (x wi_1^T) */
+    /* Expert parallelism: NULL keeps every expert here; otherwise the group's ranks each hold num_experts / size
+     * consecutive experts (moe_weights then hold this rank's slice) and tokens travel by all-to-all(v). */
+    par_group *ep;
 } moe_config;
 
 /* Capacity of one group: max(round(cf * group_tokens / E), min_capacity); cf == 0 gives -1 (dropless). */
@@ -34,7 +38,7 @@ typedef struct {
     ag_tensor *wi;             /* [E, F, D] (non-gated) */
     ag_tensor *wi0, *wi1;      /* [E, F, D] (gated) */
     ag_tensor *wo;             /* [E, D, F] */
-} moe_weights;
+} moe_weights;                 /* expert blocks: [E_local, ...] under expert parallelism */
 
 typedef struct {
     ag_tensor *y;              /* [N, D]: the layer output (gate * expert(x)); zero for dropped tokens */

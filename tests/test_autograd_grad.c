@@ -209,3 +209,19 @@ Test(grad, composed_attention) {
     expect_ok("attention-like graph",
               gc_check(f_attention, (ag_tensor *[]){IN(45, 2, 4, 3), IN(46, 6, 3), IN(47, 6, 3), IN(48, 1, 4, 4), IN(49, 6)}, 5, NULL, H, false), TOL);
 }
+
+/* A caller-supplied op (the hook expert parallelism moves tokens through): here, rows in reverse order. */
+static void rev_fwd(void *u, const ag_tensor *in, ag_tensor *out) {
+    int64_t R = in->shape[0], D = in->shape[1];
+    for (int64_t r = 0; r < R; r++) memcpy((double *)out->data + r * D, (const double *)in->data + (R - 1 - r) * D, sizeof(double) * (size_t)D);
+}
+static void rev_bwd(void *u, const ag_tensor *dout, ag_tensor *din) {
+    int64_t R = dout->shape[0], D = dout->shape[1];
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t j = 0; j < D; j++) ((double *)din->data)[(R - 1 - r) * D + j] += ((const double *)dout->data)[r * D + j];
+}
+static const ag_custom_fn REV = {"reverse_rows", rev_fwd, rev_bwd, NULL};
+static ag_tensor *f_custom(ag_ctx *c, ag_tensor **in, void *u) { return ag_square(c, ag_custom(c, in[0], 2, in[0]->shape, &REV)); }
+Test(grad, custom_op) {
+    expect_ok("custom (reverse rows)", gc_check(f_custom, (ag_tensor *[]){IN(50, 5, 3)}, 1, NULL, H, false), TOL);
+}

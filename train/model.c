@@ -14,6 +14,8 @@ typedef struct {
     int cap;
 } table_builder;
 
+static sx_status model_build(model *m, const model_config *cfg, ag_dtype dtype);
+
 static int add_param(table_builder *tb, param_kind kind, double std, bool decay, int n_experts, int ndim, const int64_t *shape,
                      const char *fmt, ...) __attribute__((format(printf, 8, 9)));
 static int add_param(table_builder *tb, param_kind kind, double std, bool decay, int n_experts, int ndim, const int64_t *shape,
@@ -38,6 +40,7 @@ static int add_param(table_builder *tb, param_kind kind, double std, bool decay,
         p->numel *= shape[i];
     }
     p->n_experts = n_experts;
+    p->expert_offset = n_experts ? m->ep_rank * n_experts : 0;
     p->init_std = std;
     p->decay = decay;
     p->offset = m->n_floats;
@@ -57,7 +60,7 @@ static void add_attention(table_builder *tb, const model_config *c, const char *
 }
 
 static void add_ffn(table_builder *tb, const model_config *c, const char *prefix, block_params *bp) {
-    int64_t D = c->d_model, F = c->d_ff, E = c->num_experts;
+    int64_t D = c->d_model, F = c->d_ff, E_all = c->num_experts, E = c->num_experts / tb->m->ep_size; /* E: experts held here */
     double f = c->initializer_factor;
     bp->wi = bp->wi0 = bp->wi1 = bp->wo = bp->router = bp->router_bias = -1;
     if (!bp->sparse) {
@@ -70,8 +73,8 @@ static void add_ffn(table_builder *tb, const model_config *c, const char *prefix
         bp->wo = add_param(tb, PK_WO, f * pow((double)F, -0.5), true, 0, SH(D, F), "%s.mlp.wo.weight", prefix);
         return;
     }
-    bp->router = add_param(tb, PK_ROUTER, f * 1.0, true, 0, SH(E, D), "%s.mlp.router.classifier.weight", prefix);
-    if (c->router_bias) bp->router_bias = add_param(tb, PK_ROUTER_BIAS, 0.0, false, 0, SH(E), "%s.mlp.router.classifier.bias", prefix);
+    bp->router = add_param(tb, PK_ROUTER, f * 1.0, true, 0, SH(E_all, D), "%s.mlp.router.classifier.weight", prefix);
+    if (c->router_bias) bp->router_bias = add_param(tb, PK_ROUTER_BIAS, 0.0, false, 0, SH(E_all), "%s.mlp.router.classifier.bias", prefix);
     /* HF initialises both expert matrices with d_model^-0.5 (its _init_weights for SparseMLP). */
     if (c->gated) {
         bp->wi0 = add_param(tb, PK_WI, f * pow((double)D, -0.5), true, (int)E, SH(E, F, D), "%s.mlp.experts.expert_%%d.wi_0.weight", prefix);
@@ -84,8 +87,24 @@ static void add_ffn(table_builder *tb, const model_config *c, const char *prefix
 
 sx_status model_init(model *m, const model_config *cfg) { return model_init_dtype(m, cfg, AG_F32); }
 
+sx_status model_init_ep(model *m, const model_config *cfg, par_group *ep) {
+    int n = par_group_size(ep);
+    if (cfg->num_experts % n) return sx_errorf("parallel.expert_parallel = %d does not divide model.num_experts = %d", n, cfg->num_experts);
+    memset(m, 0, sizeof *m);
+    m->ep_size = n;
+    m->ep_rank = par_group_rank(ep);
+    SX_TRY(model_build(m, cfg, AG_F32));
+    m->ep = ep;
+    return sx_ok();
+}
+
 sx_status model_init_dtype(model *m, const model_config *cfg, ag_dtype dtype) {
     memset(m, 0, sizeof *m);
+    m->ep_size = 1;
+    return model_build(m, cfg, dtype);
+}
+
+static sx_status model_build(model *m, const model_config *cfg, ag_dtype dtype) {
     SX_ASSERT(dtype == AG_F32 || dtype == AG_F64, "model: dtype must be f32 (training) or f64 (gradient checks)");
     m->cfg = *cfg;
     m->dtype = dtype;
@@ -165,22 +184,33 @@ void model_init_weights(model *m, uint64_t seed) {
             continue;
         }
         ag_rng_key k = ag_rng_make(seed, (uint64_t)i, 0x1417);
+        /* element j of an expert slice is element j + first of the whole [E, ...] block: every expert-parallel
+         * layout draws the same weights */
+        int64_t first = p->n_experts ? (int64_t)p->expert_offset * (p->numel / p->n_experts) : 0;
+        int64_t whole = p->n_experts ? (int64_t)m->cfg.num_experts * (p->numel / p->n_experts) : p->numel;
         if (p->kind == PK_ROUTER && m->cfg.router_init_paper) {
             /* the paper's 2.4: truncated normal (at 2 sigma) with std sqrt(0.1 / fan_in) */
             double sd = sqrt(0.1 / (double)m->cfg.d_model);
             for (int64_t j = 0; j < p->numel; j++) {
                 double v;
-                uint64_t draw = (uint64_t)j;
+                uint64_t draw = (uint64_t)(first + j);
                 do {
                     v = ag_rng_normal(k, draw);
-                    draw += (uint64_t)p->numel;
+                    draw += (uint64_t)whole;
                 } while (fabs(v) > 2.0);
                 ag_set(w, j, sd * v);
             }
             continue;
         }
-        for (int64_t j = 0; j < p->numel; j++) ag_set(w, j, p->init_std * ag_rng_normal(k, (uint64_t)j));
+        for (int64_t j = 0; j < p->numel; j++) ag_set(w, j, p->init_std * ag_rng_normal(k, (uint64_t)(first + j)));
     }
+}
+
+int64_t model_param_count_global(const model *m) {
+    int64_t n = 0;
+    for (int i = 0; i < m->n_params; i++)
+        n += m->params[i].n_experts ? m->params[i].numel / m->params[i].n_experts * m->cfg.num_experts : m->params[i].numel;
+    return n;
 }
 
 int64_t model_param_count(const model *m) {
@@ -196,7 +226,7 @@ const char *model_param_hf_name(const model *m, int i, int e, char *buf, size_t 
         snprintf(fmt, sizeof fmt, "%s", p->name);
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
-        snprintf(buf, cap, fmt, e);
+        snprintf(buf, cap, fmt, e + p->expert_offset);
 #pragma GCC diagnostic pop
     } else {
         snprintf(buf, cap, "%s", p->name);
@@ -281,7 +311,7 @@ typedef struct {
 } fwd_state;
 
 static ag_rng_key site_key(const fwd_state *st, int site) {
-    return ag_rng_make(st->rng.seed, st->rng.step, (uint64_t)(st->stack * 1000000 + st->block * 100 + site + 1));
+    return ag_rng_make(st->rng.seed ^ (st->rng.rank * 0x9E3779B97F4A7C15ull), st->rng.step, (uint64_t)(st->stack * 1000000 + st->block * 100 + site + 1));
 }
 
 static ag_tensor *dropout(const fwd_state *st, ag_tensor *x, int site) {
@@ -349,6 +379,7 @@ static ag_tensor *sparse_ffn(const fwd_state *st, const block_params *bp, ag_ten
     mc.expert_dropout = c->expert_dropout_rate >= 0 ? c->expert_dropout_rate : c->dropout_rate;
     mc.act = c->act == FFN_RELU ? MOE_ACT_RELU : c->act == FFN_GELU_ERF ? MOE_ACT_GELU_ERF : MOE_ACT_GELU_TANH;
     mc.gated = c->gated;
+    mc.ep = m->ep;
     if (c->capacity_mode == MOE_CAPACITY_HF) {
         mc.group_tokens = L; /* one group per sequence (SPEC 4.1 step 6) */
         mc.capacity = c->expert_capacity;
@@ -483,6 +514,14 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
     ag_tensor *labels = ag_tensor_view(ctx->act, AG_I32, 1, AG_SHAPE(b->B * b->T), (void *)b->labels);
     out->ce = ag_cross_entropy(ctx, ag_reshapev(ctx, out->logits, b->B * b->T, c->vocab_size), labels);
     out->loss = out->ce;
+    /* one shard of a data-parallel batch: CE summed over this shard's labels over the global count, router losses
+     * over the number of shards (model_batch) */
+    double router_w = b->shards > 1 ? 1.0 / b->shards : 1.0;
+    if (b->ce_denominator > 0) {
+        int64_t mine = 0;
+        for (int64_t i = 0; i < b->B * b->T; i++) mine += b->labels[i] != AG_IGNORE_INDEX;
+        out->loss = ag_scale(ctx, out->ce, (double)mine / (double)b->ce_denominator);
+    }
 
     /* Router losses per stack; HF computes them only when the stack's sparse step is > 1 (SPEC 5.4). */
     model_route_stats *enc_r = out->routes, *dec_r = out->routes + n_enc_sparse;
@@ -500,7 +539,8 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
             zs = zs ? ag_add(ctx, zs, out->dec_z) : out->dec_z;
             as = as ? ag_add(ctx, as, out->dec_aux) : out->dec_aux;
         }
-        if (zs) out->loss = ag_add(ctx, ag_add(ctx, out->loss, ag_scale(ctx, zs, c->router_z_loss_coef)), ag_scale(ctx, as, c->router_aux_loss_coef));
+        if (zs)
+            out->loss = ag_add(ctx, ag_add(ctx, out->loss, ag_scale(ctx, zs, router_w * c->router_z_loss_coef)), ag_scale(ctx, as, router_w * c->router_aux_loss_coef));
     } else {
         /* t5x: each layer's losses on its own, averaged over every sparse layer of both stacks (SPEC 5.3). The
          * per-stack values reported are that stack's layer means. */
@@ -526,7 +566,8 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
         }
         int n_all = cnt[0] + cnt[1];
         if (zt)
-            out->loss = ag_add(ctx, ag_add(ctx, out->loss, ag_scale(ctx, zt, c->router_z_loss_coef / n_all)), ag_scale(ctx, at, c->router_aux_loss_coef / n_all));
+            out->loss = ag_add(ctx, ag_add(ctx, out->loss, ag_scale(ctx, zt, router_w * c->router_z_loss_coef / n_all)),
+                               ag_scale(ctx, at, router_w * c->router_aux_loss_coef / n_all));
     }
 }
 

@@ -9,6 +9,7 @@
 
 #include "autograd/ag.h"
 #include "moe/switch.h"
+#include "parallel/par.h"
 #include "train/model_config.h"
 
 typedef enum { PK_EMBED, PK_HEAD, PK_ATTN_Q, PK_ATTN_K, PK_ATTN_V, PK_ATTN_O, PK_RELBIAS, PK_NORM, PK_WI, PK_WO, PK_ROUTER, PK_ROUTER_BIAS } param_kind;
@@ -20,7 +21,8 @@ typedef struct {
     param_kind kind;
     int ndim;
     int64_t shape[4];
-    int n_experts;       /* 0, or E for an expert block */
+    int n_experts;       /* 0, or the experts held here for an expert block (E / expert_parallel) */
+    int expert_offset;   /* global index of the first of them (HF names count from it) */
     int64_t offset;      /* floats into the flat parameter and gradient buffers */
     int64_t numel;
     double init_std;     /* HF _init_weights (SPEC 2.1); norms are 1 */
@@ -49,11 +51,16 @@ typedef struct {
     int shared, lm_head, enc_relbias, dec_relbias, enc_final_ln, dec_final_ln;
     block_params *enc, *dec;
     ag_arena arena;           /* descriptor table, tensor headers, buffers */
+    int ep_size, ep_rank;     /* expert parallelism: this rank holds experts [ep_rank * E/ep_size, ...) */
+    par_group *ep;            /* NULL: every expert here, no exchange */
 } model;
 
 /* Builds the table from the config and allocates the buffers (weights zeroed). */
 sx_status model_init(model *m, const model_config *cfg);
 sx_status model_init_dtype(model *m, const model_config *cfg, ag_dtype dtype);
+/* A rank's share of the model under expert parallelism: every dense parameter, and E / size experts of each Switch
+ * layer (the ones of index rank * E/size onwards), exchanging tokens over ep (size 1: the same path, loopback). */
+sx_status model_init_ep(model *m, const model_config *cfg, par_group *ep);
 void model_free(model *m);
 /* HF's initialisation with the project's RNG (normal(0, std) per descriptor, norms 1). */
 void model_init_weights(model *m, uint64_t seed);
@@ -61,7 +68,8 @@ void model_init_weights(model *m, uint64_t seed);
 int model_find_param(const model *m, const char *hf_name, int *expert);
 /* The HF name of expert e of descriptor i (or the plain name), into buf. */
 const char *model_param_hf_name(const model *m, int i, int e, char *buf, size_t cap);
-int64_t model_param_count(const model *m);
+int64_t model_param_count(const model *m);        /* held by this rank */
+int64_t model_param_count_global(const model *m); /* of the whole model */
 
 /* One batch. labels: -100 where ignored; NULL for a forward without loss (decoder_input_ids then required). */
 typedef struct {
@@ -70,6 +78,12 @@ typedef struct {
     const int32_t *attention_mask;  /* [B, S] 1 = real token; NULL = all ones */
     const int32_t *labels;          /* [B, T] or NULL */
     const int32_t *decoder_input_ids; /* [B, T] or NULL (= shift_right(labels)) */
+    /* Data parallelism: this batch is one of 'shards' equal slices of a global batch whose valid labels number
+     * 'ce_denominator'. The loss is then this shard's share of the global loss (CE summed over its labels divided
+     * by the global count, router losses divided by the shard count), so the gradients of all shards add up to the
+     * single-process gradient. 0 = a whole batch. */
+    int64_t ce_denominator;
+    int shards;
 } model_batch;
 
 /* Routing statistics of one sparse layer. */
@@ -94,8 +108,8 @@ typedef struct {
 } model_output;
 
 typedef struct {
-    uint64_t seed, step;            /* dropout and jitter keys: (seed, step, site) */
-    bool dropless_eval;             /* unused in HF mode */
+    uint64_t seed, step;            /* dropout and jitter keys: (seed, rank, step, site) */
+    uint64_t rank;                  /* the data shard (world rank): ranks draw independent masks */
 } model_rng;
 
 /* Builds the whole graph on ctx (training mode from ctx->training). */

@@ -121,6 +121,8 @@ void optim_state_get(const optim *o, int i, const char **name, float **data, int
     *numel = o->states[i].numel;
 }
 
+int optim_state_param(const optim *o, int i) { return o->states[i].param; }
+
 double optim_grad_norm(const float *g, const optim_param *p, int n) {
     double s = 0;
     for (int i = 0; i < n; i++) {

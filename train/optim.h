@@ -42,6 +42,8 @@ void optim_step(optim *o, float *w, const float *g, double lr, int64_t step);
 /* State arrays for checkpoints, each with a stable name. */
 int optim_state_count(const optim *o);
 void optim_state_get(const optim *o, int i, const char **name, float **data, int64_t *numel);
+/* The parameter (index into the descriptors given to optim_init) that state array i belongs to. */
+int optim_state_param(const optim *o, int i);
 void optim_free(optim *o);
 
 /* Global L2 norm over the non-frozen parameters (accumulated in double). */

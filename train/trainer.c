@@ -49,21 +49,8 @@ static task_spec task_of(const run_config *cfg) {
     return t;
 }
 
-/* ---- parameters in checkpoints: one dataset per HF tensor (expert blocks split into their HF slices) ------------- */
-
-static sx_status write_params(ckpt_writer *w, const model *m) {
-    char hf[160], name[200];
-    for (int i = 0; i < m->n_params; i++) {
-        const param_desc *p = &m->params[i];
-        int ne = p->n_experts ? p->n_experts : 1;
-        int64_t per = p->numel / ne;
-        for (int e = 0; e < ne; e++) {
-            snprintf(name, sizeof name, "params/%s", model_param_hf_name(m, i, e, hf, sizeof hf));
-            SX_TRY(ckpt_write_f32(w, name, p->n_experts ? p->ndim - 1 : p->ndim, p->n_experts ? p->shape + 1 : p->shape, m->w + p->offset + e * per));
-        }
-    }
-    return sx_ok();
-}
+/* ---- parameters in checkpoints: one dataset per HF tensor (expert blocks split into their HF slices); a rank reads
+ * only its own experts ------------------------------------------------------------------------------------------ */
 
 static sx_status read_params(ckpt_reader *r, model *m, const char *path) {
     char hf[160], name[200];
@@ -120,6 +107,10 @@ typedef struct {
     int64_t skipped_total;
     int consecutive_skips;
     char dir[600];
+    par_ctx *par;
+    par_ctx local_par;
+    bool rank0;                /* world rank 0 prints and writes files */
+    float *stage;              /* gradient packing for the all-reduces, sized once */
 } trainer;
 
 static bool matches_any(const char *patterns, const char *name) {
@@ -183,38 +174,84 @@ static sx_status setup_optimizer(trainer *t) {
     return sx_ok();
 }
 
+/* A tensor as the file stores it: expert blocks whole ([E, ...] gathered from the EP group), others as they are.
+ * Returns a pointer valid until the next call (the gather buffer) or the tensor's own data. */
+static const float *whole(trainer *t, const float *local, int64_t numel, bool expert, float **buf, int64_t *whole_numel) {
+    if (!expert || t->par->ep_size == 1) {
+        *whole_numel = numel;
+        return local;
+    }
+    *whole_numel = numel * t->par->ep_size;
+    *buf = realloc(*buf, sizeof(float) * (size_t)*whole_numel);
+    sx_status s = par_allgather(t->par->ep, local, *buf, numel, PAR_F32);
+    SX_ASSERT(s.ok, "gathering an expert block for the checkpoint: %s", s.msg);
+    return *buf;
+}
+
+/* Every rank calls this (expert shards are gathered over the EP group); world rank 0 writes the one file, in the
+ * same layout as a single-process run, so it loads with any expert-parallel size. */
 static sx_status save_checkpoint(trainer *t) {
     char path[800], *cfg_text = NULL, *model_text = NULL;
     snprintf(path, sizeof path, "%s/%s%08lld.h5", t->dir, CKPT_PREFIX, (long long)t->step);
-    ckpt_writer *w;
-    SX_TRY(ckpt_writer_open(path, &w));
-    cJSON *cj = run_config_to_json(t->cfg);
-    cfg_text = cJSON_Print(cj);
-    cJSON_Delete(cj);
-    cJSON *mj = model_config_to_json(&t->m.cfg);
-    model_text = cJSON_Print(mj);
-    cJSON_Delete(mj);
-    sx_status s = ckpt_write_string(w, "run_config", cfg_text);
-    if (s.ok) s = ckpt_write_string(w, "model_config", model_text);
-    if (s.ok) s = ckpt_write_attr_i64(w, "step", t->step);
-    if (s.ok) s = ckpt_write_attr_i64(w, "seed", (int64_t)t->cfg->seed);
-    if (s.ok) s = ckpt_write_attr_i64(w, "skipped_total", t->skipped_total);
-    if (s.ok) s = ckpt_write_attr_i64(w, "consecutive_skips", t->consecutive_skips);
-    /* the built-in task's data position is the number of examples consumed: a pure function of the step */
-    int64_t pos[2] = {0, t->step * t->cfg->batch_size};
-    if (s.ok) s = ckpt_write_i64(w, "data/position", 1, AG_SHAPE(2), pos);
-    if (s.ok) s = write_params(w, &t->m);
-    for (int i = 0; s.ok && i < optim_state_count(t->opt); i++) {
-        const char *name;
-        float *data;
-        int64_t n;
-        optim_state_get(t->opt, i, &name, &data, &n);
-        char dn[300];
-        snprintf(dn, sizeof dn, "optim/%s", name);
-        s = ckpt_write_f32(w, dn, 1, AG_SHAPE(n), data);
+    ckpt_writer *w = NULL;
+    sx_status s = sx_ok();
+    if (t->rank0) {
+        SX_TRY(ckpt_writer_open(path, &w));
+        cJSON *cj = run_config_to_json(t->cfg);
+        cfg_text = cJSON_Print(cj);
+        cJSON_Delete(cj);
+        cJSON *mj = model_config_to_json(&t->m.cfg);
+        model_text = cJSON_Print(mj);
+        cJSON_Delete(mj);
+        s = ckpt_write_string(w, "run_config", cfg_text);
+        if (s.ok) s = ckpt_write_string(w, "model_config", model_text);
+        if (s.ok) s = ckpt_write_attr_i64(w, "step", t->step);
+        if (s.ok) s = ckpt_write_attr_i64(w, "seed", (int64_t)t->cfg->seed);
+        if (s.ok) s = ckpt_write_attr_i64(w, "skipped_total", t->skipped_total);
+        if (s.ok) s = ckpt_write_attr_i64(w, "consecutive_skips", t->consecutive_skips);
+        /* the built-in task's data position is the number of examples consumed: a pure function of the step */
+        int64_t pos[2] = {0, t->step * t->cfg->batch_size};
+        if (s.ok) s = ckpt_write_i64(w, "data/position", 1, AG_SHAPE(2), pos);
     }
+    float *buf = NULL;
+    char hf[160], name[300];
+    const model *m = &t->m;
+    for (int i = 0; i < m->n_params; i++) {
+        const param_desc *p = &m->params[i];
+        int64_t wn;
+        const float *all = whole(t, m->w + p->offset, p->numel, p->n_experts > 0, &buf, &wn);
+        if (!t->rank0 || !s.ok) continue;
+        if (!p->n_experts) {
+            snprintf(name, sizeof name, "params/%s", p->name);
+            s = ckpt_write_f32(w, name, p->ndim, p->shape, all);
+            continue;
+        }
+        int64_t per = p->numel / p->n_experts;
+        for (int e = 0; s.ok && e < m->cfg.num_experts; e++) {
+            char fmt[160];
+            snprintf(fmt, sizeof fmt, "%s", p->name);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+            snprintf(hf, sizeof hf, fmt, e);
+#pragma GCC diagnostic pop
+            snprintf(name, sizeof name, "params/%s", hf);
+            s = ckpt_write_f32(w, name, p->ndim - 1, p->shape + 1, all + e * per);
+        }
+    }
+    for (int i = 0; i < optim_state_count(t->opt); i++) {
+        const char *sname;
+        float *data;
+        int64_t n, wn;
+        optim_state_get(t->opt, i, &sname, &data, &n);
+        const float *all = whole(t, data, n, m->params[optim_state_param(t->opt, i)].n_experts > 0, &buf, &wn);
+        if (!t->rank0 || !s.ok) continue;
+        snprintf(name, sizeof name, "optim/%s", sname);
+        s = ckpt_write_f32(w, name, 1, AG_SHAPE(wn), all);
+    }
+    free(buf);
     free(cfg_text);
     free(model_text);
+    if (!t->rank0) return sx_ok();
     if (!s.ok) {
         ckpt_writer_abort(w);
         return s;
@@ -238,6 +275,7 @@ static sx_status load_checkpoint(trainer *t, const char *path) {
             s = sx_errorf("%s: written with seed %lld but the run config says %llu: resuming would change the data and dropout streams", path,
                           (long long)v, (unsigned long long)t->cfg->seed);
     }
+    float *buf = NULL;
     for (int i = 0; s.ok && i < optim_state_count(t->opt); i++) {
         const char *name;
         float *data;
@@ -245,9 +283,18 @@ static sx_status load_checkpoint(trainer *t, const char *path) {
         optim_state_get(t->opt, i, &name, &data, &n);
         char dn[300];
         snprintf(dn, sizeof dn, "optim/%s", name);
-        if (!ckpt_has(r, dn)) s = sx_errorf("%s: no optimizer state '%s' (was it written with another optimizer?)", path, name);
-        else s = ckpt_read_f32(r, dn, 1, AG_SHAPE(n), data);
+        /* expert states are stored whole: this rank takes its experts' slice */
+        bool expert = t->m.params[optim_state_param(t->opt, i)].n_experts > 0;
+        int64_t wn = expert ? n * t->m.ep_size : n;
+        if (!ckpt_has(r, dn)) {
+            s = sx_errorf("%s: no optimizer state '%s' (was it written with another optimizer?)", path, name);
+            break;
+        }
+        buf = realloc(buf, sizeof(float) * (size_t)wn);
+        s = ckpt_read_f32(r, dn, 1, AG_SHAPE(wn), buf);
+        if (s.ok) memcpy(data, buf + (expert ? n * t->m.ep_rank : 0), sizeof(float) * (size_t)n);
     }
+    free(buf);
     ckpt_close(r);
     return s;
 }
@@ -423,7 +470,7 @@ static sx_status write_summary(trainer *t, const run_totals *r, const int64_t *l
     }
     cJSON_AddNumberToObject(j, "tokens_per_s", r->train_seconds > 0 ? (double)r->tokens / r->train_seconds : 0);
     cJSON_AddNumberToObject(j, "peak_rss_mb", ru.ru_maxrss / 1024.0);
-    cJSON_AddNumberToObject(j, "params", (double)model_param_count(&t->m));
+    cJSON_AddNumberToObject(j, "params", (double)model_param_count_global(&t->m));
     cJSON_AddNumberToObject(j, "active_params", (double)active_params(&t->m));
     cJSON_AddNumberToObject(j, "flops_per_token", 6.0 * (double)active_params(&t->m));
     cJSON_AddNumberToObject(j, "dropped_frac", r->routed ? (double)r->dropped / (double)r->routed : 0);
@@ -451,10 +498,54 @@ typedef struct {
     int64_t *expert_tokens; /* [E] summed over layers */
 } step_stats;
 
-static bool all_finite(const float *g, int64_t n) {
-    float acc = 0;
-    for (int64_t i = 0; i < n; i++) acc += g[i] * 0.0f; /* NaN and inf survive a multiply by zero */
-    return acc == 0.0f;
+/* Gradients of one step, made global: dense parameters summed over every rank, expert blocks over the data-parallel
+ * replicas of the same shard (the tokens of the whole EP group already reached them through the all-to-all). Each
+ * rank's loss is its share of the global loss, so sums are exactly the single-process gradients. */
+static sx_status sync_grads(trainer *t) {
+    const model *m = &t->m;
+    for (int pass = 0; pass < 2; pass++) { /* 0: dense over the world, 1: experts over the DP group */
+        par_group *g = pass ? t->par->dp : t->par->world;
+        if (par_group_size(g) == 1) continue;
+        int64_t k = 0;
+        for (int i = 0; i < m->n_params; i++)
+            if ((m->params[i].n_experts > 0) == pass) {
+                memcpy(t->stage + k, m->g + m->params[i].offset, sizeof(float) * (size_t)m->params[i].numel);
+                k += m->params[i].numel;
+            }
+        SX_TRY(par_allreduce_sum(g, t->stage, k, PAR_F32));
+        k = 0;
+        for (int i = 0; i < m->n_params; i++)
+            if ((m->params[i].n_experts > 0) == pass) {
+                memcpy(m->g + m->params[i].offset, t->stage + k, sizeof(float) * (size_t)m->params[i].numel);
+                k += m->params[i].numel;
+            }
+    }
+    return sx_ok();
+}
+
+/* The global L2 norm of the (synchronised) gradient over trainable parameters: the dense part is the same on every
+ * rank, the expert part is summed over the EP group. Non-finite values make the norm non-finite. */
+static double global_grad_norm(trainer *t) {
+    double sq[2] = {0, 0};
+    const model *m = &t->m;
+    for (int i = 0; i < m->n_params; i++) {
+        if (t->op[i].frozen) continue;
+        const float *g = m->g + m->params[i].offset;
+        double acc = 0;
+        for (int64_t j = 0; j < m->params[i].numel; j++) acc += (double)g[j] * g[j];
+        sq[m->params[i].n_experts > 0] += acc;
+    }
+    sx_status s = par_allreduce_sum(t->par->ep, &sq[1], 1, PAR_F64);
+    SX_ASSERT(s.ok, "gradient norm: %s", s.msg);
+    return sqrt(sq[0] + sq[1]);
+}
+
+static void scale_grads(trainer *t, float c) {
+    for (int i = 0; i < t->m.n_params; i++) {
+        if (t->op[i].frozen) continue;
+        float *g = t->m.g + t->m.params[i].offset;
+        for (int64_t j = 0; j < t->m.params[i].numel; j++) g[j] *= c;
+    }
 }
 
 sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_result *res) {
@@ -464,16 +555,30 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
     trainer t;
     memset(&t, 0, sizeof t);
     t.cfg = cfg;
+    if (opts->par) {
+        t.par = opts->par;
+    } else {
+        par_init_local(&t.local_par);
+        t.par = &t.local_par;
+    }
+    t.rank0 = t.par->world_rank == 0;
+    const int W = t.par->world_size;
+    const int mb = cfg->micro_batch_size ? cfg->micro_batch_size : cfg->batch_size, n_micro = cfg->batch_size / mb;
+    if (mb % W) return sx_errorf("train.micro_batch_size %d (or batch_size) must be a multiple of the %d ranks", mb, W);
+    if (t.par->ep_size != cfg->expert_parallel)
+        return sx_errorf("parallel.expert_parallel = %d but the ranks were grouped by %d", cfg->expert_parallel, t.par->ep_size);
     snprintf(t.dir, sizeof t.dir, "%s", cfg->out_dir);
-    SX_TRY(mkdir_p(t.dir));
-    SX_TRY(model_init(&t.m, &cfg->model));
+    if (t.rank0) SX_TRY(mkdir_p(t.dir));
+    SX_TRY(par_barrier(t.par->world));
+    SX_TRY(model_init_ep(&t.m, &cfg->model, t.par->ep));
     model_init_weights(&t.m, cfg->seed);
+    t.stage = malloc(sizeof(float) * (size_t)(t.m.n_floats + 1));
     sx_status s = setup_optimizer(&t);
     if (!s.ok) goto out;
     if (opts->init_from) {
         s = trainer_load_params(&t.m, opts->init_from);
         if (!s.ok) goto out;
-        printf("switchc: initialised from %s\n", opts->init_from);
+        if (t.rank0) printf("switchc: initialised from %s\n", opts->init_from);
     }
     if (opts->resume) {
         char path[1024];
@@ -487,13 +592,13 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
         if (found) {
             s = load_checkpoint(&t, path);
             if (!s.ok) goto out;
-            printf("switchc: resumed from %s at step %lld\n", path, (long long)t.step);
-        } else {
+            if (t.rank0) printf("switchc: resumed from %s at step %lld\n", path, (long long)t.step);
+        } else if (t.rank0) {
             printf("switchc: no checkpoint in %s: starting from step 0\n", t.dir);
         }
     }
     /* the effective config, for the record */
-    {
+    if (t.rank0) {
         char p[800];
         snprintf(p, sizeof p, "%s/config.json", t.dir);
         cJSON *j = run_config_to_json(cfg);
@@ -508,14 +613,15 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
         free(text);
     }
     train_metrics *metrics = NULL;
-    s = train_metrics_open(t.dir, &metrics);
-    if (!s.ok) goto out;
+    if (t.rank0) {
+        s = train_metrics_open(t.dir, &metrics);
+        if (!s.ok) goto out;
+    }
 
     ag_arena_init(&t.act, "activations", 1 << 22);
     ag_ctx_init(&t.ctx, &t.act);
     t.ctx.training = true;
-    const int mb = cfg->micro_batch_size ? cfg->micro_batch_size : cfg->batch_size, n_micro = cfg->batch_size / mb;
-    const int Lmax = cfg->task_max_len + 1;
+    const int Lmax = cfg->task_max_len + 1, mbl = mb / W; /* every rank takes mbl rows of each micro-batch */
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(mb * Lmax)), *mask = malloc(sizeof(int32_t) * (size_t)(mb * Lmax)),
             *labels = malloc(sizeof(int32_t) * (size_t)(mb * Lmax));
     const int E = t.m.cfg.num_experts;
@@ -538,9 +644,10 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
     int64_t start_step = t.step, stop_at = cfg->steps;
     if (opts->stop_after > 0 && start_step + opts->stop_after < stop_at) stop_at = start_step + opts->stop_after;
     double last_loss = NAN;
-    printf("switchc: training %lld parameters (%s, %d experts) on task '%s' for %lld steps, batch %d%s, run directory %s\n",
-           (long long)model_param_count(&t.m), cfg->model_source, E, cfg->task, (long long)cfg->steps, cfg->batch_size,
-           n_micro > 1 ? " (micro-batches)" : "", t.dir);
+    if (t.rank0)
+        printf("switchc: training %lld parameters (%s, %d experts) on task '%s' for %lld steps, batch %d%s, %d rank%s (expert parallel %d), run directory %s\n",
+               (long long)model_param_count_global(&t.m), cfg->model_source, E,
+               cfg->task, (long long)cfg->steps, cfg->batch_size, n_micro > 1 ? " (micro-batches)" : "", W, W > 1 ? "s" : "", t.par->ep_size, t.dir);
     while (t.step < stop_at) {
         double lr = sched_lr(&t.sched, t.step + 1), t_step0 = now_s();
         memset(t.m.g, 0, sizeof(float) * (size_t)t.m.n_floats);
@@ -549,17 +656,25 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
         for (int k = 0; k < n_micro; k++) {
             int64_t S, T;
             uint64_t first = (uint64_t)(t.step * cfg->batch_size + k * mb);
+            /* every rank builds the whole micro-batch (padded to its longest example, as one process would) and
+             * keeps its rows; the valid-label count of the whole batch normalises the loss */
             task_batch(&ts, TASK_TRAIN, first, mb, ids, mask, labels, &S, &T);
-            model_batch b = {mb, S, T, ids, mask, labels, NULL};
+            int64_t valid = 0, mine = 0, r0 = (int64_t)t.par->world_rank * mbl;
+            for (int64_t q = 0; q < (int64_t)mb * T; q++) {
+                valid += labels[q] >= 0;
+                mine += labels[q] >= 0 && q / T >= r0 && q / T < r0 + mbl;
+            }
+            model_batch b = {mbl, S, T, ids + r0 * S, mask + r0 * S, labels + r0 * T, NULL, valid, W};
             model_output o;
-            model_forward(&t.m, &t.ctx, &b, (model_rng){cfg->seed, (uint64_t)(t.step * n_micro + k), false}, &o);
+            model_forward(&t.m, &t.ctx, &b, (model_rng){cfg->seed, (uint64_t)(t.step * n_micro + k), (uint64_t)t.par->world_rank}, &o);
             ag_backward_seed(&t.ctx, o.loss, seed);
+            /* this rank's shares of the global values: summed over ranks below */
             st.loss += ((float *)o.loss->data)[0] / n_micro;
-            st.ce += ((float *)o.ce->data)[0] / n_micro;
-            if (o.enc_z) st.z += ((float *)o.enc_z->data)[0] / n_micro;
-            if (o.dec_z) st.z += ((float *)o.dec_z->data)[0] / n_micro;
-            if (o.enc_aux) st.aux += ((float *)o.enc_aux->data)[0] / n_micro;
-            if (o.dec_aux) st.aux += ((float *)o.dec_aux->data)[0] / n_micro;
+            st.ce += ((float *)o.ce->data)[0] * (valid ? (double)mine / (double)valid : 0) / n_micro;
+            if (o.enc_z) st.z += ((float *)o.enc_z->data)[0] / n_micro / W;
+            if (o.dec_z) st.z += ((float *)o.dec_z->data)[0] / n_micro / W;
+            if (o.enc_aux) st.aux += ((float *)o.enc_aux->data)[0] / n_micro / W;
+            if (o.dec_aux) st.aux += ((float *)o.dec_aux->data)[0] / n_micro / W;
             for (int r = 0; r < o.n_routes; r++) {
                 st.dropped += o.routes[r].n_dropped;
                 st.routed += o.routes[r].n_tokens;
@@ -568,16 +683,36 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
                     layer_tokens[r * E + e] += o.routes[r].tokens_per_expert[e];
                 }
             }
-            st.tokens += (int64_t)mb * (S + T);
+            st.tokens += (int64_t)mbl * (S + T);
             ag_ctx_reset(&t.ctx);
         }
-        double gnorm = optim_grad_norm(t.m.g, t.op, t.m.n_params);
-        bool finite = isfinite(st.loss) && isfinite(gnorm) && all_finite(t.m.g, t.m.n_floats);
+        s = sync_grads(&t);
+        if (!s.ok) break;
+        if (t.step == start_step && opts->on_first_grads) opts->on_first_grads(&t.m, opts->user);
+        /* the step's numbers, summed over ranks (shares of the loss; token and routing counts) */
+        {
+            double v[7 + 64] = {st.loss, st.ce, st.z, st.aux, (double)st.dropped, (double)st.routed, (double)st.tokens};
+            int ne = E < 64 ? E : 64;
+            for (int e = 0; e < ne; e++) v[7 + e] = (double)expert_tokens[e];
+            s = par_allreduce_sum(t.par->world, v, 7 + ne, PAR_F64);
+            if (!s.ok) break;
+            st.loss = v[0];
+            st.ce = v[1];
+            st.z = v[2];
+            st.aux = v[3];
+            st.dropped = (int64_t)v[4];
+            st.routed = (int64_t)v[5];
+            st.tokens = (int64_t)v[6];
+            for (int e = 0; e < ne; e++) expert_tokens[e] = (int64_t)v[7 + e];
+        }
+        double gnorm = global_grad_norm(&t);
+        bool finite = isfinite(st.loss) && isfinite(gnorm);
         if (!finite) {
             t.skipped_total++;
             t.consecutive_skips++;
-            fprintf(stderr, "\nswitchc: step %lld: non-finite %s: step skipped (%d in a row, %lld in all)\n", (long long)t.step + 1,
-                    isfinite(st.loss) ? "gradient" : "loss", t.consecutive_skips, (long long)t.skipped_total);
+            if (t.rank0)
+                fprintf(stderr, "\nswitchc: step %lld: non-finite %s: step skipped (%d in a row, %lld in all)\n", (long long)t.step + 1,
+                        isfinite(st.loss) ? "gradient" : "loss", t.consecutive_skips, (long long)t.skipped_total);
             if (t.consecutive_skips >= cfg->max_nonfinite_skips) {
                 s = sx_errorf("%d consecutive steps had a non-finite loss or gradient (train.max_nonfinite_skips): stopping at step %lld; "
                               "the last good checkpoint in %s is kept (lower optim.lr or set train.grad_clip)",
@@ -586,7 +721,8 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
             }
         } else {
             t.consecutive_skips = 0;
-            if (cfg->grad_clip > 0) optim_clip_grad_norm(t.m.g, t.op, t.m.n_params, cfg->grad_clip);
+            /* torch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1 */
+            if (cfg->grad_clip > 0 && cfg->grad_clip / (gnorm + 1e-6) < 1) scale_grads(&t, (float)(cfg->grad_clip / (gnorm + 1e-6)));
             optim_step(t.opt, t.m.w, t.m.g, lr, t.step + 1);
         }
         t.step++;
@@ -597,7 +733,7 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
         tot_run.routed += st.routed;
         if (opts->loss_trace) opts->loss_trace[t.step - 1] = st.loss;
         tok_since_log += st.tokens;
-        if (!opts->quiet) {
+        if (!opts->quiet && t.rank0) {
             char extra[64];
             snprintf(extra, sizeof extra, "loss %.4f", st.loss);
             train_progress_update(&prog, t.step, extra);
@@ -615,9 +751,9 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
                              tot ? (double)idlest / (double)tot : 0, (double)t.skipped_total};
             const char *names[] = {"train/loss", "train/ce", "train/aux_loss", "train/z_loss", "train/lr", "train/grad_norm", "train/tokens_per_s",
                                    "train/dropped_frac", "train/busiest_expert_share", "train/idlest_expert_share", "train/skipped_steps"};
-            s = train_metrics_log(metrics, t.step, 11, names, vals);
+            if (t.rank0) s = train_metrics_log(metrics, t.step, 11, names, vals);
             if (!s.ok) break;
-            if (!opts->quiet)
+            if (!opts->quiet && t.rank0)
                 fprintf(stderr, "\rstep %6lld | loss %.4f | ce %.4f | aux %.4f | z %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | dropped %.1f%% | experts max %.0f%% min %.0f%%\n",
                         (long long)t.step, vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6], 100 * vals[7], 100 * vals[8], 100 * vals[9]);
             t_log = now_s();
@@ -630,10 +766,10 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
             if (!s.ok) break;
             double vals[] = {ev.loss, ev.token_acc, ev.exact_match};
             const char *names[] = {"eval/loss", "eval/token_acc", "eval/exact_match"};
-            s = train_metrics_log(metrics, t.step, 3, names, vals);
+            if (t.rank0) s = train_metrics_log(metrics, t.step, 3, names, vals);
             if (s.ok) s = route_stats(&t.m, cfg, false, metrics, t.step);
             if (!s.ok) break;
-            if (!opts->quiet)
+            if (!opts->quiet && t.rank0)
                 fprintf(stderr, "\reval  %6lld | loss %.4f | token acc %.4f | exact match %.4f (%lld held-out examples)\n", (long long)t.step, ev.loss,
                         ev.token_acc, ev.exact_match, (long long)ev.examples);
             if (ev.loss < tot_run.best_eval_loss) tot_run.best_eval_loss = ev.loss;
@@ -650,16 +786,19 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
             if (!s.ok) break;
         }
     }
-    if (!opts->quiet) train_progress_done(&prog);
-    train_metrics_close(metrics);
-    if (s.ok) s = write_summary(&t, &tot_run, layer_tokens, n_sparse, last_loss);
+    if (!opts->quiet && t.rank0) train_progress_done(&prog);
+    if (metrics) train_metrics_close(metrics);
+    if (s.ok) s = par_allreduce_sum(t.par->world, layer_tokens, n_sparse * E, PAR_I64);
+    if (s.ok && t.rank0) s = write_summary(&t, &tot_run, layer_tokens, n_sparse, last_loss);
     free(layer_tokens);
     if (s.ok && t.step == cfg->steps && !opts->quiet) {
         eval_result ev;
         s = trainer_evaluate(&t.m, cfg, true, &ev);
-        if (s.ok) {
+        if (s.ok && t.rank0) {
             printf("held-out exact match: %.4f (%lld examples), token accuracy %.4f, loss %.4f\n", ev.exact_match, (long long)ev.examples, ev.token_acc, ev.loss);
-            route_stats(&t.m, cfg, true, NULL, t.step);
+        }
+        if (s.ok) {
+            route_stats(&t.m, cfg, t.rank0, NULL, t.step);
         }
     }
     if (res) {
@@ -675,6 +814,7 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
     ag_ctx_free(&t.ctx);
     ag_arena_free(&t.act);
 out:
+    free(t.stage);
     if (t.opt) optim_free(t.opt);
     free(t.op);
     model_free(&t.m);

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "parallel/par.h"
 #include "train/model.h"
 #include "train/run_config.h"
 
@@ -15,6 +16,11 @@ typedef struct {
     bool quiet;              /* no progress bar (tests) */
     int64_t stop_after;      /* > 0: stop (with a checkpoint) after this many steps of this invocation (tests) */
     double *loss_trace;      /* optional: the loss of every step, indexed by step - 1 */
+    par_ctx *par;            /* ranks and groups (NULL: one process, loopback) */
+    /* optional: called once after the gradients of the first step of this invocation are complete (synchronised
+     * across ranks, before clipping and the update), with this rank's model: the multi-rank parity test */
+    void (*on_first_grads)(const model *m, void *user);
+    void *user;
 } trainer_opts;
 
 typedef struct {

@@ -87,6 +87,9 @@ static void cast_bwd(ag_ctx *ctx, ag_node *n) {
     for (int64_t i = 0; i < dx->numel; i++) ag_set(dx, i, ag_get(dx, i) + ag_get(dy, i));
 }
 
+static void custom_fwd(ag_ctx *ctx, ag_node *n) { n->custom->forward(n->custom->user, n->in[0], n->out); }
+static void custom_bwd(ag_ctx *ctx, ag_node *n) { n->custom->backward(n->custom->user, n->out->grad, ag_grad_of(ctx, n->in[0])); }
+
 static void one_hot_fwd(ag_ctx *ctx, ag_node *n) {
     const int32_t *idx = n->in[0]->data;
     int64_t C = n->ip[0];
@@ -120,6 +123,7 @@ static const ag_op_entry cpu_table[] = {
     [AG_OP_GROUPED_MATMUL] = {"grouped_matmul", grouped_matmul_fwd, grouped_matmul_bwd},
     [AG_OP_SQUARE] = {"square", square_fwd, square_bwd},
     [AG_OP_CAST] = {"cast", cast_fwd, cast_bwd},
+    [AG_OP_CUSTOM] = {"custom", custom_fwd, custom_bwd},
     [AG_OP_ONE_HOT] = {"one_hot", one_hot_fwd, NULL},
     [AG_OP_ARGMAX] = {"argmax", argmax_fwd, NULL},
     [AG_OP_TOPK] = {"topk", topk_fwd, NULL},

@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 
 #include "autograd/ag_cuda.h"
+#include "parallel/par.h"
 #include "train/cli/cli.h"
 #include "train/generate.h"
 #include "train/trainer.h"
@@ -87,9 +88,23 @@ static int cmd_train(int argc, char **argv) {
         cJSON_Delete(j);
         return 0;
     }
-    trainer_result res;
-    sx_status s = trainer_run(&cfg, &opts, &res);
+    par_transport_kind kind = PAR_TRANSPORT_AUTO;
+    if (!strcmp(cfg.transport, "mpi")) kind = PAR_TRANSPORT_MPI;
+    else if (!strcmp(cfg.transport, "nccl")) kind = PAR_TRANSPORT_NCCL;
+    else if (!strcmp(cfg.transport, "loopback")) kind = PAR_TRANSPORT_LOOPBACK;
+    else if (strcmp(cfg.transport, "auto")) return fail(sx_errorf("parallel.transport: '%s' is not one of auto, mpi, nccl, loopback", cfg.transport));
+    par_ctx par;
+    sx_status s = par_init(&par, &argc, &argv, cfg.expert_parallel, kind, cfg.collective_timeout_s);
     if (!s.ok) return fail(s);
+    opts.par = &par;
+    trainer_result res;
+    s = trainer_run(&cfg, &opts, &res);
+    if (!s.ok) {
+        /* one rank's error ends the job: the others may be waiting in a collective */
+        if (par.world_size > 1) par_abort(&par, "%s", s.msg);
+        return fail(s);
+    }
+    par_finalize(&par);
     return 0;
 }
 
