@@ -27,7 +27,7 @@ extern "C" int ag_cuda_device_count(void) {
 }
 
 extern "C" const char *ag_cuda_describe(void) {
-    static char buf[256];
+    static char buf[512];
     int rt = 0, drv = 0;
     cudaRuntimeGetVersion(&rt);
     cudaDriverGetVersion(&drv);
