@@ -1,0 +1,266 @@
+/* Hugging Face weights in and out: every form the Hub ships loads and gives HF's float32 logits (within 1e-5
+ * relative: the same fp32 model, different summation orders); bf16 widens exactly; every safetensors validation
+ * rule of the reference reader is enforced; hostile or damaged pickles are refused by name and nothing runs;
+ * truncated and bit-flipped files never crash; export round-trips bit for bit. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests/h5fixture.h"
+#include "train/hf_model.h"
+#include "train/hf_weights.h"
+
+#define FIX SX_SOURCE_DIR "/tests/fixtures/hf"
+
+static void load_dir(const char *dir, model *m) {
+    model_config c;
+    sx_status s = hf_read_config(dir, &c);
+    cr_assert(s.ok, "%s", s.msg);
+    cr_assert(model_init(m, &c).ok);
+    s = hf_load_weights(m, dir);
+    cr_assert(s.ok, "%s: %s", dir, s.msg);
+}
+
+static double logits_err(model *m, const char *ref_name) {
+    hid_t f = H5Fopen(FIX "/reference.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    int nd;
+    hsize_t d[8];
+    int32_t *ids = h5f_ints(f, "input_ids", &nd, d), *mask = h5f_ints(f, "attention_mask", NULL, NULL);
+    int64_t B = (int64_t)d[0], S = (int64_t)d[1];
+    int32_t *labels = h5f_ints(f, "labels", &nd, d);
+    int64_t T = (int64_t)d[1], n;
+    float *ref = h5f_floats(f, ref_name, &n);
+    ag_arena act;
+    ag_arena_init(&act, "act", 1 << 20);
+    ag_ctx ctx;
+    ag_ctx_init(&ctx, &act);
+    ctx.grad_enabled = false;
+    model_batch b = {B, S, T, ids, mask, labels, NULL, 0, 0};
+    model_output o;
+    model_forward(m, &ctx, &b, (model_rng){0, 0, 0}, &o);
+    cr_assert_eq(o.logits->numel, n);
+    double md = 0, mr = 0;
+    for (int64_t i = 0; i < n; i++) {
+        md = fmax(md, fabs((double)((float *)o.logits->data)[i] - ref[i]));
+        mr = fmax(mr, fabs(ref[i]));
+    }
+    ag_ctx_free(&ctx);
+    ag_arena_free(&act);
+    free(ids);
+    free(mask);
+    free(labels);
+    free(ref);
+    H5Fclose(f);
+    return md / mr;
+}
+
+Test(hf, every_form_loads_and_matches_hf_logits) {
+    const char *forms[4] = {"safetensors", "sharded", "bin_f32", "bin_bf16"};
+    for (int k = 0; k < 4; k++) {
+        char dir[600];
+        snprintf(dir, sizeof dir, "%s/%s", FIX, forms[k]);
+        model m;
+        load_dir(dir, &m);
+        double e = logits_err(&m, k == 3 ? "logits_bf16" : "logits_f32");
+        printf("%-12s logits rel error vs HF %.3e\n", forms[k], e);
+        cr_expect(e <= 1e-5, "%s: logits differ from HF by %.3e", forms[k], e);
+        model_free(&m);
+    }
+}
+
+Test(hf, bf16_widens_exactly) {
+    model a, b;
+    load_dir(FIX "/bin_f32", &a);
+    load_dir(FIX "/bin_bf16", &b);
+    int64_t bad = 0;
+    for (int64_t i = 0; i < a.n_floats; i++) bad += ag_f32_from_bf16(ag_bf16_from_f32(a.w[i])) != b.w[i];
+    cr_expect_eq(bad, 0, "%lld values differ from the bf16 rounding of the fp32 weights", (long long)bad);
+    model_free(&a);
+    model_free(&b);
+}
+
+Test(hf, export_round_trips) {
+    model a, b;
+    load_dir(FIX "/safetensors", &a);
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/hf_export_test_%d", SX_BINARY_DIR, (int)getpid());
+    sx_status s = hf_export(&a, dir);
+    cr_assert(s.ok, "%s", s.msg);
+    load_dir(dir, &b);
+    cr_expect(!memcmp(a.w, b.w, sizeof(float) * (size_t)a.n_floats), "exported weights differ");
+    model_free(&a);
+    model_free(&b);
+}
+
+Test(hf, mismatched_config_and_missing_tensors_are_named) {
+    model_config c;
+    model m;
+    cr_assert(hf_read_config(FIX "/safetensors", &c).ok);
+    c.num_experts = 8; /* the router's shape gives it away first */
+    cr_assert(model_init(&m, &c).ok);
+    sx_status s = hf_load_weights(&m, FIX "/safetensors");
+    cr_expect(!s.ok && strstr(s.msg, "router.classifier.weight") && strstr(s.msg, "does not match the weights"), "got: %s", s.msg);
+    model_free(&m);
+    cr_assert(hf_read_config(FIX "/safetensors", &c).ok);
+    c.tie_word_embeddings = false; /* an untied head the files do not have */
+    cr_assert(model_init(&m, &c).ok);
+    s = hf_load_weights(&m, FIX "/safetensors");
+    cr_expect(!s.ok && strstr(s.msg, "missing tensor 'lm_head.weight'"), "got: %s", s.msg);
+    model_free(&m);
+    /* a file with one tensor too many */
+    model a;
+    load_dir(FIX "/safetensors", &a);
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/hf_extra_test_%d", SX_BINARY_DIR, (int)getpid());
+    cr_assert(hf_export(&a, dir).ok);
+    hf_weights *w;
+    char st[700];
+    snprintf(st, sizeof st, "%s/model.safetensors", dir);
+    cr_assert(hf_weights_open(st, &w).ok);
+    int n = hf_weights_count(w);
+    hf_out_tensor *t = calloc((size_t)n + 1, sizeof *t);
+    float *bufs = malloc(sizeof(float) * (size_t)(a.n_floats + 16));
+    int64_t off = 0;
+    for (int i = 0; i < n; i++) {
+        const hf_tensor_info *ti = hf_weights_info(w, i);
+        int64_t numel = 1;
+        for (int d = 0; d < ti->ndim; d++) numel *= ti->shape[d];
+        cr_assert(hf_weights_read_f32(w, ti->name, bufs + off, numel).ok);
+        t[i] = (hf_out_tensor){ti->name, ti->ndim, {0}, bufs + off};
+        memcpy(t[i].shape, ti->shape, sizeof(int64_t) * (size_t)ti->ndim);
+        off += numel;
+    }
+    static const float extra[2] = {1, 2};
+    t[n] = (hf_out_tensor){"encoder.block.7.layer.0.SelfAttention.q.weight", 1, {2}, extra};
+    cr_assert(hf_safetensors_write(st, t, n + 1).ok);
+    hf_weights_close(w);
+    model b;
+    cr_assert(model_init(&b, &a.cfg).ok);
+    s = hf_load_weights(&b, dir);
+    cr_expect(!s.ok && strstr(s.msg, "unexpected tensor 'encoder.block.7"), "got: %s", s.msg);
+    free(t);
+    free(bufs);
+    model_free(&a);
+    model_free(&b);
+}
+
+/* ---- safetensors validation: each rule of the reference reader --------------------------------------------------- */
+
+static sx_status parse_st(const char *header, const char *data, size_t data_len) {
+    size_t hl = strlen(header);
+    uint8_t *buf = malloc(8 + hl + data_len + 1);
+    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+    memcpy(buf + 8, header, hl);
+    memcpy(buf + 8 + hl, data, data_len);
+    hf_weights *w = hf_weights_new_empty();
+    sx_status s = hf_safetensors_parse(buf, 8 + hl, 8 + hl + data_len, "t.safetensors", w, 0);
+    hf_weights_close(w);
+    free(buf);
+    return s;
+}
+
+#define EXPECT_ERR(s, needle)                                                                                         \
+    do {                                                                                                              \
+        sx_status s_ = (s);                                                                                           \
+        cr_expect(!s_.ok && strstr(s_.msg, needle), "expected an error with \"%s\", got: %s", needle, s_.ok ? "ok" : s_.msg); \
+    } while (0)
+
+Test(hf, safetensors_validation_rules) {
+    char d[64] = {0};
+    cr_expect(parse_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", d, 8).ok, "a valid file must parse");
+    cr_expect(parse_st("{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"BF16\",\"shape\":[],\"data_offsets\":[0,2]}}", d, 2).ok,
+              "0-rank tensors are legal");
+    cr_expect(parse_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[0,0]}}", d, 0).ok, "empty tensors are legal");
+    EXPECT_ERR(parse_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}", d, 8), "not valid JSON");
+    EXPECT_ERR(parse_st("[1,2]", d, 0), "JSON object");
+    EXPECT_ERR(parse_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", d, 8),
+               "duplicate key");
+    EXPECT_ERR(parse_st("{\"a\":{\"dtype\":\"Q8\",\"shape\":[1],\"data_offsets\":[0,1]}}", d, 1), "unknown dtype");
+    EXPECT_ERR(parse_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", d, 4), "shape[0]");
+    EXPECT_ERR(parse_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,4]}}", d, 4), "shape[0]");
+    EXPECT_ERR(parse_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,0]}}", d, 4), "begin <= end");
+    EXPECT_ERR(parse_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", d, 8), "needs 12");
+    EXPECT_ERR(parse_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", d, 8), "a gap");
+    EXPECT_ERR(parse_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", d, 8),
+               "an overlap");
+    EXPECT_ERR(parse_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", d, 12), "trailing or missing");
+    EXPECT_ERR(parse_st("{\"__metadata__\":{\"n\":1}}", d, 0), "__metadata__");
+    EXPECT_ERR(parse_st("{\"a\":{\"dtype\":\"F4\",\"shape\":[1],\"data_offsets\":[0,1]}}", d, 1), "whole number of bytes");
+    EXPECT_ERR(parse_st("{\"a\":{\"dtype\":\"U8\",\"shape\":[99999999999999, 99999999999999],\"data_offsets\":[0,1]}}", d, 1), "overflows");
+    EXPECT_ERR(parse_st("{\"\xff\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", d, 4), "UTF-8");
+    /* the header-length field itself */
+    uint8_t big[8] = {0, 0, 0, 0, 1, 0, 0, 0}; /* 2^32 > 100 MB */
+    hf_weights *w = hf_weights_new_empty();
+    EXPECT_ERR(hf_safetensors_parse(big, 8, 1 << 20, "t", w, 0), "100 MB");
+    uint8_t small[8] = {100, 0, 0, 0, 0, 0, 0, 0};
+    EXPECT_ERR(hf_safetensors_parse(small, 8, 50, "t", w, 0), "past the end");
+    EXPECT_ERR(hf_safetensors_parse(small, 5, 5, "t", w, 0), "too small");
+    hf_weights_close(w);
+}
+
+/* ---- hostile pickles ------------------------------------------------------------------------------------------------ */
+
+Test(hf, hostile_and_damaged_bins_are_refused) {
+    hf_weights *w;
+    sx_status s = hf_weights_open(FIX "/bad/evil_global.bin", &w);
+    cr_expect(!s.ok && strstr(s.msg, "refused global") && (strstr(s.msg, "posix.system") || strstr(s.msg, "os.system")), "got: %s", s.msg);
+    s = hf_weights_open(FIX "/bad/bad_opcode.bin", &w);
+    cr_expect(!s.ok && strstr(s.msg, "refused pickle opcode"), "got: %s", s.msg);
+    s = hf_weights_open(FIX "/bad/compressed.bin", &w);
+    cr_expect(!s.ok && strstr(s.msg, "compressed"), "got: %s", s.msg);
+    s = hf_weights_open(FIX "/bad/no_pickle.bin", &w);
+    cr_expect(!s.ok && strstr(s.msg, "data.pkl"), "got: %s", s.msg);
+    s = hf_weights_open(FIX "/nonexistent", &w);
+    cr_expect(!s.ok && strstr(s.msg, "no such file"), "got: %s", s.msg);
+    s = hf_weights_open(FIX, &w); /* a folder without weights */
+    cr_expect(!s.ok && strstr(s.msg, "no weights"), "got: %s", s.msg);
+}
+
+static uint8_t *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "%s", path);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    rewind(f);
+    uint8_t *b = malloc(*n);
+    cr_assert(fread(b, 1, *n, f) == *n);
+    fclose(f);
+    return b;
+}
+
+/* Every prefix length (stride 7) and 3000 single-bit flips of both formats: errors are fine, crashes are not (the
+ * sanitizer build turns any out-of-bounds read into a failure). */
+Test(hf, truncations_and_bit_flips_never_crash, .timeout = 300) {
+    const char *files[2] = {FIX "/bin_bf16/pytorch_model.bin", FIX "/safetensors/model.safetensors"};
+    for (int k = 0; k < 2; k++) {
+        size_t n;
+        uint8_t *b = slurp(files[k], &n);
+        int errors = 0, runs = 0;
+        for (size_t len = 0; len < n; len += 7, runs++) {
+            hf_weights *w = hf_weights_new_empty();
+            sx_status s = k == 0 ? hf_torchbin_parse_bytes(b, len, "t", w, 0) : hf_safetensors_parse(b, len, len, "t", w, 0);
+            errors += !s.ok;
+            hf_weights_close(w);
+        }
+        ag_rng_key key = ag_rng_make(9, (uint64_t)k, 0);
+        for (int f = 0; f < 3000; f++, runs++) {
+            uint32_t r[4];
+            ag_philox(key, (uint64_t)f, r);
+            size_t pos = r[0] % n;
+            b[pos] ^= (uint8_t)(1u << (r[1] % 8));
+            hf_weights *w = hf_weights_new_empty();
+            sx_status s = k == 0 ? hf_torchbin_parse_bytes(b, n, "t", w, 0) : hf_safetensors_parse(b, n, n, "t", w, 0);
+            errors += !s.ok;
+            hf_weights_close(w);
+            b[pos] ^= (uint8_t)(1u << (r[1] % 8));
+        }
+        printf("%s: %d damaged variants parsed, %d refused with an error, no crash\n", files[k], runs, errors);
+        cr_expect(errors > 0, "damage was never detected");
+        free(b);
+    }
+}
