@@ -104,6 +104,13 @@ sx_status model_init_dtype(model *m, const model_config *cfg, ag_dtype dtype) {
     return model_build(m, cfg, dtype);
 }
 
+sx_status model_init_inference(model *m, const model_config *cfg) {
+    memset(m, 0, sizeof *m);
+    m->ep_size = 1;
+    m->inference = true;
+    return model_build(m, cfg, AG_F32);
+}
+
 static sx_status model_build(model *m, const model_config *cfg, ag_dtype dtype) {
     SX_ASSERT(dtype == AG_F32 || dtype == AG_F64, "model: dtype must be f32 (training) or f64 (gradient checks)");
     m->cfg = *cfg;
@@ -151,7 +158,8 @@ static sx_status model_build(model *m, const model_config *cfg, ag_dtype dtype) 
 
     ag_arena_init(&m->arena, "parameters", 0);
     size_t es = ag_dtype_size(dtype);
-    char *wb = ag_arena_calloc(&m->arena, es * (size_t)m->n_floats), *gb = ag_arena_calloc(&m->arena, es * (size_t)m->n_floats);
+    char *wb = ag_arena_calloc(&m->arena, es * (size_t)m->n_floats);
+    char *gb = m->inference ? NULL : ag_arena_calloc(&m->arena, es * (size_t)m->n_floats);
     if (dtype == AG_F32) {
         m->w = (float *)wb;
         m->g = (float *)gb;
@@ -160,8 +168,8 @@ static sx_status model_build(model *m, const model_config *cfg, ag_dtype dtype) 
     for (int i = 0; i < m->n_params; i++) {
         param_desc *p = &m->params[i];
         m->t[i] = ag_tensor_view(&m->arena, dtype, p->ndim, p->shape, wb + es * (size_t)p->offset);
-        m->t[i]->grad = ag_tensor_view(&m->arena, dtype, p->ndim, p->shape, gb + es * (size_t)p->offset);
-        m->t[i]->requires_grad = true;
+        if (gb) m->t[i]->grad = ag_tensor_view(&m->arena, dtype, p->ndim, p->shape, gb + es * (size_t)p->offset);
+        m->t[i]->requires_grad = gb != NULL;
         m->t[i]->name = p->name;
     }
     return sx_ok();

@@ -53,11 +53,14 @@ typedef struct {
     ag_arena arena;           /* descriptor table, tensor headers, buffers */
     int ep_size, ep_rank;     /* expert parallelism: this rank holds experts [ep_rank * E/ep_size, ...) */
     par_group *ep;            /* NULL: every expert here, no exchange */
+    bool inference;           /* no gradient buffer (convert, export, eval, generate): g is NULL */
 } model;
 
 /* Builds the table from the config and allocates the buffers (weights zeroed). */
 sx_status model_init(model *m, const model_config *cfg);
 sx_status model_init_dtype(model *m, const model_config *cfg, ag_dtype dtype);
+/* Parameters only, no gradients: half the memory, for conversion and inference. */
+sx_status model_init_inference(model *m, const model_config *cfg);
 /* A rank's share of the model under expert parallelism: every dense parameter, and E / size experts of each Switch
  * layer (the ones of index rank * E/size onwards), exchanging tokens over ep (size 1: the same path, loopback). */
 sx_status model_init_ep(model *m, const model_config *cfg, par_group *ep);

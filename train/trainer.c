@@ -18,6 +18,7 @@
 
 #include "train/ckpt.h"
 #include "train/generate.h"
+#include "train/hf_model.h"
 #include "train/metrics.h"
 #include "train/optim.h"
 #include "train/schedule.h"
@@ -68,6 +69,7 @@ static sx_status read_params(ckpt_reader *r, model *m, const char *path) {
 }
 
 sx_status trainer_load_params(model *m, const char *ckpt_path) {
+    if (hf_is_model_dir(ckpt_path)) return hf_load_weights(m, ckpt_path); /* a Hugging Face model folder */
     ckpt_reader *r;
     SX_TRY(ckpt_open(ckpt_path, &r));
     sx_status s = read_params(r, m, ckpt_path);
@@ -76,6 +78,11 @@ sx_status trainer_load_params(model *m, const char *ckpt_path) {
 }
 
 sx_status trainer_config_from_checkpoint(const char *ckpt_path, run_config *cfg) {
+    if (hf_is_model_dir(ckpt_path)) {
+        run_config_defaults(cfg);
+        snprintf(cfg->model_source, sizeof cfg->model_source, "%s", ckpt_path);
+        return hf_read_config(ckpt_path, &cfg->model);
+    }
     ckpt_reader *r;
     SX_TRY(ckpt_open(ckpt_path, &r));
     char *text = NULL;
@@ -91,6 +98,36 @@ sx_status trainer_config_from_checkpoint(const char *ckpt_path, run_config *cfg)
     s = run_config_apply_json(cfg, j, where);
     cJSON_Delete(j);
     return s;
+}
+
+sx_status trainer_write_model(const model *m, const run_config *cfg, const char *path) {
+    if (m->ep_size != 1) return sx_errorf("trainer_write_model: a whole model (no expert parallelism) is needed");
+    ckpt_writer *w;
+    SX_TRY(ckpt_writer_open(path, &w));
+    cJSON *cj = run_config_to_json(cfg), *mj = model_config_to_json(&m->cfg);
+    char *ct = cJSON_Print(cj), *mt = cJSON_Print(mj);
+    cJSON_Delete(cj);
+    cJSON_Delete(mj);
+    sx_status s = ckpt_write_string(w, "run_config", ct);
+    if (s.ok) s = ckpt_write_string(w, "model_config", mt);
+    if (s.ok) s = ckpt_write_attr_i64(w, "step", 0);
+    char hf[160], name[200];
+    for (int i = 0; s.ok && i < m->n_params; i++) {
+        const param_desc *p = &m->params[i];
+        int ne = p->n_experts ? p->n_experts : 1;
+        int64_t per = p->numel / ne;
+        for (int e = 0; s.ok && e < ne; e++) {
+            snprintf(name, sizeof name, "params/%s", model_param_hf_name(m, i, e, hf, sizeof hf));
+            s = ckpt_write_f32(w, name, p->n_experts ? p->ndim - 1 : p->ndim, p->n_experts ? p->shape + 1 : p->shape, m->w + p->offset + e * per);
+        }
+    }
+    free(ct);
+    free(mt);
+    if (!s.ok) {
+        ckpt_writer_abort(w);
+        return s;
+    }
+    return ckpt_writer_commit(w);
 }
 
 /* ---- the trainer state -------------------------------------------------------------------------------------------- */

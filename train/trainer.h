@@ -41,9 +41,12 @@ typedef struct {
 } eval_result;
 sx_status trainer_evaluate(model *m, const run_config *cfg, bool print_examples, eval_result *out);
 
-/* Checkpoint I/O of the model parameters (HF names under params/), shared with eval and generate. */
+/* Checkpoint I/O of the model parameters (HF names under params/), shared with eval and generate; an HF model folder
+ * (config.json + weights) is accepted wherever a checkpoint is. */
 sx_status trainer_load_params(model *m, const char *ckpt_path);
-/* Reads the run config stored inside a checkpoint. */
+/* A parameters-only checkpoint (step 0, no optimizer state) of a whole model: what `switchc convert` writes. */
+sx_status trainer_write_model(const model *m, const run_config *cfg, const char *path);
+/* Reads the run config stored inside a checkpoint (for an HF model folder: the defaults with its config.json). */
 sx_status trainer_config_from_checkpoint(const char *ckpt_path, run_config *cfg);
 
 #endif

@@ -10,6 +10,7 @@
 #include "parallel/par.h"
 #include "train/cli/cli.h"
 #include "train/generate.h"
+#include "train/hf_model.h"
 #include "train/trainer.h"
 
 static int fail(sx_status s) {
@@ -39,7 +40,8 @@ static void train_help(void) {
            "                       --set model.num_experts=8 --set model.switchc.capacity_mode=factor (repeatable)\n"
            "  --resume [auto|CKPT] continue from the newest checkpoint in the run directory (auto) or a given file;\n"
            "                       the continued run is bitwise identical to an uninterrupted one on the CPU\n"
-           "  --init-from CKPT     start from a checkpoint's parameters (fine-tuning; fresh optimizer)\n"
+           "  --init-from CKPT|DIR start from a checkpoint's parameters, or a Hugging Face folder's (config.json and\n"
+           "                       safetensors or pytorch_model.bin, e.g. google/switch-base-8): fine-tuning, fresh optimizer\n"
            "  --help-config        list every config key with its meaning\n"
            "  --print-config       print the effective config (after --config and --set) and exit\n"
            "\n"
@@ -77,6 +79,12 @@ static int cmd_train(int argc, char **argv) {
         } else {
             return usage_error("train", "unknown argument '%s'", a);
         }
+    }
+    /* fine-tuning an HF folder: its config.json is the model unless the run config gave one */
+    if (opts.init_from && hf_is_model_dir(opts.init_from) && !strcmp(cfg.model_source, "built-in")) {
+        sx_status hs = hf_read_config(opts.init_from, &cfg.model);
+        if (!hs.ok) return fail(hs);
+        snprintf(cfg.model_source, sizeof cfg.model_source, "%s", opts.init_from);
     }
     if (print_config) { /* the effective config after --config and --set, then exit */
         sx_status v = run_config_validate(&cfg);
@@ -134,7 +142,7 @@ static int cmd_eval(int argc, char **argv) {
     if (!s.ok) return fail(s);
     if (examples) cfg.eval_examples = examples;
     model m;
-    s = model_init(&m, &cfg.model);
+    s = model_init_inference(&m, &cfg.model);
     if (s.ok) s = trainer_load_params(&m, ckpt);
     if (!s.ok) return fail(s);
     eval_result ev;
@@ -178,7 +186,7 @@ static int cmd_generate(int argc, char **argv) {
     sx_status s = trainer_config_from_checkpoint(ckpt, &cfg);
     if (!s.ok) return fail(s);
     model m;
-    s = model_init(&m, &cfg.model);
+    s = model_init_inference(&m, &cfg.model);
     if (s.ok) s = trainer_load_params(&m, ckpt);
     if (!s.ok) return fail(s);
     int32_t ids[4096];

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Hugging Face in and out, end to end, against transformers 4.57.6 (float32):
+
+1. builds a random SwitchTransformersForConditionalGeneration (tiny by default; --base: switch-base-8's shape) and
+   saves it as model.safetensors and as a bf16 pytorch_model.bin (the form google/switch-base-8 ships);
+2. `switchc convert` reads each form; `switchc logits` must match HF's float32 logits on a batch within 1e-5
+   relative (for the bf16 file: HF's logits after loading that file in float32);
+3. `switchc export-hf` writes the converted model back; transformers loads the export and its logits must match
+   switchc's, again within 1e-5;
+4. with --base, the peak memory of `switchc convert` (its max RSS) is reported against the fp32 model size.
+
+  python3 scripts/check_hf_roundtrip.py [--switchc build/switchc] [--base] [--workdir DIR]
+Exit status 0 when every check holds.
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+import transformers
+from transformers import SwitchTransformersConfig, SwitchTransformersForConditionalGeneration
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+def hf_logits(model, batch):
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor(batch["input_ids"]), attention_mask=torch.tensor(batch["attention_mask"]),
+                    labels=torch.tensor(batch["labels"]))
+    return out.logits.float().numpy()
+
+
+def sx_logits(switchc, model_path, batch_path, work, shape):
+    out = os.path.join(work, "logits.f32")
+    r = subprocess.run([switchc, "logits", "--model", model_path, "--input", batch_path, "--output", out], capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"switchc logits failed: {r.stderr.strip()}")
+    return np.fromfile(out, dtype=np.float32).reshape(shape)
+
+
+def run(cmd):
+    t0 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"{' '.join(cmd)} failed: {r.stderr.strip()}")
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, t0
+
+
+def rel(a, b):
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--switchc", default=os.path.join(ROOT, "build", "switchc"))
+    ap.add_argument("--base", action="store_true", help="switch-base-8's shape (needs ~15 GB of disk and ~10 GB of memory)")
+    ap.add_argument("--workdir", default=None)
+    a = ap.parse_args()
+    if transformers.__version__ != "4.57.6":
+        sys.exit(f"needs transformers 4.57.6, found {transformers.__version__}")
+    work = a.workdir or tempfile.mkdtemp(prefix="switchc_hf_")
+    os.makedirs(work, exist_ok=True)
+    if a.base:
+        cfg = SwitchTransformersConfig(**json.load(open(os.path.join(ROOT, "configs", "switch-base-8.json"))))
+    else:
+        cfg = SwitchTransformersConfig(vocab_size=100, d_model=32, d_kv=8, num_heads=4, d_ff=64, num_layers=4, num_decoder_layers=4,
+                                       num_sparse_encoder_layers=2, num_sparse_decoder_layers=2, num_experts=8, router_jitter_noise=0.0,
+                                       decoder_start_token_id=0)
+    torch.manual_seed(0)
+    model = SwitchTransformersForConditionalGeneration(cfg).float().eval()
+    with torch.no_grad():  # keep routing diverse at random init
+        for n, p in model.named_parameters():
+            if "router" in n:
+                p.mul_(0.1)
+    g = torch.Generator().manual_seed(1)
+    B, S, T = 2, 24, 8
+    batch = {"input_ids": torch.randint(2, cfg.vocab_size, (B, S), generator=g).tolist(), "attention_mask": [[1] * S, [1] * (S - 5) + [0] * 5],
+             "labels": torch.randint(2, cfg.vocab_size, (B, T), generator=g).tolist()}
+    bpath = os.path.join(work, "batch.json")
+    json.dump(batch, open(bpath, "w"))
+    shape = (B, T, cfg.vocab_size)
+    ok = True
+    fp32_bytes = sum(p.numel() for p in model.parameters()) * 4
+
+    st_dir, bin_dir = os.path.join(work, "hf_safetensors"), os.path.join(work, "hf_bin_bf16")
+    model.save_pretrained(st_dir)
+    os.makedirs(bin_dir, exist_ok=True)
+    cfg.save_pretrained(bin_dir)
+    torch.save({k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}, os.path.join(bin_dir, "pytorch_model.bin"))
+    for name, d in (("safetensors", st_dir), ("bf16 pytorch_model.bin", bin_dir)):
+        ref_model = model if d == st_dir else SwitchTransformersForConditionalGeneration.from_pretrained(d, dtype=torch.float32).eval()
+        ref = hf_logits(ref_model, batch)
+        ckpt = os.path.join(work, f"converted_{os.path.basename(d)}.h5")
+        peak, _ = run([a.switchc, "convert", "--from-hf", d, "--output", ckpt])
+        ours = sx_logits(a.switchc, ckpt, bpath, work, shape)
+        e = rel(ours, ref)
+        ok &= e <= 1e-5
+        print(f"convert {name}: switchc logits vs HF float32: rel error {e:.3e} {'ok' if e <= 1e-5 else 'FAIL'}"
+              + (f"; convert peak RSS {peak / 1024:.0f} MB = {peak * 1024 / fp32_bytes:.2f}x the fp32 model ({fp32_bytes / 2**20:.0f} MB)" if a.base else ""))
+        if d == st_dir:
+            exp = os.path.join(work, "exported")
+            run([a.switchc, "export-hf", "--checkpoint", ckpt, "--output", exp])
+            back = SwitchTransformersForConditionalGeneration.from_pretrained(exp, dtype=torch.float32).eval()
+            e2 = rel(hf_logits(back, batch), ours)
+            ok &= e2 <= 1e-5
+            print(f"export-hf: transformers loads the export; its logits vs switchc's: rel error {e2:.3e} {'ok' if e2 <= 1e-5 else 'FAIL'}")
+            del back
+    if not a.workdir:
+        shutil.rmtree(work)
+    print("all checks hold" if ok else "SOME CHECKS FAILED")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
