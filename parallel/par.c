@@ -38,6 +38,15 @@ const char *par_transport_name(par_transport_kind k) {
     return "?";
 }
 
+static double a2a_seconds;
+double par_alltoall_seconds(void) { return a2a_seconds; }
+
+static double clock_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 int par_group_size(const par_group *g) { return g->size; }
 int par_group_rank(const par_group *g) { return g->rank; }
 
@@ -216,8 +225,19 @@ static int *to_int(const int64_t *v, int n, const char *what, sx_status *st) {
 }
 #endif
 
+static sx_status alltoallv_impl(par_group *g, const void *send, const int64_t *sc, const int64_t *sd, void *recv, const int64_t *rc, const int64_t *rd,
+                                par_dtype dt);
+
 sx_status par_alltoallv(par_group *g, const void *send, const int64_t *sc, const int64_t *sd, void *recv, const int64_t *rc, const int64_t *rd,
                         par_dtype dt) {
+    double t0 = clock_s();
+    sx_status s = alltoallv_impl(g, send, sc, sd, recv, rc, rd, dt);
+    a2a_seconds += clock_s() - t0;
+    return s;
+}
+
+static sx_status alltoallv_impl(par_group *g, const void *send, const int64_t *sc, const int64_t *sd, void *recv, const int64_t *rc, const int64_t *rd,
+                                par_dtype dt) {
     size_t es = dt_size(dt);
     if (g->ctx->kind == PAR_TRANSPORT_NCCL && g->mpi) return par_nccl_alltoallv(g, send, sc, sd, recv, rc, rd, dt);
     if (!g->mpi) {
@@ -246,17 +266,22 @@ sx_status par_alltoallv(par_group *g, const void *send, const int64_t *sc, const
 }
 
 sx_status par_alltoall(par_group *g, const void *send, void *recv, int64_t per_rank, par_dtype dt) {
+    double t0 = clock_s();
+    sx_status s;
     if (!g->mpi) {
         memmove(recv, send, (size_t)per_rank * dt_size(dt));
-        return sx_ok();
-    }
+        s = sx_ok();
+    } else {
 #ifdef SWITCHC_HAVE_MPI
-    MPI_Request req;
-    int r = MPI_Ialltoall(send, (int)per_rank, mpi_type(dt), recv, (int)per_rank, mpi_type(dt), g->comm, &req);
-    return wait_for(g, &req, r, "MPI all-to-all of counts");
+        MPI_Request req;
+        int r = MPI_Ialltoall(send, (int)per_rank, mpi_type(dt), recv, (int)per_rank, mpi_type(dt), g->comm, &req);
+        s = wait_for(g, &req, r, "MPI all-to-all of counts");
 #else
-    return sx_errorf("alltoall: no MPI in this build");
+        s = sx_errorf("alltoall: no MPI in this build");
 #endif
+    }
+    a2a_seconds += clock_s() - t0;
+    return s;
 }
 
 sx_status par_allreduce_sum(par_group *g, void *buf, int64_t n, par_dtype dt) {

@@ -48,6 +48,9 @@ sx_status par_allgather(par_group *g, const void *send, void *recv, int64_t n, p
 sx_status par_bcast(par_group *g, void *buf, int64_t n, par_dtype dt, int root);
 sx_status par_barrier(par_group *g);
 
+/* Seconds this process has spent inside all-to-all(v) calls so far (the token exchange of expert parallelism). */
+double par_alltoall_seconds(void);
+
 /* Prints the message with the rank named and ends the whole job (MPI_Abort under MPI), so no rank hangs. */
 _Noreturn void par_abort(const par_ctx *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

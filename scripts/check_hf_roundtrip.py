@@ -15,7 +15,6 @@ Exit status 0 when every check holds.
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -45,11 +44,13 @@ def sx_logits(switchc, model_path, batch_path, work, shape):
 
 
 def run(cmd):
-    t0 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode:
-        sys.exit(f"{' '.join(cmd)} failed: {r.stderr.strip()}")
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, t0
+    """runs cmd and returns its own peak RSS in KiB (wait4 reports the one child, not the maximum over all)"""
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    if status:
+        sys.exit(f"{' '.join(cmd)} failed: {err.strip()}")
+    return ru.ru_maxrss
 
 
 def rel(a, b):
@@ -97,7 +98,7 @@ def main():
         ref_model = model if d == st_dir else SwitchTransformersForConditionalGeneration.from_pretrained(d, dtype=torch.float32).eval()
         ref = hf_logits(ref_model, batch)
         ckpt = os.path.join(work, f"converted_{os.path.basename(d)}.h5")
-        peak, _ = run([a.switchc, "convert", "--from-hf", d, "--output", ckpt])
+        peak = run([a.switchc, "convert", "--from-hf", d, "--output", ckpt])
         ours = sx_logits(a.switchc, ckpt, bpath, work, shape)
         e = rel(ours, ref)
         ok &= e <= 1e-5

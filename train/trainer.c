@@ -676,7 +676,7 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
 
     train_progress prog;
     train_progress_init(&prog, cfg->steps);
-    double t_log = now_s();
+    double t_log = now_s(), a2a_log = par_alltoall_seconds();
     int64_t tok_since_log = 0;
     int64_t start_step = t.step, stop_at = cfg->steps;
     if (opts->stop_after > 0 && start_step + opts->stop_after < stop_at) stop_at = start_step + opts->stop_after;
@@ -783,17 +783,20 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
                 if (expert_tokens[e] > busiest) busiest = expert_tokens[e];
                 if (expert_tokens[e] < idlest) idlest = expert_tokens[e];
             }
+            double a2a = par_alltoall_seconds() - a2a_log;
             double vals[] = {st.loss, st.ce, st.aux, st.z, lr, gnorm, el > 0 ? (double)tok_since_log / el : 0,
                              st.routed ? (double)st.dropped / (double)st.routed : 0, tot ? (double)busiest / (double)tot : 0,
-                             tot ? (double)idlest / (double)tot : 0, (double)t.skipped_total};
+                             tot ? (double)idlest / (double)tot : 0, (double)t.skipped_total, el > 0 ? a2a / el : 0};
             const char *names[] = {"train/loss", "train/ce", "train/aux_loss", "train/z_loss", "train/lr", "train/grad_norm", "train/tokens_per_s",
-                                   "train/dropped_frac", "train/busiest_expert_share", "train/idlest_expert_share", "train/skipped_steps"};
-            if (t.rank0) s = train_metrics_log(metrics, t.step, 11, names, vals);
+                                   "train/dropped_frac", "train/busiest_expert_share", "train/idlest_expert_share", "train/skipped_steps",
+                                   "train/alltoall_time_share"};
+            if (t.rank0) s = train_metrics_log(metrics, t.step, 12, names, vals);
             if (!s.ok) break;
             if (!opts->quiet && t.rank0)
                 fprintf(stderr, "\rstep %6lld | loss %.4f | ce %.4f | aux %.4f | z %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | dropped %.1f%% | experts max %.0f%% min %.0f%%\n",
                         (long long)t.step, vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6], 100 * vals[7], 100 * vals[8], 100 * vals[9]);
             t_log = now_s();
+            a2a_log = par_alltoall_seconds();
             tok_since_log = 0;
         }
         bool last = t.step == stop_at;
