@@ -1,0 +1,17 @@
+# libFuzzer targets (clang only): cmake -S . -B build-fuzz -DSWITCHC_FUZZ=ON -DSWITCHC_CUDA=OFF -DCMAKE_C_COMPILER=clang
+# then scripts/fuzz.sh runs each for a given time. The targets compile the parsers' sources directly, instrumented.
+if(SWITCHC_FUZZ)
+  if(NOT CMAKE_C_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "SWITCHC_FUZZ needs clang (CC=clang or -DCMAKE_C_COMPILER=clang)")
+  endif()
+  set(SX_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -g -O1)
+  set(SX_HF_SRCS ${CMAKE_SOURCE_DIR}/train/hf_weights.c ${CMAKE_SOURCE_DIR}/train/hf_safetensors.c ${CMAKE_SOURCE_DIR}/train/hf_torchbin.c
+      ${CMAKE_SOURCE_DIR}/train/cfg_util.c ${CMAKE_SOURCE_DIR}/autograd/sx_error.c ${CMAKE_SOURCE_DIR}/autograd/tensor.c)
+  foreach(t fuzz_safetensors fuzz_torchbin)
+    add_executable(${t} ${CMAKE_SOURCE_DIR}/fuzz/${t}.c ${SX_HF_SRCS})
+    target_compile_options(${t} PRIVATE ${SX_FUZZ_FLAGS})
+    target_link_options(${t} PRIVATE ${SX_FUZZ_FLAGS})
+    target_include_directories(${t} PRIVATE ${CMAKE_SOURCE_DIR})
+    target_link_libraries(${t} PRIVATE PkgConfig::CJSON ${MATH_LIB})
+  endforeach()
+endif()
