@@ -59,6 +59,13 @@ static par_group *group_new(const par_ctx *p, int size, int rank) {
     return g;
 }
 
+par_group *par_group_describe(int size, int rank) {
+    SX_ASSERT(size >= 1 && rank >= 0 && rank < size, "par_group_describe: rank %d of %d", rank, size);
+    return group_new(NULL, size, rank);
+}
+
+void par_group_free(par_group *g) { free(g); }
+
 _Noreturn void par_abort(const par_ctx *p, const char *fmt, ...) {
     char msg[1024];
     va_list ap;

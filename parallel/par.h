@@ -34,6 +34,11 @@ void par_init_local(par_ctx *p);
 void par_finalize(par_ctx *p);
 const char *par_transport_name(par_transport_kind k);
 
+/* A group that only describes a position (size, rank) and cannot communicate: to build one rank's share of a model
+ * outside a job (re-slicing checkpoints in tests and tools). Free with par_group_free. */
+par_group *par_group_describe(int size, int rank);
+void par_group_free(par_group *g);
+
 int par_group_size(const par_group *g);
 int par_group_rank(const par_group *g);
 

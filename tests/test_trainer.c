@@ -255,3 +255,41 @@ Test(trainer, sigkill_during_checkpoint_resumes_from_the_previous_one, .timeout 
     (void)s; /* steps=1 is below the resumed step: the loop does nothing; loading is what is checked */
     cr_expect(s.ok, "resume after SIGKILL failed: %s", s.msg);
 }
+
+/* A checkpoint keeps the single-process layout: the whole model written once loads as any expert-parallel share
+ * (E = 1, 2, 4, 8 ranks of an 8-expert model), each rank taking exactly its experts' slices. */
+#include "parallel/par.h"
+
+Test(trainer, checkpoint_reslices_for_any_expert_parallel_size, .timeout = 120) {
+    char d[512];
+    tmpdir(d, sizeof d, "reslice");
+    run_config c;
+    small_run(&c, d);
+    c.model.num_experts = 8;
+    model whole;
+    cr_assert(model_init(&whole, &c.model).ok);
+    model_init_weights(&whole, 77);
+    char p[700];
+    cr_assert(system((snprintf(p, sizeof p, "mkdir -p '%s'", d), p)) == 0);
+    snprintf(p, sizeof p, "%s/whole.h5", d);
+    sx_status s = trainer_write_model(&whole, &c, p);
+    cr_assert(s.ok, "%s", s.msg);
+    for (int E = 1; E <= 8; E *= 2)
+        for (int r = 0; r < E; r++) {
+            par_group *g = par_group_describe(E, r);
+            model part;
+            cr_assert(model_init_ep(&part, &c.model, g).ok);
+            s = trainer_load_params(&part, p);
+            cr_assert(s.ok, "E=%d rank %d: %s", E, r, s.msg);
+            int bad = 0;
+            for (int i = 0; i < part.n_params; i++) {
+                const param_desc *q = &part.params[i];
+                int64_t first = q->n_experts ? (int64_t)q->expert_offset * (q->numel / q->n_experts) : 0;
+                bad += memcmp(part.w + q->offset, whole.w + whole.params[i].offset + first, sizeof(float) * (size_t)q->numel) != 0;
+            }
+            cr_expect_eq(bad, 0, "E=%d rank %d: %d tensors differ from their slice of the whole model", E, r, bad);
+            model_free(&part);
+            par_group_free(g);
+        }
+    model_free(&whole);
+}
