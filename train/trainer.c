@@ -22,6 +22,7 @@
 #include "train/metrics.h"
 #include "train/optim.h"
 #include "train/schedule.h"
+#include "train/batches.h"
 #include "train/task.h"
 
 #define CKPT_PREFIX "ckpt_step"
@@ -45,10 +46,6 @@ static sx_status mkdir_p(const char *path) {
     return sx_ok();
 }
 
-static task_spec task_of(const run_config *cfg) {
-    task_spec t = {strcmp(cfg->task, "sort") ? TASK_REVERSE : TASK_SORT, cfg->task_min_len, cfg->task_max_len, cfg->seed};
-    return t;
-}
 
 /* ---- parameters in checkpoints: one dataset per HF tensor (expert blocks split into their HF slices); a rank reads
  * only its own experts ------------------------------------------------------------------------------------------ */
@@ -340,9 +337,10 @@ static sx_status load_checkpoint(trainer *t, const char *path) {
 
 sx_status trainer_evaluate(model *m, const run_config *cfg, bool print_examples, eval_result *out) {
     memset(out, 0, sizeof *out);
-    if (!strcmp(cfg->task, "dataset")) return sx_errorf("evaluation on datasets needs the data module (data.eval)");
-    task_spec ts = task_of(cfg);
-    int EB = cfg->eval_batch_size, Lmax = cfg->task_max_len + 1;
+    batch_source *src;
+    SX_TRY(batch_source_open(cfg, true, &src));
+    int EB = cfg->eval_batch_size;
+    int64_t Lmax = batch_source_max_len(src), n_eval = batch_source_count(src);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(EB * Lmax)), *mask = malloc(sizeof(int32_t) * (size_t)(EB * Lmax));
     int32_t *labels = malloc(sizeof(int32_t) * (size_t)(EB * Lmax)), *gen = malloc(sizeof(int32_t) * (size_t)(EB * cfg->gen_max_len));
     int *lens = malloc(sizeof(int) * (size_t)EB);
@@ -354,10 +352,12 @@ sx_status trainer_evaluate(model *m, const run_config *cfg, bool print_examples,
     ctx.training = false;
     double loss_sum = 0;
     int64_t tok = 0, tok_ok = 0, exact = 0, n = 0;
-    for (int64_t first = 0; first < cfg->eval_examples; first += EB) {
-        int B = (int)(cfg->eval_examples - first < EB ? cfg->eval_examples - first : EB);
+    sx_status st = sx_ok();
+    for (int64_t first = 0; first < n_eval && st.ok; first += EB) {
+        int B = (int)(n_eval - first < EB ? n_eval - first : EB);
         int64_t S, T;
-        task_batch(&ts, TASK_HELDOUT, (uint64_t)first, B, ids, mask, labels, &S, &T);
+        st = batch_source_get(src, (uint64_t)first, B, ids, mask, labels, &S, &T);
+        if (!st.ok) break;
         model_batch b = {B, S, T, ids, mask, labels, NULL};
         model_output o;
         model_forward(m, &ctx, &b, (model_rng){cfg->seed, 0, false}, &o);
@@ -382,7 +382,7 @@ sx_status trainer_evaluate(model *m, const run_config *cfg, bool print_examples,
             if (lens[bi] != want) ok = false;
             for (int t = 0; ok && t < want; t++) ok = gen[bi * cfg->gen_max_len + t] == labels[bi * T + t];
             exact += ok;
-            if (print_examples && first == 0 && bi < 3) {
+            if (print_examples && first == 0 && bi < 3 && strcmp(cfg->task, "dataset")) {
                 char in_s[80], want_s[80], got_s[80];
                 task_format(ids + bi * S, (int)S, in_s, sizeof in_s);
                 task_format(labels + bi * T, want, want_s, sizeof want_s);
@@ -399,23 +399,33 @@ sx_status trainer_evaluate(model *m, const run_config *cfg, bool print_examples,
     out->examples = n;
     ag_ctx_free(&ctx);
     ag_arena_free(&act);
+    batch_source_close(src);
     free(ids);
     free(mask);
     free(labels);
     free(gen);
     free(lens);
-    return sx_ok();
+    return st;
 }
 
 /* Routing statistics per sparse layer on one held-out batch: each expert's share of the tokens, the dropped
  * fraction and the mean router entropy. Printed (console) and/or logged (metrics.jsonl, TensorBoard). */
 static sx_status route_stats(model *m, const run_config *cfg, bool print, train_metrics *metrics, int64_t step) {
-    task_spec ts = task_of(cfg);
-    int B = cfg->eval_batch_size, Lmax = cfg->task_max_len + 1, E = m->cfg.num_experts;
+    batch_source *src;
+    SX_TRY(batch_source_open(cfg, true, &src));
+    int64_t Lmax = batch_source_max_len(src);
+    int B = (int)(cfg->eval_batch_size < batch_source_count(src) ? cfg->eval_batch_size : batch_source_count(src)), E = m->cfg.num_experts;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * Lmax)), *mask = malloc(sizeof(int32_t) * (size_t)(B * Lmax)),
             *labels = malloc(sizeof(int32_t) * (size_t)(B * Lmax));
     int64_t S, T;
-    task_batch(&ts, TASK_HELDOUT, 0, B, ids, mask, labels, &S, &T);
+    sx_status bs = batch_source_get(src, 0, B, ids, mask, labels, &S, &T);
+    batch_source_close(src);
+    if (!bs.ok) {
+        free(ids);
+        free(mask);
+        free(labels);
+        return bs;
+    }
     ag_arena act;
     ag_arena_init(&act, "eval", 1 << 20);
     ag_ctx ctx;
@@ -587,7 +597,6 @@ static void scale_grads(trainer *t, float c) {
 
 sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_result *res) {
     SX_TRY(run_config_validate(cfg));
-    if (!strcmp(cfg->task, "dataset")) return sx_errorf("data.task 'dataset': datasets are read by the data module, not yet wired into the trainer");
     if (cfg->threads > 0) openblas_set_num_threads(cfg->threads);
     trainer t;
     memset(&t, 0, sizeof t);
@@ -658,7 +667,11 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
     ag_arena_init(&t.act, "activations", 1 << 22);
     ag_ctx_init(&t.ctx, &t.act);
     t.ctx.training = true;
-    const int Lmax = cfg->task_max_len + 1, mbl = mb / W; /* every rank takes mbl rows of each micro-batch */
+    batch_source *src = NULL;
+    s = batch_source_open(cfg, false, &src);
+    if (!s.ok) goto out;
+    const int64_t Lmax = batch_source_max_len(src);
+    const int mbl = mb / W; /* every rank takes mbl rows of each micro-batch */
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(mb * Lmax)), *mask = malloc(sizeof(int32_t) * (size_t)(mb * Lmax)),
             *labels = malloc(sizeof(int32_t) * (size_t)(mb * Lmax));
     const int E = t.m.cfg.num_experts;
@@ -668,7 +681,6 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
     int64_t *layer_tokens = calloc((size_t)(n_sparse * E + 1), sizeof(int64_t)); /* [layer, expert] over the run */
     run_totals tot_run = {0};
     tot_run.best_eval_loss = INFINITY;
-    task_spec ts = task_of(cfg);
     ag_arena seed_arena;
     ag_arena_init(&seed_arena, "loss-seed", 4096);
     ag_tensor *seed = ag_new(&seed_arena, AG_F32, 1);
@@ -695,7 +707,8 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
             uint64_t first = (uint64_t)(t.step * cfg->batch_size + k * mb);
             /* every rank builds the whole micro-batch (padded to its longest example, as one process would) and
              * keeps its rows; the valid-label count of the whole batch normalises the loss */
-            task_batch(&ts, TASK_TRAIN, first, mb, ids, mask, labels, &S, &T);
+            s = batch_source_get(src, first, mb, ids, mask, labels, &S, &T);
+            if (!s.ok) break;
             int64_t valid = 0, mine = 0, r0 = (int64_t)t.par->world_rank * mbl;
             for (int64_t q = 0; q < (int64_t)mb * T; q++) {
                 valid += labels[q] >= 0;
@@ -723,6 +736,7 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
             st.tokens += (int64_t)mbl * (S + T);
             ag_ctx_reset(&t.ctx);
         }
+        if (!s.ok) break;
         s = sync_grads(&t);
         if (!s.ok) break;
         if (t.step == start_step && opts->on_first_grads) opts->on_first_grads(&t.m, opts->user);
@@ -850,6 +864,7 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
     free(mask);
     free(labels);
     free(expert_tokens);
+    batch_source_close(src);
     ag_arena_free(&seed_arena);
     ag_ctx_free(&t.ctx);
     ag_arena_free(&t.act);

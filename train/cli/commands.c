@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "data/prepare.h"
 #include "train/cfg_util.h"
 #include "train/cli/cli.h"
 #include "train/hf_model.h"
@@ -176,6 +177,7 @@ static const cli_command EXTRA[] = {
     {"convert", "a Hugging Face folder (safetensors or pytorch .bin) -> a switchc checkpoint", cmd_convert},
     {"export-hf", "a switchc checkpoint -> config.json + model.safetensors for transformers", cmd_export},
     {"logits", "the logits of one batch (cross-checks with other implementations)", cmd_logits},
+    {"prepare", "examples (JSONL/TSV of token ids) -> an HDF5 token dataset", data_prepare_main},
     {NULL, NULL, NULL},
 };
 
