@@ -215,6 +215,9 @@ Test(hf, hostile_and_damaged_bins_are_refused) {
     cr_expect(!s.ok && strstr(s.msg, "compressed"), "got: %s", s.msg);
     s = hf_weights_open(FIX "/bad/no_pickle.bin", &w);
     cr_expect(!s.ok && strstr(s.msg, "data.pkl"), "got: %s", s.msg);
+    /* a fuzzer finding (a ZIP64 record offset past the end of a short file): now an error, not an overflow */
+    s = hf_weights_open(FIX "/bad/fuzz_zip64_underflow.bin", &w);
+    cr_expect(!s.ok, "the fuzzer's input must be refused");
     s = hf_weights_open(FIX "/nonexistent", &w);
     cr_expect(!s.ok && strstr(s.msg, "no such file"), "got: %s", s.msg);
     s = hf_weights_open(FIX, &w); /* a folder without weights */

@@ -36,7 +36,7 @@ static sx_status zip_entries(const uint8_t *b, size_t len, const char *label, ze
         /* ZIP64: the locator just before the EOCD points at the ZIP64 record */
         if (eocd < 20 || rd(b + eocd - 20, 4) != 0x07064b50) return sx_errorf("%s: ZIP64 archive without its locator", label);
         uint64_t z64 = rd(b + eocd - 20 + 8, 8);
-        if (z64 > len - 56 || rd(b + z64, 4) != 0x06064b50) return sx_errorf("%s: bad ZIP64 end-of-central-directory record", label);
+        if (len < 56 || z64 > len - 56 || rd(b + z64, 4) != 0x06064b50) return sx_errorf("%s: bad ZIP64 end-of-central-directory record", label);
         n = rd(b + z64 + 32, 8);
         cd_size = rd(b + z64 + 40, 8);
         cd_off = rd(b + z64 + 48, 8);
@@ -75,7 +75,7 @@ static sx_status zip_entries(const uint8_t *b, size_t len, const char *label, ze
             free(e);
             return s;
         }
-        if (loff > len - 30 || rd(b + loff, 4) != 0x04034b50) {
+        if (len < 30 || loff > len - 30 || rd(b + loff, 4) != 0x04034b50) {
             sx_status s = sx_errorf("%s: ZIP member '%s': bad local header offset", label, e[k].name);
             free(e);
             return s;
