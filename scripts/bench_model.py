@@ -79,6 +79,7 @@ def main():
     hf = run([sys.executable, "bench/hf_bench.py", "--config", tiny, "--mode", "trainstep"] + shape)
     rows.append((f"default tiny model (`switchc train`), training step with AdamW, batch {B} x ({L} + {L}) tokens", ours, hf))
     os.unlink(tiny)
+    loader = run([os.path.join(a.build, "bench_loader"), "20000", "200"])
 
     lines = ["## Model on the CPU: switchc vs Hugging Face transformers", "",
              f"Measured by `scripts/bench_model.py` on {datetime.date.today().isoformat()}: {cpu_name()}, "
@@ -91,6 +92,11 @@ def main():
         lines.append(f"| {name} | {o['tokens_per_s']:.0f} | {h['tokens_per_s']:.0f} | {o['tokens_per_s'] / h['tokens_per_s']:.2f}x | "
                      f"{o['peak_rss_mb']:.0f} MB | {h['peak_rss_mb']:.0f} MB |")
         print(name, json.dumps(o), json.dumps(h))
+    if not a.skip_base:
+        base_tps = rows[0][1]["tokens_per_s"]
+        lines += ["", f"Data loader (`bench_loader`, same run): batches of 16 x (512 + 114) tokens from a 20,000-example HDF5 token dataset "
+                  f"of switch-base-8 shapes, shuffled and padded: {loader['batches_per_s']:.0f} batches/s, {loader['tokens_per_s']:.0f} tokens/s, "
+                  f"{loader['tokens_per_s'] / base_tps:.0f}x the tokens/s at which this machine trains switch-base-8 (row 1)."]
     write_section("\n".join(lines))
 
 
