@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
+#include "train/metrics.h"
 #include "train/model.h"
 #include "train/optim.h"
 
@@ -96,11 +96,9 @@ int main(int argc, char **argv) {
         ag_ctx_reset(&ctx);
     }
     double sec = (now_s() - t0) / steps;
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
     printf("{\"impl\": \"switchc\", \"mode\": \"%s\", \"batch\": %d, \"src_len\": %d, \"tgt_len\": %d, \"threads\": %d, \"sec_per_step\": %.6f, "
            "\"tokens_per_s\": %.1f, \"peak_rss_mb\": %.1f, \"params\": %lld, \"activation_arena_mb\": %.1f}\n",
-           mode, B, S, T, threads, sec, (double)B * (S + T) / sec, ru.ru_maxrss / 1024.0, (long long)model_param_count(&m), act.peak / 1048576.0);
+           mode, B, S, T, threads, sec, (double)B * (S + T) / sec, train_peak_rss_mb(), (long long)model_param_count(&m), act.peak / 1048576.0);
     optim_free(opt);
     free(op);
     free(ids);

@@ -43,14 +43,20 @@ def sx_logits(switchc, model_path, batch_path, work, shape):
     return np.fromfile(out, dtype=np.float32).reshape(shape)
 
 
+# Runs argv[1:] and prints its peak RSS (KiB) from wait4. This small process does the fork, not the caller: Linux
+# folds the forking process's resident set into the child's ru_maxrss at exec, so a child forked straight from this
+# script (which holds an HF model) would be charged this script's gigabytes.
+RSS_WRAPPER = "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:]); _, st, ru = os.wait4(p.pid, 0); " \
+              "print(ru.ru_maxrss, file=sys.stderr); sys.exit(os.waitstatus_to_exitcode(st))"
+
+
 def run(cmd):
-    """runs cmd and returns its own peak RSS in KiB (wait4 reports the one child, not the maximum over all)"""
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    err = p.stderr.read()
-    _, status, ru = os.wait4(p.pid, 0)
-    if status:
-        sys.exit(f"{' '.join(cmd)} failed: {err.strip()}")
-    return ru.ru_maxrss
+    """runs cmd and returns its peak RSS in KiB, measured by a small wrapper process (see RSS_WRAPPER)"""
+    p = subprocess.run([sys.executable, "-c", RSS_WRAPPER] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = p.stderr.strip().splitlines()
+    if p.returncode:
+        sys.exit(f"{' '.join(cmd)} failed: {chr(10).join(lines[:-1]).strip()}")
+    return int(lines[-1])
 
 
 def rel(a, b):

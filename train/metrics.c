@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -206,4 +207,20 @@ void train_progress_done(train_progress *p) {
     fmt_duration(mono_now() - p->t_start, t, sizeof t);
     fprintf(stderr, "%sdone in %s\n", p->tty && p->last_print >= 0 ? "\n" : "", t);
     fflush(stderr);
+}
+
+double train_peak_rss_mb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) {
+            kb = strtol(line + 6, NULL, 10);
+            break;
+        }
+    if (f) fclose(f);
+    if (kb >= 0) return kb / 1024.0;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
 }

@@ -68,4 +68,12 @@ void train_progress_done(train_progress *p);
 /* The line update prints, for time `now` (monotonic seconds), without printing or changing p. */
 void train_progress_format(const train_progress *p, int64_t step, double now, const char *extra, char *buf, size_t cap);
 
+/* ---- memory --------------------------------------------------------------------------------------------------------- */
+
+/* This process's peak resident set in MiB: VmHWM of /proc/self/status, which belongs to the process's own address
+ * space. getrusage's ru_maxrss is not used: Linux folds the parent's resident set at fork into the child's maxrss
+ * when the child execs, so a switchc started by a large Python process (a benchmark or sweep script holding a model)
+ * would report the parent's memory. Falls back to ru_maxrss where /proc is missing. */
+double train_peak_rss_mb(void);
+
 #endif

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -504,8 +503,6 @@ static sx_status write_summary(trainer *t, const run_totals *r, const int64_t *l
         maxmean += mean > 0 ? mx / mean : 0;
         cv += mean > 0 ? sqrt(fmax(var, 0)) / mean : 0;
     }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "steps", (double)t->step);
     cJSON_AddNumberToObject(j, "final_train_loss", last_loss);
@@ -516,7 +513,7 @@ static sx_status write_summary(trainer *t, const run_totals *r, const int64_t *l
         cJSON_AddNumberToObject(j, "token_accuracy", r->last_eval.token_acc);
     }
     cJSON_AddNumberToObject(j, "tokens_per_s", r->train_seconds > 0 ? (double)r->tokens / r->train_seconds : 0);
-    cJSON_AddNumberToObject(j, "peak_rss_mb", ru.ru_maxrss / 1024.0);
+    cJSON_AddNumberToObject(j, "peak_rss_mb", train_peak_rss_mb());
     cJSON_AddNumberToObject(j, "params", (double)model_param_count_global(&t->m));
     cJSON_AddNumberToObject(j, "active_params", (double)active_params(&t->m));
     cJSON_AddNumberToObject(j, "flops_per_token", 6.0 * (double)active_params(&t->m));
