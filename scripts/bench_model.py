@@ -58,8 +58,6 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-base", action="store_true", help="skip the switch-base-8 measurement (needs ~12 GB)")
     a = ap.parse_args()
-    import torch
-    import transformers
     bench = os.path.join(a.build, "bench_model")
     switchc = os.path.join(a.build, "switchc")
     rows = []
@@ -84,8 +82,9 @@ def main():
     lines = ["## Model on the CPU: switchc vs Hugging Face transformers", "",
              f"Measured by `scripts/bench_model.py` on {datetime.date.today().isoformat()}: {cpu_name()}, "
              f"{os.cpu_count()} cores, {a.threads} threads for both (OpenBLAS / torch.set_num_threads); "
-             f"torch {torch.__version__}, transformers {transformers.__version__}, fp32, same config, random weights "
-             "and tokens, mean of the timed steps after warm-up; peak RSS of each process.", "",
+             f"torch {rows[-1][2]['torch']}, transformers {rows[-1][2]['transformers']}, fp32, same config, random weights "
+             "and tokens, mean of the timed steps after warm-up; peak RSS of each process (VmHWM: its own address space, "
+             "whatever process started it).", "",
              "| workload | switchc tokens/s | HF tokens/s | speed-up | switchc peak RSS | HF peak RSS |",
              "|---|---|---|---|---|---|"]
     for name, o, h in rows:
