@@ -3,6 +3,8 @@
  * HF v4.57 semantics by default (SPEC 4.1-4.2): a dropped token's output is 0, so it passes through the residual. */
 #include "moe/switch.h"
 
+#include "moe/route.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,69 +172,34 @@ void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w
     ag_tensor *logits = ag_matmul(ctx, xr, w->router_w, false, true); /* [N, E] */
     if (w->router_b) logits = ag_add(ctx, logits, w->router_b);
     ag_tensor *probs = ag_softmax(ctx, logits, NULL, NULL);
-    /* Probabilities as double for the choices: f32 models read floats, the f64 gradient-check model doubles. */
-    double *p = ag_arena_alloc(ctx->act, sizeof(double) * (size_t)(N * E + 1));
-    if (probs->dtype == AG_F32)
-        for (int64_t i = 0; i < N * E; i++) p[i] = ((const float *)probs->data)[i];
-    else
-        memcpy(p, probs->data, sizeof(double) * (size_t)(N * E));
-
-    /* 2. Choices: the top-k experts of each token, first index on ties (torch.argmax / topk order). */
-    int32_t *choice = ag_arena_alloc(ctx->act, sizeof(int32_t) * (size_t)(N * K + 1));
-    out->entropy_sum = 0;
-    for (int64_t t = 0; t < N; t++) {
-        const double *pt = p + t * E;
-        int32_t best = 0;
-        for (int e = 1; e < E; e++)
-            if (pt[e] > pt[best]) best = e;
-        choice[t * K] = best;
-        if (K == 2) {
-            int32_t second = best == 0 ? 1 : 0;
-            for (int e = 0; e < E; e++)
-                if (e != best && pt[e] > pt[second]) second = e;
-            choice[t * K + 1] = second;
-        }
-        for (int e = 0; e < E; e++)
-            if (pt[e] > 0) out->entropy_sum -= pt[e] * log(pt[e]);
-    }
-
-    /* 3. Capacity per group: within a group, first choices claim slots left to right, then second choices
-     * (GShard's priority); HF's cumsum over the sequence is the top-1 case (SPEC 4.1 step 6). */
-    uint8_t *keep = ag_arena_calloc(ctx->act, (size_t)(N * K + 1));
-    int64_t *fill = ag_arena_alloc(ctx->act, sizeof(int64_t) * (size_t)E);
-    out->tokens_per_expert = ag_arena_calloc(ctx->act, sizeof(int64_t) * (size_t)E);
-    int64_t n_kept = 0;
-    for (int64_t g0 = 0; g0 < N; g0 += G) {
-        memset(fill, 0, sizeof(int64_t) * (size_t)E);
-        for (int k = 0; k < K; k++)
-            for (int64_t t = g0; t < g0 + G; t++) {
-                int32_t e = choice[t * K + k];
-                if (cfg->capacity < 0 || fill[e] < cfg->capacity) {
-                    fill[e]++;
-                    keep[t * K + k] = 1;
-                    out->tokens_per_expert[e]++;
-                    n_kept++;
-                }
-            }
-    }
-
-    /* 4. Permutation by expert (counting sort, stable in token order): rows of expert e are off[e]..off[e+1]. */
+    /* 2-4. The routing decision on the host (moe/route.c): choices, entropy, capacity per group, and the permutation
+     * of the kept rows by expert. Not wired yet for a CUDA context: there moe_cuda_route (moe/moe_cuda.h) replaces
+     * this call on the device probs, filling the same arrays in device memory (scratch from ctx->act); off comes back
+     * to the host to size perm / gidx and drive the grouped GEMM, and the statistics with it; moe_cuda_permute /
+     * moe_cuda_unpermute and their backwards then serve steps 5-6 as custom ops. */
+    SX_ASSERT(probs->device == AG_DEV_CPU && (probs->dtype == AG_F32 || probs->dtype == AG_F64),
+              "moe_switch_forward: the routing runs on f32/f64 host probabilities for now");
+    const int64_t NK = N * K;
     ag_tensor *off = ag_new(ctx->act, AG_I64, E + 1);
-    int64_t *o = off->data;
-    o[0] = 0;
-    for (int e = 0; e < E; e++) o[e + 1] = o[e] + out->tokens_per_expert[e];
-    ag_tensor *perm = ag_new(ctx->act, AG_I32, n_kept > 0 ? n_kept : 1);
-    ag_tensor *gidx = ag_new(ctx->act, AG_I32, n_kept > 0 ? n_kept : 1);
-    perm->shape[0] = gidx->shape[0] = perm->numel = gidx->numel = n_kept;
-    memcpy(fill, o, sizeof(int64_t) * (size_t)E);
-    for (int64_t t = 0; t < N; t++)
-        for (int k = 0; k < K; k++) {
-            if (!keep[t * K + k]) continue;
-            int32_t e = choice[t * K + k];
-            int64_t r = fill[e]++;
-            ((int32_t *)perm->data)[r] = (int32_t)t;
-            ((int32_t *)gidx->data)[r] = (int32_t)(t * E + e);
-        }
+    ag_tensor *perm = ag_new(ctx->act, AG_I32, NK > 0 ? NK : 1);
+    ag_tensor *gidx = ag_new(ctx->act, AG_I32, NK > 0 ? NK : 1);
+    moe_route_result rt = {
+        .choice = ag_arena_alloc(ctx->act, sizeof(int32_t) * (size_t)(NK + 1)),
+        .keep = ag_arena_alloc(ctx->act, (size_t)(NK + 1)),
+        .slot = ag_arena_alloc(ctx->act, sizeof(int32_t) * (size_t)(NK + 1)),
+        .off = off->data,
+        .tokens_per_expert = ag_arena_alloc(ctx->act, sizeof(int64_t) * (size_t)E),
+        .perm = perm->data,
+        .gidx = gidx->data,
+        .loss_index = ag_arena_alloc(ctx->act, sizeof(int32_t) * (size_t)(N + 1)),
+    };
+    if (probs->dtype == AG_F32)
+        moe_route_cpu(probs->data, N, E, K, G, cfg->capacity, &rt);
+    else
+        moe_route_cpu_f64(probs->data, N, E, K, G, cfg->capacity, &rt);
+    perm->shape[0] = gidx->shape[0] = perm->numel = gidx->numel = rt.n_kept;
+    out->tokens_per_expert = rt.tokens_per_expert;
+    out->entropy_sum = rt.entropy_sum;
 
     /* 5. Experts on the permuted tokens, one grouped computation per weight (never every expert x every token).
      * Under expert parallelism the rows travel to the ranks that own their experts and back. */
@@ -249,14 +216,12 @@ void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w
 
     /* 7. What the losses and statistics need. */
     out->expert_index = ag_arena_alloc(ctx->act, sizeof(int32_t) * (size_t)(N + 1));
-    out->loss_index = ag_arena_alloc(ctx->act, sizeof(int32_t) * (size_t)(N + 1));
     out->kept = ag_arena_alloc(ctx->act, (size_t)(N + 1));
-    out->n_dropped = 0;
     for (int64_t t = 0; t < N; t++) {
-        out->expert_index[t] = choice[t * K];
-        out->kept[t] = keep[t * K];
-        out->loss_index[t] = keep[t * K] ? choice[t * K] : 0; /* HF: argmax of an all-zero mask row is 0 */
-        out->n_dropped += !keep[t * K];
+        out->expert_index[t] = rt.choice[t * K];
+        out->kept[t] = rt.keep[t * K];
     }
+    out->loss_index = rt.loss_index;
+    out->n_dropped = rt.n_dropped;
     out->n_tokens = N;
 }
