@@ -1,38 +1,76 @@
-/* switchc prepare: JSONL or TSV of examples -> an HDF5 token dataset, reporting truncated examples and every bad
- * line with its file and line number (skipped and counted, or the first one stops the run). This version takes
- * token ids (JSON arrays, or space-separated ids in TSV columns); text fields need the SentencePiece tokenizer, the
- * open part of the data issue, and are refused with a message saying so. */
+/* switchc prepare: JSONL or TSV of examples, or raw text one document per line, -> an HDF5 token dataset. Text goes
+ * through a SentencePiece model (data/spm.h) the way HF's T5Tokenizer does it (pieces, EOS appended, T5 sentinels
+ * after the vocabulary); without a model the fields are token ids. Truncated examples are counted, and every bad line
+ * is reported with its file and line number (skipped and counted, or the first one stops the run). */
 #include "data/prepare.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
 #include "data/dataset.h"
 
 typedef struct {
-    const char *input, *output, *format, *in_field, *tgt_field;
+    const char *input, *output, *format, *in_field, *tgt_field, *spm_path, *model_dir;
     int64_t max_in, max_tgt;
-    int32_t vocab, eos;
-    bool skip_bad, append_eos, text_only;
+    int32_t vocab, eos, extra_ids;
+    bool skip_bad, append_eos, text_only, eos_given;
+    data_spm *spm;   /* NULL: fields are token ids */
+    int64_t unk;     /* kept tokens that are the tokenizer's <unk> */
 } prep_opts;
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: switchc prepare --input FILE --output FILE.h5 --vocab-size V [options]\n\n"
-               "Turns examples into an HDF5 token dataset for `switchc train` (data.task dataset).\n"
-               "  --format jsonl|tsv|text   default: from the file extension (.jsonl/.json, .tsv, anything else: text)\n"
-               "  --input-field NAME        JSONL field of the input (default \"input\"); --target-field (default \"target\")\n"
-               "  --vocab-size V            token ids must lie in [0, V)\n"
-               "  --max-input-len N, --max-target-len N   truncate (default 512 and 128), counting truncated examples\n"
-               "  --eos ID                  id appended to every input and target (default 1, T5's </s>); --no-eos\n"
-               "  --on-error skip|stop      a bad line (invalid JSON, a missing field, a bad id) is skipped and counted, or\n"
-               "                            stops the run (default stop)\n"
-               "  --text-only               inputs only (raw text for span corruption): JSONL field or TSV column 1\n"
-               "Inputs and targets are token ids: a JSON array of integers, or space-separated integers in a TSV column.\n"
-               "Text (strings) needs the SentencePiece tokenizer (--tokenizer), not part of this build yet.\n");
+    fprintf(f, "usage: switchc prepare --input FILE --output FILE.h5 (--spm PATH.model | --model DIR | --vocab-size V) [options]\n\n"
+               "Turns examples into an HDF5 token dataset for `switchc train` (data.task dataset) and `switchc eval`.\n\n"
+               "Input (--format, default from the extension: .jsonl/.json -> jsonl, .tsv -> tsv, anything else -> text):\n"
+               "  jsonl   one JSON object per line, e.g. {\"input\": \"sum: two plus two\", \"target\": \"four\"}\n"
+               "  tsv     two tab-separated columns: input, target\n"
+               "  text    one document per line, inputs only: a raw-text dataset the trainer span-corrupts (T5's\n"
+               "          pre-training objective, sentinels <extra_id_N> counted down from the end of the vocabulary)\n"
+               "  --input-field NAME   JSONL field of the input (default \"input\"); --target-field NAME (default \"target\")\n"
+               "  --text-only          inputs only from jsonl (the input field) or tsv (column 1): raw text for span corruption\n\n"
+               "Tokenizer (text fields):\n"
+               "  --spm PATH.model     a SentencePiece model: strings are tokenized like HF's T5Tokenizer; the dataset\n"
+               "                       records its vocabulary size and checksum (CRC32 of the .model)\n"
+               "  --model DIR          the same with DIR/spiece.model (a Hugging Face folder, e.g. google/switch-base-8)\n"
+               "  --extra-ids N        T5 sentinels <extra_id_0..N-1> after the pieces (default 100, T5's convention):\n"
+               "                       the dataset's vocabulary is pieces + N; the model's vocab_size must be at least that\n"
+               "  With a tokenizer, a JSON array in a field is still taken as token ids (already tokenized).\n"
+               "  Without one, fields are token ids: a JSON array of integers, or space-separated integers in TSV/text,\n"
+               "  and --vocab-size V (ids in [0, V)) is required.\n\n"
+               "Lengths and EOS:\n"
+               "  --max-input-len N, --max-target-len N   keep at most N tokens, EOS included, like HF's truncation=True\n"
+               "                       (default 512 and 128); the number of truncated examples is reported\n"
+               "  --eos ID             id appended to every input and target (default: the tokenizer's EOS, else 1, T5's </s>)\n"
+               "  --no-eos             append nothing\n\n"
+               "Bad lines (invalid JSON, a missing field, invalid UTF-8, an id outside the vocabulary) are reported as\n"
+               "FILE:LINE: reason.\n"
+               "  --on-error skip|stop skip and count them, or stop at the first one and write nothing (default stop)\n\n"
+               "Examples:\n"
+               "  switchc prepare --input train.jsonl --output train.h5 --spm spiece.model\n"
+               "  switchc prepare --input pairs.tsv --output train.h5 --model switch-base-8/ --max-input-len 256\n"
+               "  switchc prepare --input corpus.txt --output pretrain.h5 --spm spiece.model --format text\n"
+               "  switchc prepare --input ids.jsonl --output train.h5 --vocab-size 32128\n");
+}
+
+sx_status data_tokenizer_open(const char *model_or_dir, int extra_ids, data_spm **out) {
+    char path[1100];
+    struct stat st;
+    snprintf(path, sizeof path, "%s", model_or_dir);
+    if (stat(model_or_dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(path, sizeof path, "%s/spiece.model", model_or_dir);
+        if (stat(path, &st) != 0)
+            return sx_errorf("%s: no spiece.model in this folder (give the SentencePiece model with --spm PATH.model)", model_or_dir);
+    } else if (stat(model_or_dir, &st) != 0) {
+        return sx_errorf("%s: cannot open: %s", model_or_dir, strerror(errno));
+    }
+    SX_TRY(data_spm_load(path, out));
+    data_spm_set_extra_ids(*out, extra_ids);
+    return sx_ok();
 }
 
 static int parse_ids(const char *s, int32_t *out, int64_t cap, int64_t *n, int32_t vocab) {
@@ -77,8 +115,46 @@ static bool utf8_ok(const char *s) {
     return true;
 }
 
+/* Text -> at most cap ids; *n gets the full length (so truncation is seen and counted). */
+static void encode_text(prep_opts *o, const char *text, int32_t *out, int64_t cap, int64_t *n) {
+    *n = data_spm_encode(o->spm, text, strlen(text), out, cap);
+    int32_t unk = data_spm_unk_id(o->spm);
+    for (int64_t k = 0; k < *n && k < cap; k++) o->unk += out[k] == unk;
+}
+
+/* One JSONL field: a string is text (a tokenizer is needed), an array holds ids. Fills why on a bad value. */
+static void json_field(prep_opts *o, const cJSON *x, const char *name, int32_t *out, int64_t cap, int64_t *n, char *why, size_t wl) {
+    if (cJSON_IsString(x)) {
+        if (!o->spm) snprintf(why, wl, "field \"%s\" is text: give the tokenizer (--spm PATH.model or --model DIR), or token ids", name);
+        else if (!utf8_ok(x->valuestring)) snprintf(why, wl, "field \"%s\" is not valid UTF-8", name);
+        else encode_text(o, x->valuestring, out, cap, n);
+    } else if (json_ids(x, out, cap, n, o->vocab)) {
+        snprintf(why, wl, "field \"%s\" must be %sa JSON array of integer ids in [0, %d)", name, o->spm ? "a string or " : "", o->vocab);
+    }
+}
+
+static const char *guess_format(const char *input) {
+    size_t l = strlen(input);
+    if ((l > 6 && !strcmp(input + l - 6, ".jsonl")) || (l > 5 && !strcmp(input + l - 5, ".json"))) return "jsonl";
+    if (l > 4 && !strcmp(input + l - 4, ".tsv")) return "tsv";
+    return "text";
+}
+
+static bool parse_len(const char *flag, const char *v, int64_t *out) {
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    if (end == v || *end || x < 1) {
+        fprintf(stderr, "switchc prepare: %s '%s': expected a positive integer\n", flag, v);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+static int run(prep_opts *o);
+
 int data_prepare_main(int argc, char **argv) {
-    prep_opts o = {NULL, NULL, NULL, "input", "target", 512, 128, 0, 1, false, true, false};
+    prep_opts o = {.in_field = "input", .tgt_field = "target", .max_in = 512, .max_tgt = 128, .eos = 1, .extra_ids = 100, .append_eos = true};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -91,10 +167,24 @@ int data_prepare_main(int argc, char **argv) {
         else if (!strcmp(a, "--input-field") && has) o.in_field = argv[++i];
         else if (!strcmp(a, "--target-field") && has) o.tgt_field = argv[++i];
         else if (!strcmp(a, "--vocab-size") && has) o.vocab = atoi(argv[++i]);
-        else if (!strcmp(a, "--max-input-len") && has) o.max_in = atoll(argv[++i]);
-        else if (!strcmp(a, "--max-target-len") && has) o.max_tgt = atoll(argv[++i]);
-        else if (!strcmp(a, "--eos") && has) o.eos = atoi(argv[++i]);
-        else if (!strcmp(a, "--no-eos")) o.append_eos = false;
+        else if (!strcmp(a, "--spm") && has) o.spm_path = argv[++i];
+        else if (!strcmp(a, "--model") && has) o.model_dir = argv[++i];
+        else if (!strcmp(a, "--extra-ids") && has) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (end == argv[i] || *end || v < 0 || v > 100000) {
+                fprintf(stderr, "switchc prepare: --extra-ids '%s': expected an integer in [0, 100000]\n", argv[i]);
+                return 2;
+            }
+            o.extra_ids = (int32_t)v;
+        } else if (!strcmp(a, "--max-input-len") && has) {
+            if (!parse_len(a, argv[++i], &o.max_in)) return 2;
+        } else if (!strcmp(a, "--max-target-len") && has) {
+            if (!parse_len(a, argv[++i], &o.max_tgt)) return 2;
+        } else if (!strcmp(a, "--eos") && has) {
+            o.eos = atoi(argv[++i]);
+            o.eos_given = true;
+        } else if (!strcmp(a, "--no-eos")) o.append_eos = false;
         else if (!strcmp(a, "--text-only")) o.text_only = true;
         else if (!strcmp(a, "--on-error") && has) {
             const char *v = argv[++i];
@@ -104,48 +194,76 @@ int data_prepare_main(int argc, char **argv) {
                 fprintf(stderr, "switchc prepare: --on-error '%s': expected skip or stop\n", v);
                 return 2;
             }
-        } else if (!strcmp(a, "--tokenizer")) {
-            fprintf(stderr, "switchc prepare: --tokenizer: the SentencePiece tokenizer is not part of this build yet; give token ids\n");
-            return 2;
         } else {
             fprintf(stderr, "switchc prepare: unknown or incomplete argument '%s' (see --help)\n", a);
             return 2;
         }
     }
-    if (!o.input || !o.output || o.vocab <= 0) {
-        fprintf(stderr, "switchc prepare: --input, --output and a positive --vocab-size are required (see --help)\n");
+    if (!o.input || !o.output) {
+        fprintf(stderr, "switchc prepare: --input and --output are required (see --help)\n");
         return 2;
     }
-    if (o.max_in < 1 || o.max_tgt < 1 || (o.append_eos && (o.eos < 0 || o.eos >= o.vocab))) {
-        fprintf(stderr, "switchc prepare: lengths must be positive and --eos inside the vocabulary\n");
+    if (o.spm_path && o.model_dir) {
+        fprintf(stderr, "switchc prepare: give one tokenizer: --spm PATH.model or --model DIR, not both\n");
         return 2;
     }
-    const char *fmt = o.format;
-    if (!fmt) {
-        size_t l = strlen(o.input);
-        fmt = (l > 6 && !strcmp(o.input + l - 6, ".jsonl")) || (l > 5 && !strcmp(o.input + l - 5, ".json")) ? "jsonl"
-              : (l > 4 && !strcmp(o.input + l - 4, ".tsv"))                                              ? "tsv"
-                                                                                                         : "text";
+    if (o.spm_path || o.model_dir) {
+        sx_status s = data_tokenizer_open(o.spm_path ? o.spm_path : o.model_dir, o.extra_ids, &o.spm);
+        if (!s.ok) {
+            fprintf(stderr, "switchc prepare: %s\n", s.msg);
+            return 1;
+        }
+        int32_t v = data_spm_vocab_size(o.spm);
+        /* the dataset's vocabulary is the tokenizer's: span corruption counts its sentinels down from its end */
+        if (o.vocab > 0 && o.vocab != v) {
+            fprintf(stderr, "switchc prepare: --vocab-size %d disagrees with the tokenizer's %d (%d pieces + %d extra ids); leave it out\n", o.vocab, v,
+                    data_spm_piece_count(o.spm), o.extra_ids);
+            data_spm_free(o.spm);
+            return 2;
+        }
+        o.vocab = v;
+        if (!o.eos_given) o.eos = data_spm_eos_id(o.spm);
+        if (o.append_eos && o.eos < 0) {
+            fprintf(stderr, "switchc prepare: %s has no EOS piece: give --eos ID or --no-eos\n", o.spm_path ? o.spm_path : o.model_dir);
+            data_spm_free(o.spm);
+            return 2;
+        }
+    } else if (o.vocab <= 0) {
+        fprintf(stderr, "switchc prepare: give a tokenizer (--spm PATH.model or --model DIR) for text, or a positive --vocab-size for token ids (see --help)\n");
+        return 2;
     }
-    bool jsonl = !strcmp(fmt, "jsonl"), tsv = !strcmp(fmt, "tsv");
-    if (!jsonl && !tsv && strcmp(fmt, "text")) {
+    int rc = run(&o);
+    data_spm_free(o.spm);
+    return rc;
+}
+
+static int run(prep_opts *o) {
+    if (o->append_eos && (o->eos < 0 || o->eos >= o->vocab)) {
+        fprintf(stderr, "switchc prepare: --eos %d is outside the vocabulary [0, %d)\n", o->eos, o->vocab);
+        return 2;
+    }
+    const char *fmt = o->format ? o->format : guess_format(o->input);
+    bool jsonl = !strcmp(fmt, "jsonl"), tsv = !strcmp(fmt, "tsv"), text = !strcmp(fmt, "text");
+    if (!jsonl && !tsv && !text) {
         fprintf(stderr, "switchc prepare: --format '%s': expected jsonl, tsv or text\n", fmt);
         return 2;
     }
-    if (!strcmp(fmt, "text")) o.text_only = true;
-    FILE *in = fopen(o.input, "r");
+    if (text) o->text_only = true;
+    FILE *in = fopen(o->input, "r");
     if (!in) {
-        fprintf(stderr, "switchc prepare: %s: cannot open: %s\n", o.input, strerror(errno));
+        fprintf(stderr, "switchc prepare: %s: cannot open: %s\n", o->input, strerror(errno));
         return 1;
     }
     data_writer *w;
-    sx_status s = data_writer_open(o.output, o.vocab, 0, !o.text_only, &w);
+    sx_status s = data_writer_open(o->output, o->vocab, o->spm ? data_spm_checksum(o->spm) : 0, !o->text_only, &w);
     if (!s.ok) {
         fclose(in);
         fprintf(stderr, "switchc prepare: %s\n", s.msg);
         return 1;
     }
-    int64_t cap = (o.max_in > o.max_tgt ? o.max_in : o.max_tgt) + 1;
+    /* HF's truncation: at most max tokens with the EOS, so the content keeps max - 1 */
+    int64_t keep_in = o->max_in - o->append_eos, keep_tgt = o->max_tgt - o->append_eos;
+    int64_t cap = (o->max_in > o->max_tgt ? o->max_in : o->max_tgt) + 1;
     int32_t *a = malloc(sizeof(int32_t) * (size_t)cap), *b = malloc(sizeof(int32_t) * (size_t)cap);
     char *line = NULL;
     size_t lcap = 0;
@@ -164,40 +282,47 @@ int data_prepare_main(int argc, char **argv) {
             cJSON *j = cJSON_Parse(line);
             if (!j || !cJSON_IsObject(j)) snprintf(why, sizeof why, "invalid JSON (or not an object)");
             else {
-                const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, o.in_field), *y = o.text_only ? NULL : cJSON_GetObjectItemCaseSensitive(j, o.tgt_field);
-                if (!x) snprintf(why, sizeof why, "missing field \"%s\"", o.in_field);
-                else if (!o.text_only && !y) snprintf(why, sizeof why, "missing field \"%s\"", o.tgt_field);
-                else if (cJSON_IsString(x) || (y && cJSON_IsString(y)))
-                    snprintf(why, sizeof why, "text fields need the SentencePiece tokenizer (not in this build): give token ids");
-                else if (json_ids(x, a, o.max_in, &na, o.vocab) || (y && json_ids(y, b, o.max_tgt, &nb, o.vocab)))
-                    snprintf(why, sizeof why, "ids must be a JSON array of integers in [0, %d)", o.vocab);
+                const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, o->in_field), *y = o->text_only ? NULL : cJSON_GetObjectItemCaseSensitive(j, o->tgt_field);
+                if (!x) snprintf(why, sizeof why, "missing field \"%s\"", o->in_field);
+                else if (!o->text_only && !y) snprintf(why, sizeof why, "missing field \"%s\"", o->tgt_field);
+                else {
+                    json_field(o, x, o->in_field, a, keep_in, &na, why, sizeof why);
+                    if (!why[0] && y) json_field(o, y, o->tgt_field, b, keep_tgt, &nb, why, sizeof why);
+                }
             }
             cJSON_Delete(j);
+        } else if (text && o->spm) {
+            encode_text(o, line, a, keep_in, &na); /* the whole line is the document */
         } else {
             char *tab = strchr(line, '\t');
-            if (!o.text_only && !tab) snprintf(why, sizeof why, "expected two tab-separated columns");
+            if (!o->text_only && !tab) snprintf(why, sizeof why, "expected two tab-separated columns");
+            else if (!o->text_only && strchr(tab + 1, '\t')) snprintf(why, sizeof why, "more than two tab-separated columns");
             else {
                 if (tab) *tab = 0;
-                if (parse_ids(line, a, o.max_in, &na, o.vocab) || (!o.text_only && parse_ids(tab + 1, b, o.max_tgt, &nb, o.vocab)))
-                    snprintf(why, sizeof why, "columns must be space-separated integer ids in [0, %d)", o.vocab);
+                if (o->spm) {
+                    encode_text(o, line, a, keep_in, &na);
+                    if (!o->text_only) encode_text(o, tab + 1, b, keep_tgt, &nb);
+                } else if (parse_ids(line, a, keep_in, &na, o->vocab) || (!o->text_only && parse_ids(tab + 1, b, keep_tgt, &nb, o->vocab))) {
+                    snprintf(why, sizeof why, "columns must be space-separated integer ids in [0, %d) (text needs --spm or --model)", o->vocab);
+                }
             }
         }
         if (why[0]) {
-            fprintf(stderr, "switchc prepare: %s:%lld: %s\n", o.input, (long long)lineno, why);
+            fprintf(stderr, "switchc prepare: %s:%lld: %s\n", o->input, (long long)lineno, why);
             bad++;
-            if (!o.skip_bad) {
+            if (!o->skip_bad) {
                 rc = 1;
                 break;
             }
             continue;
         }
-        bool cut = na > o.max_in || nb > o.max_tgt;
+        bool cut = na > keep_in || nb > keep_tgt;
         truncated += cut;
-        if (na > o.max_in) na = o.max_in;
-        if (nb > o.max_tgt) nb = o.max_tgt;
-        if (o.append_eos) {
-            a[na++] = o.eos;
-            if (!o.text_only) b[nb++] = o.eos;
+        if (na > keep_in) na = keep_in;
+        if (nb > keep_tgt) nb = keep_tgt;
+        if (o->append_eos) {
+            a[na++] = o->eos;
+            if (!o->text_only) b[nb++] = o->eos;
         }
         s = data_writer_append(w, a, na, b, nb);
         if (!s.ok) {
@@ -208,13 +333,18 @@ int data_prepare_main(int argc, char **argv) {
         good++;
         tokens += na + nb;
     }
+    bool read_error = ferror(in);
     free(line);
     free(a);
     free(b);
     fclose(in);
+    if (read_error && !rc) {
+        fprintf(stderr, "switchc prepare: %s: read error after line %lld\n", o->input, (long long)lineno);
+        rc = 1;
+    }
     if (rc) {
         data_writer_abort(w);
-        fprintf(stderr, "switchc prepare: stopped at the first bad line (--on-error skip skips and counts them); nothing written\n");
+        if (bad) fprintf(stderr, "switchc prepare: stopped at the first bad line (--on-error skip skips and counts them); nothing written\n");
         return rc;
     }
     s = data_writer_close(w);
@@ -222,7 +352,13 @@ int data_prepare_main(int argc, char **argv) {
         fprintf(stderr, "switchc prepare: %s\n", s.msg);
         return 1;
     }
-    printf("switchc prepare: %s -> %s: %lld examples, %lld tokens, %lld truncated, %lld bad lines skipped\n", o.input, o.output, (long long)good,
-           (long long)tokens, (long long)truncated, (long long)bad);
+    printf("switchc prepare: %s -> %s: %lld examples%s, %lld tokens, %lld truncated (--max-input-len %lld, --max-target-len %lld), "
+           "%lld bad lines skipped\n",
+           o->input, o->output, (long long)good, o->text_only ? " (inputs only: span corruption)" : "", (long long)tokens, (long long)truncated,
+           (long long)o->max_in, (long long)o->max_tgt, (long long)bad);
+    if (o->spm)
+        printf("switchc prepare: tokenizer %s: vocabulary %d (%d pieces + %d extra ids), EOS %d, checksum %08x; %lld tokens are <unk>\n",
+               o->spm_path ? o->spm_path : o->model_dir, o->vocab, data_spm_piece_count(o->spm), o->extra_ids, o->append_eos ? o->eos : -1,
+               data_spm_checksum(o->spm), (long long)o->unk);
     return 0;
 }
