@@ -29,6 +29,7 @@ static const field FIELDS[] = {
     FLD("data", "task_max_len", F_INT, task_max_len, 1, 64, "longest built-in example (digits)"),
     FLD("data", "train", F_STR, train_data, 0, 0, "HDF5 token dataset for training (task dataset)"),
     FLD("data", "eval", F_STR, eval_data, 0, 0, "HDF5 token dataset for evaluation"),
+    FLD("data", "tokenizer", F_STR, tokenizer, 0, 0, "SentencePiece .model (or HF folder) the datasets were prepared with: eval/generate text"),
     FLD("data", "eval_examples", F_INT, eval_examples, 1, 1e7, "held-out examples of the built-in task"),
     FLD("data", "max_input_len", F_INT, max_input_len, 1, 1e6, "truncate inputs to this many tokens"),
     FLD("data", "max_target_len", F_INT, max_target_len, 1, 1e6, "truncate targets to this many tokens"),

@@ -20,6 +20,7 @@ typedef struct {
     char task[32];               /* "reverse" | "sort" (built-in synthetic tasks) | "dataset" */
     int task_min_len, task_max_len; /* digits per built-in example */
     char train_data[512], eval_data[512]; /* HDF5 token datasets (task "dataset") */
+    char tokenizer[512];         /* SentencePiece .model of the datasets ("" = none): eval and generate read text with it */
     int eval_examples;           /* held-out examples evaluated (built-in task) */
     int max_input_len, max_target_len;
 

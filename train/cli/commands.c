@@ -1,8 +1,12 @@
 /* Subcommands around Hugging Face folders: convert (HF folder -> switchc checkpoint) and export-hf (checkpoint -> HF
  * folder). Each has --help; errors are one line and a non-zero exit. */
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -56,19 +60,75 @@ static int cmd_convert(int argc, char **argv) {
     return 0;
 }
 
+/* Copies src to dst through dst.tmp + rename, so an interrupted export never leaves a half-written file. */
+static sx_status copy_file(const char *src, const char *dst) {
+    FILE *in = fopen(src, "rb");
+    if (!in) return sx_errorf("%s: cannot open: %s", src, strerror(errno));
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dst, (long)getpid());
+    FILE *out = fopen(tmp, "wb");
+    if (!out) {
+        fclose(in);
+        return sx_errorf("%s: cannot create: %s", tmp, strerror(errno));
+    }
+    char buf[1 << 16];
+    size_t n;
+    bool ok = true;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
+    ok = ok && !ferror(in);
+    fclose(in);
+    if (fclose(out) != 0) ok = false;
+    if (!ok || rename(tmp, dst) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return sx_errorf("%s: cannot write: %s", dst, strerror(e));
+    }
+    return sx_ok();
+}
+
+/* The tokenizer files that go with the export: a .model file is copied as spiece.model; a folder (an HF model folder)
+ * gives its spiece.model and, when present, the files transformers' T5 tokenizers read beside it. The caller has
+ * parsed the .model already, so a broken tokenizer is reported before anything is written. */
+static sx_status export_tokenizer(const char *tok, const char *dir, int *copied) {
+    static const char *const EXTRA[] = {"tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"};
+    struct stat st;
+    bool is_dir = stat(tok, &st) == 0 && S_ISDIR(st.st_mode);
+    char src[1100], dst[1100];
+    snprintf(src, sizeof src, is_dir ? "%s/spiece.model" : "%s", tok);
+    snprintf(dst, sizeof dst, "%s/spiece.model", dir);
+    SX_TRY(copy_file(src, dst));
+    *copied = 1;
+    for (int k = 0; is_dir && k < 3; k++) {
+        snprintf(src, sizeof src, "%s/%s", tok, EXTRA[k]);
+        if (stat(src, &st) != 0) continue;
+        snprintf(dst, sizeof dst, "%s/%s", dir, EXTRA[k]);
+        SX_TRY(copy_file(src, dst));
+        (*copied)++;
+    }
+    return sx_ok();
+}
+
 static int cmd_export(int argc, char **argv) {
-    const char *ckpt = NULL, *out = NULL;
+    const char *ckpt = NULL, *out = NULL, *tok = NULL;
+    bool no_tok = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: switchc export-hf --checkpoint CKPT.h5 --output DIR\n\n"
+            printf("usage: switchc export-hf --checkpoint CKPT.h5 --output DIR [--tokenizer PATH.model|HF_DIR | --no-tokenizer]\n\n"
                    "Writes DIR/config.json and DIR/model.safetensors (float32, HF names) so that transformers'\n"
-                   "SwitchTransformersForConditionalGeneration.from_pretrained(DIR) loads the model and gives the same logits.\n"
-                   "Copy the tokenizer files (spiece.model, tokenizer_config.json) into DIR yourself if you have them.\n");
+                   "SwitchTransformersForConditionalGeneration.from_pretrained(DIR) loads the model and gives the same logits.\n\n"
+                   "The tokenizer goes with it: --tokenizer names a SentencePiece .model (copied as spiece.model) or an HF\n"
+                   "folder (its spiece.model, plus tokenizer_config.json, special_tokens_map.json and tokenizer.json when\n"
+                   "present); without the flag, the checkpoint's run config key data.tokenizer is used when it is set.\n"
+                   "Then AutoTokenizer.from_pretrained(DIR) works as well.\n");
             return 0;
         } else if (!strcmp(argv[i], "--checkpoint") && i + 1 < argc) {
             ckpt = argv[++i];
         } else if (!strcmp(argv[i], "--output") && i + 1 < argc) {
             out = argv[++i];
+        } else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) {
+            tok = argv[++i];
+        } else if (!strcmp(argv[i], "--no-tokenizer")) {
+            no_tok = true;
         } else {
             fprintf(stderr, "switchc export-hf: unknown argument '%s' (see switchc export-hf --help)\n", argv[i]);
             return 2;
@@ -81,12 +141,26 @@ static int cmd_export(int argc, char **argv) {
     run_config cfg;
     sx_status s = trainer_config_from_checkpoint(ckpt, &cfg);
     if (!s.ok) return err("export-hf", s);
+    if (!tok && !no_tok && cfg.tokenizer[0]) tok = cfg.tokenizer;
+    if (no_tok) tok = NULL;
+    if (tok) { /* a broken tokenizer stops the export before anything is written */
+        data_spm *spm;
+        s = data_tokenizer_open(tok, 0, &spm);
+        if (!s.ok) return err("export-hf", s);
+        data_spm_free(spm);
+    }
     model m;
     s = model_init_inference(&m, &cfg.model);
     if (s.ok) s = trainer_load_params(&m, ckpt);
     if (s.ok) s = hf_export(&m, out);
+    int copied = 0;
+    if (s.ok && tok) s = export_tokenizer(tok, out, &copied);
     if (!s.ok) return err("export-hf", s);
-    printf("switchc export-hf: %s -> %s/config.json, %s/model.safetensors\n", ckpt, out, out);
+    printf("switchc export-hf: %s -> %s/config.json, %s/model.safetensors", ckpt, out, out);
+    if (copied)
+        printf(", tokenizer from %s (%d file%s)\n", tok, copied, copied > 1 ? "s" : "");
+    else
+        printf("\n  (no tokenizer copied: give --tokenizer PATH.model or an HF folder to make DIR a complete HF folder)\n");
     model_free(&m);
     return 0;
 }
@@ -177,7 +251,7 @@ static const cli_command EXTRA[] = {
     {"convert", "a Hugging Face folder (safetensors or pytorch .bin) -> a switchc checkpoint", cmd_convert},
     {"export-hf", "a switchc checkpoint -> config.json + model.safetensors for transformers", cmd_export},
     {"logits", "the logits of one batch (cross-checks with other implementations)", cmd_logits},
-    {"prepare", "examples (JSONL/TSV of token ids) -> an HDF5 token dataset", data_prepare_main},
+    {"prepare", "text (JSONL/TSV/raw, with a SentencePiece model) or token ids -> an HDF5 token dataset", data_prepare_main},
     {NULL, NULL, NULL},
 };
 

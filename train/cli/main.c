@@ -7,7 +7,11 @@
 #include <cjson/cJSON.h>
 
 #include "autograd/ag_cuda.h"
+#include "data/dataset.h"
+#include "data/prepare.h"
+#include "data/spm.h"
 #include "parallel/par.h"
+#include "train/batches.h"
 #include "train/cli/cli.h"
 #include "train/generate.h"
 #include "train/hf_model.h"
@@ -116,19 +120,142 @@ static int cmd_train(int argc, char **argv) {
     return 0;
 }
 
+/* ---- text: the tokenizer of a model ------------------------------------------------------------------------------- */
+
+/* The tokenizer for text in and out of a model: --spm, else a Hugging Face folder's spiece.model, else the run
+ * config's data.tokenizer (recorded in every checkpoint). extra_ids < 0: the sentinel count the training data was
+ * prepared with (its vocabulary minus the pieces, when the dataset is reachable and has this tokenizer's checksum),
+ * else T5's 100. *out stays NULL when none is known and none is required. */
+static sx_status open_tokenizer(const char *spm_flag, const char *model_path, const run_config *cfg, int extra_ids, bool required, data_spm **out) {
+    *out = NULL;
+    const char *path = spm_flag ? spm_flag : hf_is_model_dir(model_path) ? model_path : cfg->tokenizer[0] ? cfg->tokenizer : NULL;
+    if (!path) {
+        if (!required) return sx_ok();
+        return sx_errorf("%s: no tokenizer known for this model (its run config has no data.tokenizer): give --spm PATH.model", model_path);
+    }
+    data_spm *t;
+    SX_TRY(data_tokenizer_open(path, 0, &t));
+    uint32_t crc = data_spm_checksum(t);
+    for (int k = 0; k < 2 && !strcmp(cfg->task, "dataset"); k++) {
+        const char *ds_path = k ? cfg->eval_data : cfg->train_data;
+        data_dataset *d;
+        if (!ds_path[0] || !data_dataset_open(ds_path, &d).ok) continue; /* the data may live elsewhere by now */
+        uint32_t dcrc = data_dataset_tokenizer_crc(d);
+        int32_t dv = data_dataset_vocab_size(d);
+        data_dataset_close(d);
+        if (dcrc == crc) {
+            if (extra_ids < 0 && dv >= data_spm_piece_count(t)) extra_ids = dv - data_spm_piece_count(t);
+            break;
+        }
+        if (dcrc) {
+            fprintf(stderr, "switchc: warning: %s (checksum %08x) is not the tokenizer %s was prepared with (checksum %08x): text may come out wrong\n", path,
+                    crc, ds_path, dcrc);
+            break;
+        }
+    }
+    data_spm_set_extra_ids(t, extra_ids < 0 ? 100 : extra_ids);
+    if (data_spm_vocab_size(t) > cfg->model.vocab_size) {
+        sx_status s = sx_errorf("%s: %d ids (%d pieces + %d extra ids) but the model's vocab_size is %d (fewer --extra-ids, or another tokenizer)", path,
+                                data_spm_vocab_size(t), data_spm_piece_count(t), data_spm_vocab_size(t) - data_spm_piece_count(t), cfg->model.vocab_size);
+        data_spm_free(t);
+        return s;
+    }
+    *out = t;
+    return sx_ok();
+}
+
+/* Ids -> text: stops at EOS, drops padding and ids past the tokenizer's vocabulary (a model's vocab_size may be padded,
+ * 32128 against T5's 32100). Returns a malloc'd string. */
+static char *decode_text(const data_spm *t, const int32_t *ids, int64_t n, int32_t eos, int32_t pad) {
+    int32_t *keep = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    int64_t k = 0;
+    for (int64_t i = 0; i < n && ids[i] != eos; i++)
+        if (ids[i] >= 0 && ids[i] != pad && ids[i] < data_spm_vocab_size(t)) keep[k++] = ids[i];
+    char small[2];
+    size_t need = data_spm_decode(t, keep, k, small, sizeof small);
+    char *out = malloc(need + 1);
+    data_spm_decode(t, keep, k, out, need + 1);
+    free(keep);
+    return out;
+}
+
 /* ---- eval ------------------------------------------------------------------------------------------------------- */
 
+static void eval_help(void) {
+    printf("usage: switchc eval --checkpoint CKPT [--data EVAL.h5] [--examples N] [--spm PATH.model]\n"
+           "\n"
+           "Evaluates a checkpoint (or an HF model folder) with the eval capacity settings: loss, token accuracy (teacher\n"
+           "forced) and exact match (greedy decoding), printed as one JSON line. The data is the run's held-out split:\n"
+           "the built-in task's, or the run config's data.eval dataset.\n"
+           "\n"
+           "  --checkpoint CKPT    a switchc checkpoint, or an HF model folder (--model is the same flag)\n"
+           "  --data EVAL.h5       evaluate on this token dataset (from switchc prepare) instead of data.eval\n"
+           "  --examples N         evaluate the first N examples (default: the run config's data.eval_examples)\n"
+           "  --spm PATH.model     print the first examples as text (input, target, generated) with this tokenizer;\n"
+           "                       without it the run config's data.tokenizer (or the folder's spiece.model) is used\n"
+           "                       when there is one\n"
+           "  --extra-ids N        T5 sentinels after the pieces (default: what the dataset was prepared with, else 100)\n");
+}
+
+/* The first few held-out examples decoded: what the model makes of text, beside the numbers. */
+static sx_status print_text_examples(model *m, const run_config *cfg, const data_spm *t, int count) {
+    batch_source *src;
+    SX_TRY(batch_source_open(cfg, true, &src));
+    int B = (int)(batch_source_count(src) < count ? batch_source_count(src) : count);
+    int64_t L = batch_source_max_len(src), S, T;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * L)), *mask = malloc(sizeof(int32_t) * (size_t)(B * L));
+    int32_t *labels = malloc(sizeof(int32_t) * (size_t)(B * L)), *gen = malloc(sizeof(int32_t) * (size_t)(B * cfg->gen_max_len));
+    int *lens = malloc(sizeof(int) * (size_t)(B > 0 ? B : 1));
+    sx_status s = batch_source_get(src, 0, B, ids, mask, labels, &S, &T);
+    if (s.ok && B > 0) {
+        ag_arena act;
+        ag_arena_init(&act, "eval-text", 1 << 20);
+        ag_ctx ctx;
+        ag_ctx_init(&ctx, &act);
+        ctx.grad_enabled = false;
+        ctx.training = false;
+        gen_config g = {cfg->gen_max_len, 1, 1.0};
+        generate(m, &ctx, ids, mask, B, S, &g, gen, lens);
+        int32_t eos = m->cfg.eos_token_id, pad = m->cfg.pad_token_id;
+        for (int b = 0; b < B; b++) {
+            int64_t ns = 0, nt = 0;
+            while (ns < S && mask[b * S + ns]) ns++;
+            while (nt < T && labels[b * T + nt] >= 0) nt++;
+            char *in = decode_text(t, ids + b * S, ns, eos, pad), *want = decode_text(t, labels + b * T, nt, eos, pad),
+                 *got = decode_text(t, gen + b * cfg->gen_max_len, lens[b], eos, pad);
+            printf("  example %d: %s\n    target:    %s\n    generated: %s%s\n", b, in, want, got, strcmp(want, got) ? "" : "   (exact)");
+            free(in);
+            free(want);
+            free(got);
+        }
+        ag_ctx_free(&ctx);
+        ag_arena_free(&act);
+    }
+    batch_source_close(src);
+    free(ids);
+    free(mask);
+    free(labels);
+    free(gen);
+    free(lens);
+    return s;
+}
+
 static int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL;
-    int examples = 0;
+    const char *ckpt = NULL, *data = NULL, *spm_path = NULL;
+    int examples = 0, extra_ids = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: switchc eval --checkpoint CKPT [--examples N]\n\n"
-                   "Evaluates a checkpoint on its run's task (held-out split) with the eval capacity settings: loss, token\n"
-                   "accuracy (teacher forced) and exact match (greedy decoding).\n");
+            eval_help();
             return 0;
-        } else if (!strcmp(argv[i], "--checkpoint") && i + 1 < argc) {
+        } else if ((!strcmp(argv[i], "--checkpoint") || !strcmp(argv[i], "--model")) && i + 1 < argc) {
             ckpt = argv[++i];
+        } else if (!strcmp(argv[i], "--data") && i + 1 < argc) {
+            data = argv[++i];
+        } else if (!strcmp(argv[i], "--spm") && i + 1 < argc) {
+            spm_path = argv[++i];
+        } else if (!strcmp(argv[i], "--extra-ids") && i + 1 < argc) {
+            extra_ids = atoi(argv[++i]);
+            if (extra_ids < 0) return usage_error("eval", "--extra-ids '%s' must be a non-negative integer", argv[i]);
         } else if (!strcmp(argv[i], "--examples") && i + 1 < argc) {
             examples = atoi(argv[++i]);
             if (examples <= 0) return usage_error("eval", "--examples '%s' must be a positive integer", argv[i]);
@@ -140,14 +267,32 @@ static int cmd_eval(int argc, char **argv) {
     run_config cfg;
     sx_status s = trainer_config_from_checkpoint(ckpt, &cfg);
     if (!s.ok) return fail(s);
+    if (data) {
+        snprintf(cfg.task, sizeof cfg.task, "dataset");
+        snprintf(cfg.eval_data, sizeof cfg.eval_data, "%s", data);
+    }
     if (examples) cfg.eval_examples = examples;
+    data_spm *tok = NULL; /* text examples: datasets only (the built-in tasks print their own) */
+    if (!strcmp(cfg.task, "dataset")) {
+        s = open_tokenizer(spm_path, ckpt, &cfg, extra_ids, spm_path != NULL, &tok);
+        if (!s.ok && spm_path) return fail(s);
+        if (!s.ok) fprintf(stderr, "switchc eval: warning: no text examples: %s\n", s.msg);
+    }
     model m;
     s = model_init_inference(&m, &cfg.model);
     if (s.ok) s = trainer_load_params(&m, ckpt);
-    if (!s.ok) return fail(s);
+    if (!s.ok) {
+        data_spm_free(tok);
+        return fail(s);
+    }
+    if (tok) s = print_text_examples(&m, &cfg, tok, 3);
     eval_result ev;
-    s = trainer_evaluate(&m, &cfg, true, &ev);
-    if (!s.ok) return fail(s);
+    if (s.ok) s = trainer_evaluate(&m, &cfg, true, &ev);
+    data_spm_free(tok);
+    if (!s.ok) {
+        model_free(&m);
+        return fail(s);
+    }
     printf("{\"loss\": %.6f, \"token_accuracy\": %.6f, \"exact_match\": %.6f, \"examples\": %lld}\n", ev.loss, ev.token_acc, ev.exact_match,
            (long long)ev.examples);
     model_free(&m);
@@ -156,19 +301,52 @@ static int cmd_eval(int argc, char **argv) {
 
 /* ---- generate ----------------------------------------------------------------------------------------------------- */
 
+static void generate_help(void) {
+    printf("usage: switchc generate --model DIR|CKPT (--input TEXT | --ids \"5 7 3 1\") [options]\n"
+           "\n"
+           "Decodes one input with the KV cache (greedy, or beam search with --beams > 1), stopping at EOS or --max-len.\n"
+           "Text in, text out with --input; token ids in and out with --ids.\n"
+           "\n"
+           "  --model DIR|CKPT     a Hugging Face folder (config.json + model.safetensors or pytorch_model.bin, and\n"
+           "                       spiece.model for text), e.g. google/switch-base-8 as downloaded, or a switchc\n"
+           "                       checkpoint (.h5); --checkpoint is the same flag\n"
+           "  --input TEXT         text, tokenized like HF's T5Tokenizer (EOS appended; <extra_id_N> sentinels are single\n"
+           "                       tokens); prints the generated text (sentinels kept, EOS and padding dropped)\n"
+           "  --ids \"ID ...\"       token ids (space or comma separated), EOS included if wanted; prints ids\n"
+           "  --spm PATH.model     the SentencePiece tokenizer for --input. Without it: DIR/spiece.model for a folder;\n"
+           "                       for a checkpoint, the run config's data.tokenizer (set it when training on text,\n"
+           "                       e.g. --set data.tokenizer=spiece.model: checkpoints record it)\n"
+           "  --extra-ids N        T5 sentinels after the pieces (default: what the training data was prepared with when\n"
+           "                       it is reachable, else 100)\n"
+           "  --max-len N          generated tokens at most, EOS included (default 32)\n"
+           "  --beams K            beam search with K beams (default 1: greedy)\n"
+           "  --length-penalty P   beam score = log p / length^P (default 1.0, HF's)\n"
+           "\n"
+           "Examples:\n"
+           "  switchc generate --model switch-base-8/ --input \"The capital of France is <extra_id_0>.\"\n"
+           "  switchc generate --model runs/text/ckpt_step00000300.h5 --spm spiece.model --input \"sum: two plus three\"\n"
+           "  switchc generate --checkpoint runs/default/ckpt_step00003000.h5 --ids \"5 7 3 1\" --beams 4\n");
+}
+
 static int cmd_generate(int argc, char **argv) {
-    const char *ckpt = NULL, *ids_arg = NULL;
+    const char *ckpt = NULL, *ids_arg = NULL, *text = NULL, *spm_path = NULL;
+    int extra_ids = -1;
     gen_config g = {32, 1, 1.0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: switchc generate --checkpoint CKPT --ids \"5 7 3 1\" [--max-len N] [--beams K] [--length-penalty P]\n\n"
-                   "Decodes one input with the KV cache (greedy, or beam search with --beams > 1), stopping at EOS or\n"
-                   "--max-len. Token ids in and out.\n");
+            generate_help();
             return 0;
-        } else if (!strcmp(argv[i], "--checkpoint") && i + 1 < argc) {
+        } else if ((!strcmp(argv[i], "--checkpoint") || !strcmp(argv[i], "--model")) && i + 1 < argc) {
             ckpt = argv[++i];
         } else if (!strcmp(argv[i], "--ids") && i + 1 < argc) {
             ids_arg = argv[++i];
+        } else if (!strcmp(argv[i], "--input") && i + 1 < argc) {
+            text = argv[++i];
+        } else if (!strcmp(argv[i], "--spm") && i + 1 < argc) {
+            spm_path = argv[++i];
+        } else if (!strcmp(argv[i], "--extra-ids") && i + 1 < argc) {
+            extra_ids = atoi(argv[++i]);
+            if (extra_ids < 0) return usage_error("generate", "--extra-ids '%s' must be a non-negative integer", argv[i]);
         } else if (!strcmp(argv[i], "--max-len") && i + 1 < argc) {
             g.max_len = atoi(argv[++i]);
             if (g.max_len <= 0) return usage_error("generate", "--max-len '%s' must be a positive integer", argv[i]);
@@ -181,29 +359,55 @@ static int cmd_generate(int argc, char **argv) {
             return usage_error("generate", "unknown argument '%s'", argv[i]);
         }
     }
-    if (!ckpt || !ids_arg) return usage_error("generate", "%s", "--checkpoint and --ids are required");
+    if (!ckpt) return usage_error("generate", "%s", "--model DIR|CKPT is required");
+    if (!ids_arg == !text) return usage_error("generate", "%s", "give the input as --input TEXT or as --ids \"ID ...\" (one of them)");
     run_config cfg;
     sx_status s = trainer_config_from_checkpoint(ckpt, &cfg);
     if (!s.ok) return fail(s);
+    /* the tokenizer first: a missing or bad one fails before a large model is read */
+    data_spm *tok = NULL;
+    int32_t *ids = NULL;
+    int64_t n = 0;
+    if (text) {
+        s = open_tokenizer(spm_path, ckpt, &cfg, extra_ids, true, &tok);
+        if (!s.ok) return fail(s);
+        int64_t cap = 256;
+        ids = malloc(sizeof(int32_t) * (size_t)(cap + 1));
+        n = data_spm_encode(tok, text, strlen(text), ids, cap);
+        if (n > cap) {
+            cap = n;
+            ids = realloc(ids, sizeof(int32_t) * (size_t)(cap + 1));
+            n = data_spm_encode(tok, text, strlen(text), ids, cap);
+        }
+        ids[n++] = cfg.model.eos_token_id; /* as HF's T5Tokenizer: every sequence ends with </s> */
+    } else {
+        ids = malloc(sizeof(int32_t) * (strlen(ids_arg) / 2 + 1));
+        char *end;
+        for (const char *p = ids_arg; *p;) {
+            while (*p == ' ' || *p == ',') p++;
+            if (!*p) break;
+            long v = strtol(p, &end, 10);
+            if (end == p || v < 0 || v >= cfg.model.vocab_size) {
+                fprintf(stderr, "switchc generate: --ids: '%s' is not a token id in [0, %d)\n", p, cfg.model.vocab_size);
+                free(ids);
+                return 2;
+            }
+            ids[n++] = (int32_t)v;
+            p = end;
+        }
+        if (n == 0) {
+            free(ids);
+            return usage_error("generate", "%s", "--ids is empty");
+        }
+    }
     model m;
     s = model_init_inference(&m, &cfg.model);
     if (s.ok) s = trainer_load_params(&m, ckpt);
-    if (!s.ok) return fail(s);
-    int32_t ids[4096];
-    int n = 0;
-    char *end;
-    for (const char *p = ids_arg; *p && n < 4096;) {
-        while (*p == ' ' || *p == ',') p++;
-        if (!*p) break;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 0 || v >= m.cfg.vocab_size) {
-            fprintf(stderr, "switchc generate: --ids: '%s' is not a token id in [0, %d)\n", p, m.cfg.vocab_size);
-            return 2;
-        }
-        ids[n++] = (int32_t)v;
-        p = end;
+    if (!s.ok) {
+        free(ids);
+        data_spm_free(tok);
+        return fail(s);
     }
-    if (n == 0) return usage_error("generate", "%s", "--ids is empty");
     ag_arena act;
     ag_arena_init(&act, "generate", 1 << 20);
     ag_ctx ctx;
@@ -211,9 +415,17 @@ static int cmd_generate(int argc, char **argv) {
     int32_t *out = malloc(sizeof(int32_t) * (size_t)g.max_len);
     int len;
     generate(&m, &ctx, ids, NULL, 1, n, &g, out, &len);
-    for (int i = 0; i < len; i++) printf(i ? " %d" : "%d", out[i]);
-    printf("\n");
+    if (tok) {
+        char *t = decode_text(tok, out, len, m.cfg.eos_token_id, m.cfg.pad_token_id);
+        printf("%s\n", t);
+        free(t);
+    } else {
+        for (int i = 0; i < len; i++) printf(i ? " %d" : "%d", out[i]);
+        printf("\n");
+    }
     free(out);
+    free(ids);
+    data_spm_free(tok);
     ag_ctx_free(&ctx);
     ag_arena_free(&act);
     model_free(&m);
@@ -224,8 +436,8 @@ static int cmd_generate(int argc, char **argv) {
 
 static const cli_command COMMANDS[] = {
     {"train", "train or fine-tune (no arguments: the built-in demo run)", cmd_train},
-    {"eval", "evaluate a checkpoint: loss, token accuracy, exact match", cmd_eval},
-    {"generate", "decode with the KV cache (greedy or beam search)", cmd_generate},
+    {"eval", "evaluate a checkpoint: loss, token accuracy, exact match (text examples with a tokenizer)", cmd_eval},
+    {"generate", "text (or ids) in, text (or ids) out: greedy or beam search on the KV cache", cmd_generate},
 };
 
 static void main_help(void) {
