@@ -10,6 +10,10 @@
 
 #include "autograd/sx_error.h"
 
+#ifdef __cplusplus /* the CUDA backend includes this from C++ */
+extern "C" {
+#endif
+
 /* ---- tensors ------------------------------------------------------------------------------------------------------ */
 
 typedef enum { AG_F32, AG_F64, AG_BF16, AG_I32, AG_I64, AG_DTYPE_COUNT } ag_dtype;
@@ -44,19 +48,26 @@ const char *ag_shape_str(const ag_tensor *t, char *buf, size_t cap);
 
 /* ---- arenas: one per lifetime (parameters, gradients, optimizer state, activations, scratch) ---------------------- */
 /* A bump allocator made of blocks. The first pass through a step may add blocks; ag_arena_reset() then merges them
- * into one, so every later step allocates nothing from the system (DESIGN.md 2, "no malloc inside a step"). */
+ * into one, so every later step allocates nothing from the system (DESIGN.md 2, "no malloc inside a step").
+ * A device arena (ag_arena_init_device) takes its blocks from cudaMalloc, one per block, with the same bump
+ * allocation and reset-merge; tensor headers and other host-side bookkeeping go to its companion host arena. */
 typedef struct ag_arena_block ag_arena_block;
-typedef struct {
+typedef struct ag_arena ag_arena;
+struct ag_arena {
     const char *name;
     ag_arena_block *head;  /* current block */
     size_t used_total;     /* bytes handed out since the last reset */
     size_t peak;           /* the largest used_total ever seen */
     size_t capacity;       /* sum of block sizes */
     size_t limit;          /* 0 = unlimited; otherwise allocation beyond it is an error naming the arena */
-    int n_system_allocs;   /* how many blocks were malloc'ed (tests check steady state adds none) */
-} ag_arena;
+    int n_system_allocs;   /* how many blocks were malloc'ed (cudaMalloc'ed on a device; steady state adds none) */
+    ag_device device;      /* where the blocks live */
+    ag_arena *host;        /* device arenas: the host arena for tensor headers (NULL for CPU arenas) */
+};
 
 void ag_arena_init(ag_arena *a, const char *name, size_t initial_bytes);
+/* An arena whose blocks live on dev (AG_DEV_CPU: same as ag_arena_init). Aborts in a build without CUDA. */
+void ag_arena_init_device(ag_arena *a, const char *name, size_t initial_bytes, ag_device dev);
 void *ag_arena_alloc(ag_arena *a, size_t bytes);   /* 64-byte aligned, uninitialised */
 void *ag_arena_calloc(ag_arena *a, size_t bytes);  /* zeroed */
 void ag_arena_reset(ag_arena *a);
@@ -72,11 +83,13 @@ ag_tensor *ag_tensor_view(ag_arena *a, ag_dtype dt, int ndim, const int64_t *sha
 #define ag_new(arena, dt, ...) ag_tensor_new((arena), (dt), AG_NDIM(__VA_ARGS__), AG_SHAPE(__VA_ARGS__))
 #define ag_zeros(arena, dt, ...) ag_tensor_zeros((arena), (dt), AG_NDIM(__VA_ARGS__), AG_SHAPE(__VA_ARGS__))
 
-/* Element access for tests and slow paths (float tensors as double; index tensors as int64). */
+/* Element access for tests and slow paths (float tensors as double; index tensors as int64). On a device tensor
+ * each call is a synchronous copy of one element (ag_fill and ag_copy run on the device or copy in bulk). */
 double ag_get(const ag_tensor *t, int64_t i);
 void ag_set(ag_tensor *t, int64_t i, double v);
 void ag_fill(ag_tensor *t, double v);
-void ag_copy(ag_tensor *dst, const ag_tensor *src); /* same numel; converts between f32, f64 and bf16 */
+/* Same numel, any devices; converts between f32, f64 and bf16 (on the device: f32 <-> bf16). */
+void ag_copy(ag_tensor *dst, const ag_tensor *src);
 bool ag_same_shape(const ag_tensor *a, const ag_tensor *b);
 
 /* ---- counter-based RNG (Philox4x32-10): masks depend on (seed, step, purpose, index) only ------------------------- */
@@ -112,7 +125,7 @@ typedef enum {
     AG_OP_SCATTER_ROWS,    /* y[idx[m], :] += x[m, :], y has n_rows rows, zero elsewhere */
     AG_OP_GROUPED_MATMUL,  /* y[rows of e] = x[rows of e] W[e]^T (or W[e]); rows grouped by offsets[E+1] */
     AG_OP_SQUARE,          /* y = x^2 (router z-loss) */
-    AG_OP_CAST,            /* f32 <-> f64 */
+    AG_OP_CAST,            /* f32 <-> f64 (CPU), f32 <-> bf16 (CPU and CUDA) */
     AG_OP_CUSTOM,          /* kernels supplied by the caller (moving rows between ranks): see ag_custom */
     AG_OP_ONE_HOT,         /* no gradient */
     AG_OP_ARGMAX,          /* no gradient; first index on ties */
@@ -151,13 +164,18 @@ const char *ag_op_name(ag_op op);
 /* ---- the context: activation arena, tape, mode ---------------------------------------------------------------------- */
 struct ag_ctx {
     ag_arena *act;        /* outputs, saved tensors and activation gradients of this step */
-    ag_node *tape;        /* allocated from act; grows by doubling into act */
+    ag_node *tape;        /* a host array kept across resets; grows by doubling during the first step */
     int64_t tape_len, tape_cap;
     bool grad_enabled;    /* false: no-grad (evaluation, generation) */
     bool training;        /* dropout and jitter active */
-    ag_device device;
+    ag_device device;     /* the device of act: every op input and output lives there, and its op table runs */
+    /* CUDA only (the CPU computes in fp32 throughout, DESIGN.md 3): matmul and grouped_matmul round their operands
+     * (and, in backward, the incoming gradient) to bf16 and accumulate in fp32; outputs, gradients and weights stay
+     * fp32. Read when an op is recorded, so a context may switch it between ops. */
+    bool mixed_bf16;
 };
 
+/* The context runs on act's device (a device arena gives a CUDA context). */
 void ag_ctx_init(ag_ctx *ctx, ag_arena *act);
 void ag_ctx_free(ag_ctx *ctx);
 /* Forget the tape and free every activation: call once per micro-batch, after backward. */
@@ -200,7 +218,8 @@ ag_tensor *ag_cast(ag_ctx *ctx, ag_tensor *x, ag_dtype dt);
 ag_tensor *ag_cross_entropy(ag_ctx *ctx, ag_tensor *logits, ag_tensor *labels);
 ag_tensor *ag_gather_rows(ag_ctx *ctx, ag_tensor *x, ag_tensor *idx);
 ag_tensor *ag_scatter_rows(ag_ctx *ctx, ag_tensor *x, ag_tensor *idx, int64_t n_rows);
-/* x [N, in], w [E, out, in] (trans_w) or [E, in, out]; offsets i64 [E+1], rows offsets[e]..offsets[e+1] of x go to
+/* x [N, in], w [E, out, in] (trans_w) or [E, in, out]; offsets i64 [E+1] (host or device: the node keeps a host copy,
+ * since the group sizes drive the GEMM launches), rows offsets[e]..offsets[e+1] of x go to
  * expert e (the tokens permuted by expert; offsets[E] <= N, rows past it give zero). y [N, out]. */
 ag_tensor *ag_grouped_matmul(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, ag_tensor *offsets, bool trans_w);
 /* An op whose kernels the caller supplies, so data movement that autograd must not know about (tokens crossing
@@ -218,4 +237,7 @@ ag_tensor *ag_one_hot(ag_ctx *ctx, ag_tensor *idx, int64_t n_classes, ag_dtype d
 ag_tensor *ag_argmax(ag_ctx *ctx, ag_tensor *x);                   /* over the last dim -> i32 [..] */
 void ag_topk(ag_ctx *ctx, ag_tensor *x, int k, ag_tensor **values, ag_tensor **indices); /* last dim, descending */
 
+#ifdef __cplusplus
+}
+#endif
 #endif

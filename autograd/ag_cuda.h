@@ -1,10 +1,21 @@
 /* Host-side entry points of the CUDA backend (autograd/cuda/). Every function exists in every build: without
- * SWITCHC_HAVE_CUDA they report that no device is available, so callers and tests need no #ifdef. */
+ * SWITCHC_HAVE_CUDA (autograd/cuda_stub.c) the queries report no device and the rest abort with a clear message,
+ * so callers and tests need no #ifdef.
+ *
+ * Execution model (docs/gpu.md): one stream for the whole process, the legacy default stream. Every kernel, cuBLAS
+ * call, memset and copy of the backend is issued on it in program order, so a kernel never sees memory that an
+ * earlier op has not finished writing, and arena memory may be reused after a reset without further fences. Host
+ * reads (ag_tensor_to_host, ag_get, the index checks of ops.c) copy on that stream and wait for it.
+ * Set SWITCHC_CUDA_SYNC=1 to also synchronise after every kernel launch: an asynchronous fault (an illegal address)
+ * is then reported with the op and the source line that launched it instead of at the next copy. */
 #ifndef SX_AG_CUDA_H
 #define SX_AG_CUDA_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "autograd/ag.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -17,6 +28,34 @@ const char *ag_cuda_describe(void);
 /* y = relu(x) on the device for n floats of host memory (copies in and out): a smoke test of the toolchain.
  * Returns false when no device is available. */
 bool ag_cuda_relu_f32_host(const float *x, float *y, int64_t n);
+
+/* ---- device tensors --------------------------------------------------------------------------------------------- */
+/* A copy of t (any device) in a device / host arena: the same dtype, shape and name, requires_grad false, no grad. */
+ag_tensor *ag_tensor_to_device(ag_arena *dev_arena, const ag_tensor *t);
+ag_tensor *ag_tensor_to_host(ag_arena *host_arena, const ag_tensor *t);
+/* Waits for every queued kernel and copy; a pending asynchronous error aborts naming 'what'. */
+void ag_cuda_synchronize(const char *what);
+/* The stream every op runs on (a cudaStream_t; today the legacy default stream, NULL). Custom ops
+ * (ag_custom) that launch their own kernels or NCCL calls on device tensors should use it. */
+void *ag_cuda_stream(void);
+
+/* ---- used by autograd's own C files (tensor.c, tape.c, ops.c) ----------------------------------------------------- */
+typedef enum { AG_COPY_H2D, AG_COPY_D2H, AG_COPY_D2D } ag_copy_kind;
+void *ag_cuda_malloc(size_t bytes, const char *what); /* aborts with 'what' and the size when the device is full */
+void ag_cuda_free(void *p);
+void ag_cuda_memset0(void *p, size_t bytes);
+/* Ordered after every queued op; a copy into host memory returns once the data is there. */
+void ag_cuda_memcpy(void *dst, const void *src, size_t bytes, ag_copy_kind kind);
+void ag_cuda_fill(ag_tensor *t, double v);                   /* t on the device, any dtype */
+void ag_cuda_convert(ag_tensor *dst, const ag_tensor *src);  /* both on the device, f32 <-> bf16, same numel */
+void ag_cuda_add_into(ag_tensor *dst, const ag_tensor *src); /* f32: dst += src, or dst += 1 when src is NULL */
+/* The first position i with !(lo <= idx[i] < hi) && idx[i] != also_ok, or -1: one reduction and one 8-byte copy. */
+int64_t ag_cuda_first_bad_index(const ag_tensor *idx, int64_t lo, int64_t hi, int64_t also_ok);
+/* The Philox4x32-10 words of ag_philox(k, first + i) for i < n, computed on the device into host memory: the test
+ * that the device generator is bit-identical to the CPU one. */
+void ag_cuda_philox_host(ag_rng_key k, uint64_t first, int64_t n, uint32_t *out4);
+/* The CUDA op table (AG_OP_COUNT entries, f32; see autograd/cuda/table.c). */
+const ag_op_entry *ag_cuda_op_table(void);
 
 #ifdef __cplusplus
 }

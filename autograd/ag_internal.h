@@ -4,8 +4,19 @@
 
 #include "autograd/ag.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Runs n's forward on the context's backend and records n on the tape when an input requires grad. */
 ag_tensor *ag_run(ag_ctx *ctx, ag_node *n);
+/* Every input of n lives on the context's device (grouped_matmul's offsets are the one host-side input). */
+void ag_check_devices(const ag_ctx *ctx, const ag_node *n);
+const char *ag_device_name(ag_device dev);
+
+/* The host arena beside a: a itself for a CPU arena, the header arena of a device arena. Host-side bookkeeping of
+ * an op on the device (tensor headers, a host copy of grouped_matmul's offsets) goes there. */
+ag_arena *ag_arena_host_side(ag_arena *a);
 
 /* Up to 4-dim broadcasting: shapes right-aligned into 4 dims, strides 0 along broadcast axes. */
 typedef struct {
@@ -15,4 +26,7 @@ typedef struct {
 void ag_bcast_strides(const ag_tensor *t, const int64_t out4[4], int64_t st[4]);
 void ag_pad4(const ag_tensor *t, int64_t s4[4]);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

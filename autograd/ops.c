@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "autograd/ag.h"
+#include "autograd/ag_cuda.h"
 #include "autograd/ag_internal.h"
 
 #define SHAPES2(a, b)                                                                                                 \
@@ -25,6 +26,16 @@ static void check_same_dtype(const char *op, const ag_tensor *a, const ag_tensor
 static void check_index(const char *op, const ag_tensor *t) {
     char s[96];
     SX_ASSERT(t && t->dtype == AG_I32, "%s: indices must be i32, got %s", op, t ? ag_shape_str(t, s, sizeof s) : "NULL");
+}
+
+/* The first position whose index v breaks lo <= v < hi (and is not also_ok), or -1. Device indices are checked
+ * by a reduction on the device; reporting one costs a synchronisation, as every ag_get of a device tensor does. */
+static int64_t first_bad_index(const ag_tensor *idx, int64_t lo, int64_t hi, int64_t also_ok) {
+    if (idx->device != AG_DEV_CPU) return ag_cuda_first_bad_index(idx, lo, hi, also_ok);
+    const int32_t *v = idx->data;
+    for (int64_t i = 0; i < idx->numel; i++)
+        if (!(v[i] >= lo && v[i] < hi) && v[i] != also_ok) return i;
+    return -1;
 }
 
 static ag_node node_new(ag_op op, int n_in, ag_tensor *a, ag_tensor *b, ag_tensor *c, ag_tensor *d) {
@@ -124,6 +135,7 @@ ag_tensor *ag_matmul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b, bool ta, bool tb) 
     n.ip[4] = N;
     n.ip[5] = K;
     n.ip[6] = b_batched;
+    n.ip[7] = ctx->mixed_bf16;
     return ag_run(ctx, &n);
 }
 
@@ -149,9 +161,13 @@ ag_tensor *ag_scale(ag_ctx *ctx, ag_tensor *x, double s) {
     return ag_run(ctx, &n);
 }
 
+/* f32 <-> f64 (gradient checks on the CPU) and f32 <-> bf16 (storage of activations and weights on the GPU). The
+ * gradient of a bf16 tensor is f32. */
 ag_tensor *ag_cast(ag_ctx *ctx, ag_tensor *x, ag_dtype dt) {
-    check_float("cast", x);
-    SX_ASSERT(ag_dtype_is_float(dt), "cast: target must be f32 or f64, got %s", ag_dtype_name(dt));
+    char s[96];
+    SX_ASSERT(x && (ag_dtype_is_float(x->dtype) || x->dtype == AG_BF16), "cast: input must be f32, f64 or bf16, got %s",
+              x ? ag_shape_str(x, s, sizeof s) : "NULL");
+    SX_ASSERT(ag_dtype_is_float(dt) || dt == AG_BF16, "cast: target must be f32, f64 or bf16, got %s", ag_dtype_name(dt));
     if (x->dtype == dt) return x;
     ag_node n = node_new(AG_OP_CAST, 1, x, NULL, NULL, NULL);
     n.out = ag_tensor_new(ctx->act, dt, x->ndim, x->shape);
@@ -205,10 +221,8 @@ ag_tensor *ag_embedding(ag_ctx *ctx, ag_tensor *w, ag_tensor *idx) {
     check_index("embedding", idx);
     SX_ASSERT(w->ndim == 2, "embedding: table must be [V, D]");
     SX_ASSERT(idx->ndim < AG_MAX_DIMS, "embedding: indices with %d dims leave no room for D", idx->ndim);
-    for (int64_t i = 0; i < idx->numel; i++) {
-        int32_t v = ((const int32_t *)idx->data)[i];
-        SX_ASSERT(v >= 0 && v < w->shape[0], "embedding: index %d at position %lld outside [0, %lld)", v, (long long)i, (long long)w->shape[0]);
-    }
+    int64_t bad = first_bad_index(idx, 0, w->shape[0], INT64_MIN); /* INT64_MIN: no exception */
+    if (bad >= 0) SX_FATAL("embedding: index %d at position %lld outside [0, %lld)", (int)ag_get(idx, bad), (long long)bad, (long long)w->shape[0]);
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, idx->shape, sizeof(int64_t) * idx->ndim);
     shape[idx->ndim] = w->shape[1];
@@ -295,10 +309,8 @@ ag_tensor *ag_cross_entropy(ag_ctx *ctx, ag_tensor *logits, ag_tensor *labels) {
     SHAPES2(logits, labels);
     SX_ASSERT(logits->ndim == 2 && labels->numel == logits->shape[0], "cross_entropy: logits %s need [N, V] with N = labels %s", sa_, sb_);
     int64_t V = logits->shape[1];
-    for (int64_t i = 0; i < labels->numel; i++) {
-        int32_t y = ((const int32_t *)labels->data)[i];
-        SX_ASSERT(y == AG_IGNORE_INDEX || (y >= 0 && y < V), "cross_entropy: label %d at row %lld outside [0, %lld) and not -100", y, (long long)i, (long long)V);
-    }
+    int64_t bad = first_bad_index(labels, 0, V, AG_IGNORE_INDEX);
+    if (bad >= 0) SX_FATAL("cross_entropy: label %d at row %lld outside [0, %lld) and not -100", (int)ag_get(labels, bad), (long long)bad, (long long)V);
     ag_node n = node_new(AG_OP_CROSS_ENTROPY, 2, logits, labels, NULL, NULL);
     n.out = ag_tensor_new(ctx->act, logits->dtype, 1, AG_SHAPE(1));
     n.saved[0] = ag_tensor_new(ctx->act, logits->dtype, 1, AG_SHAPE(logits->shape[0])); /* lse per row */
@@ -309,8 +321,8 @@ ag_tensor *ag_gather_rows(ag_ctx *ctx, ag_tensor *x, ag_tensor *idx) {
     check_float("gather_rows", x);
     check_index("gather_rows", idx);
     SX_ASSERT(x->ndim == 2 && idx->ndim == 1, "gather_rows: x must be [N, D] and idx [M]");
-    for (int64_t i = 0; i < idx->numel; i++)
-        SX_ASSERT(((const int32_t *)idx->data)[i] < x->shape[0], "gather_rows: index %d >= %lld rows", ((const int32_t *)idx->data)[i], (long long)x->shape[0]);
+    int64_t bad = first_bad_index(idx, INT32_MIN, x->shape[0], INT32_MIN); /* negative: a zero row */
+    if (bad >= 0) SX_FATAL("gather_rows: index %d >= %lld rows", (int)ag_get(idx, bad), (long long)x->shape[0]);
     ag_node n = node_new(AG_OP_GATHER_ROWS, 2, x, idx, NULL, NULL);
     n.out = ag_tensor_new(ctx->act, x->dtype, 2, AG_SHAPE(idx->numel, x->shape[1]));
     return ag_run(ctx, &n);
@@ -320,8 +332,8 @@ ag_tensor *ag_scatter_rows(ag_ctx *ctx, ag_tensor *x, ag_tensor *idx, int64_t n_
     check_float("scatter_rows", x);
     check_index("scatter_rows", idx);
     SX_ASSERT(x->ndim == 2 && idx->ndim == 1 && idx->numel == x->shape[0], "scatter_rows: x must be [M, D] and idx [M]");
-    for (int64_t i = 0; i < idx->numel; i++)
-        SX_ASSERT(((const int32_t *)idx->data)[i] < n_rows, "scatter_rows: index %d >= %lld rows", ((const int32_t *)idx->data)[i], (long long)n_rows);
+    int64_t bad = first_bad_index(idx, INT32_MIN, n_rows, INT32_MIN); /* negative: the row is dropped */
+    if (bad >= 0) SX_FATAL("scatter_rows: index %d >= %lld rows", (int)ag_get(idx, bad), (long long)n_rows);
     ag_node n = node_new(AG_OP_SCATTER_ROWS, 2, x, idx, NULL, NULL);
     n.out = ag_tensor_new(ctx->act, x->dtype, 2, AG_SHAPE(n_rows, x->shape[1]));
     return ag_run(ctx, &n);
@@ -336,12 +348,18 @@ ag_tensor *ag_grouped_matmul(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, ag_tensor 
     int64_t E = w->shape[0], in = trans_w ? w->shape[2] : w->shape[1], out = trans_w ? w->shape[1] : w->shape[2];
     SX_ASSERT(in == x->shape[1], "grouped_matmul: x %s does not match the experts' input size in %s", sa_, sb_);
     SX_ASSERT(offsets && offsets->dtype == AG_I64 && offsets->numel == E + 1, "grouped_matmul: offsets must be i64 [E+1] = [%lld]", (long long)(E + 1));
+    if (offsets->device != AG_DEV_CPU) { /* the group sizes drive the GEMM launches from the host: one copy */
+        ag_tensor *h = ag_tensor_new(ag_arena_host_side(ctx->act), AG_I64, 1, AG_SHAPE(E + 1));
+        ag_copy(h, offsets);
+        offsets = h;
+    }
     const int64_t *o = offsets->data;
     SX_ASSERT(o[0] == 0 && o[E] <= x->shape[0], "grouped_matmul: offsets must start at 0 and end within the %lld rows", (long long)x->shape[0]);
     for (int64_t e = 0; e < E; e++) SX_ASSERT(o[e] <= o[e + 1], "grouped_matmul: offsets decrease at expert %lld", (long long)e);
     ag_node n = node_new(AG_OP_GROUPED_MATMUL, 3, x, w, offsets, NULL);
     n.out = ag_tensor_new(ctx->act, x->dtype, 2, AG_SHAPE(x->shape[0], out));
     n.ip[0] = trans_w;
+    n.ip[1] = ctx->mixed_bf16;
     return ag_run(ctx, &n);
 }
 
@@ -357,6 +375,7 @@ ag_tensor *ag_custom(ag_ctx *ctx, ag_tensor *x, int ndim, const int64_t *out_sha
 /* ---- no-gradient ops: run on the backend, never recorded ------------------------------------------------------ */
 
 static ag_tensor *run_nograd(ag_ctx *ctx, ag_node *n) {
+    ag_check_devices(ctx, n);
     ag_op_table(ctx->device)[n->op].forward(ctx, n);
     return n->out;
 }

@@ -7,10 +7,17 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#ifdef __cplusplus /* the CUDA backend (the .cu files of autograd/cuda) includes this from C++ */
+#define SX_NORETURN [[noreturn]]
+extern "C" {
+#else
+#define SX_NORETURN _Noreturn
+#endif
+
 /* The rank printed in every fatal message; parallel/ sets it after MPI_Init (-1: not distributed). */
 extern int sx_log_rank;
 
-_Noreturn void sx_fatal(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+SX_NORETURN void sx_fatal(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #define SX_ASSERT(cond, ...)                                                                                          \
     do {                                                                                                              \
@@ -35,4 +42,7 @@ sx_status sx_error_wrap(sx_status inner, const char *fmt, ...) __attribute__((fo
         if (!sx__s.ok) return sx__s;                                                                                  \
     } while (0)
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "autograd/ag.h"
+#include "autograd/ag_cuda.h"
 #include "autograd/ag_internal.h"
 
 void ag_ctx_init(ag_ctx *ctx, ag_arena *act) {
@@ -11,7 +12,7 @@ void ag_ctx_init(ag_ctx *ctx, ag_arena *act) {
     ctx->act = act;
     ctx->grad_enabled = true;
     ctx->training = false;
-    ctx->device = AG_DEV_CPU;
+    ctx->device = act ? act->device : AG_DEV_CPU;
 }
 
 void ag_ctx_reset(ag_ctx *ctx) {
@@ -38,7 +39,20 @@ static void tape_push(ag_ctx *ctx, const ag_node *n) {
     ctx->tape[ctx->tape_len++] = *n;
 }
 
+const char *ag_device_name(ag_device dev) { return dev == AG_DEV_CPU ? "cpu" : dev == AG_DEV_CUDA ? "cuda" : "?"; }
+
+void ag_check_devices(const ag_ctx *ctx, const ag_node *n) {
+    SX_ASSERT(!ctx->act || ctx->act->device == ctx->device, "%s: the context runs on %s but its arena '%s' lives on %s",
+              ag_op_name(n->op), ag_device_name(ctx->device), ctx->act->name, ag_device_name(ctx->act->device));
+    for (int i = 0; i < n->n_in; i++) {
+        if (!n->in[i] || (n->op == AG_OP_GROUPED_MATMUL && i == 2)) continue; /* offsets: host-side by design */
+        SX_ASSERT(n->in[i]->device == ctx->device, "%s: input %d (%s) lives on %s but the context runs on %s", ag_op_name(n->op), i,
+                  n->in[i]->name ? n->in[i]->name : "unnamed", ag_device_name(n->in[i]->device), ag_device_name(ctx->device));
+    }
+}
+
 ag_tensor *ag_run(ag_ctx *ctx, ag_node *n) {
+    ag_check_devices(ctx, n);
     const ag_op_entry *e = &ag_op_table(ctx->device)[n->op];
     SX_ASSERT(e->forward, "op %s has no forward on this backend", e->name);
     e->forward(ctx, n);
@@ -55,6 +69,8 @@ ag_tensor *ag_run(ag_ctx *ctx, ag_node *n) {
 
 ag_tensor *ag_grad_of(ag_ctx *ctx, ag_tensor *t) {
     if (!t->grad) {
+        SX_ASSERT(t->device == ctx->device, "gradient of a tensor on %s (%s) in a context on %s", ag_device_name(t->device),
+                  t->name ? t->name : "unnamed", ag_device_name(ctx->device));
         ag_dtype gdt = t->dtype == AG_F64 ? AG_F64 : AG_F32;
         t->grad = ag_tensor_zeros(ctx->act, gdt, t->ndim, t->shape);
     }
@@ -68,18 +84,29 @@ void ag_zero_grad(ag_tensor *t) {
 void ag_backward_seed(ag_ctx *ctx, ag_tensor *out, const ag_tensor *seed) {
     SX_ASSERT(out->requires_grad, "backward from a tensor that does not require grad (no parameter reached it, or no-grad mode)");
     ag_tensor *g = ag_grad_of(ctx, out);
-    if (seed) {
-        SX_ASSERT(seed->numel == out->numel, "backward seed has %lld elements, output %lld", (long long)seed->numel, (long long)out->numel);
-        for (int64_t i = 0; i < g->numel; i++) ag_set(g, i, ag_get(g, i) + ag_get(seed, i));
+    if (seed) SX_ASSERT(seed->numel == out->numel, "backward seed has %lld elements, output %lld", (long long)seed->numel, (long long)out->numel);
+    if (g->device == AG_DEV_CPU) {
+        if (seed) {
+            for (int64_t i = 0; i < g->numel; i++) ag_set(g, i, ag_get(g, i) + ag_get(seed, i));
+        } else {
+            for (int64_t i = 0; i < g->numel; i++) ag_set(g, i, ag_get(g, i) + 1.0);
+        }
     } else {
-        for (int64_t i = 0; i < g->numel; i++) ag_set(g, i, ag_get(g, i) + 1.0);
+        SX_ASSERT(g->dtype == AG_F32, "backward on %s: gradients must be f32, got %s", ag_device_name(g->device), ag_dtype_name(g->dtype));
+        const ag_tensor *s = seed;
+        if (seed && (seed->device != g->device || seed->dtype != g->dtype)) { /* a host or f64 seed: one copy */
+            ag_tensor *c = ag_tensor_new(ctx->act, g->dtype, g->ndim, g->shape);
+            ag_copy(c, seed);
+            s = c;
+        }
+        ag_cuda_add_into(g, s);
     }
-    const ag_op_entry *table = ag_op_table(ctx->device);
     for (int64_t k = ctx->tape_len - 1; k >= 0; k--) {
         ag_node *n = &ctx->tape[k];
         if (!n->out->grad) continue; /* nothing flowed back into this op */
-        if (!table[n->op].backward) SX_FATAL("op '%s' has no backward: it cannot be differentiated", table[n->op].name);
-        table[n->op].backward(ctx, n);
+        const ag_op_entry *e = &ag_op_table(n->out->device)[n->op]; /* the table of the device the op ran on */
+        if (!e->backward) SX_FATAL("op '%s' has no backward: it cannot be differentiated", e->name);
+        e->backward(ctx, n);
     }
 }
 

@@ -1,10 +1,14 @@
-/* Tensors, dtypes, bf16 conversion, arenas and the counter-based RNG: the storage layer under the op table. */
+/* Tensors, dtypes, bf16 conversion, arenas and the counter-based RNG: the storage layer under the op table.
+ * Arenas and tensors may live on a device (ag_arena_init_device); the memory calls then go to the CUDA backend's
+ * host functions (autograd/ag_cuda.h), which abort with a clear message in a build without CUDA. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "autograd/ag.h"
+#include "autograd/ag_cuda.h"
+#include "autograd/ag_internal.h"
 
 size_t ag_dtype_size(ag_dtype dt) {
     switch (dt) {
@@ -69,24 +73,58 @@ struct ag_arena_block {
 
 #define AG_ALIGN 64
 
-static ag_arena_block *block_new(size_t size) {
+static ag_arena_block *block_new(ag_device dev, const char *name, size_t size) {
     ag_arena_block *b = malloc(sizeof *b);
     SX_ASSERT(b, "out of host memory allocating an arena block header");
     b->base = NULL;
-    if (size && posix_memalign((void **)&b->base, AG_ALIGN, size) != 0) SX_FATAL("out of host memory: arena block of %zu bytes", size);
+    if (size) {
+        if (dev == AG_DEV_CPU) {
+            if (posix_memalign((void **)&b->base, AG_ALIGN, size) != 0) SX_FATAL("out of host memory: arena block of %zu bytes", size);
+        } else {
+            b->base = ag_cuda_malloc(size, name); /* 256-byte aligned */
+        }
+    }
     b->size = size;
     b->used = 0;
     b->prev = NULL;
     return b;
 }
 
+static void block_free(ag_device dev, ag_arena_block *b) {
+    if (dev == AG_DEV_CPU)
+        free(b->base);
+    else if (b->base)
+        ag_cuda_free(b->base);
+    free(b);
+}
+
 void ag_arena_init(ag_arena *a, const char *name, size_t initial_bytes) {
     memset(a, 0, sizeof *a);
     a->name = name;
-    a->head = block_new(initial_bytes);
+    a->device = AG_DEV_CPU;
+    a->head = block_new(AG_DEV_CPU, name, initial_bytes);
     a->capacity = initial_bytes;
     a->n_system_allocs = initial_bytes ? 1 : 0;
 }
+
+void ag_arena_init_device(ag_arena *a, const char *name, size_t initial_bytes, ag_device dev) {
+    if (dev == AG_DEV_CPU) {
+        ag_arena_init(a, name, initial_bytes);
+        return;
+    }
+    SX_ASSERT(dev == AG_DEV_CUDA, "arena '%s': unknown device %d", name, (int)dev);
+    memset(a, 0, sizeof *a);
+    a->name = name;
+    a->device = dev;
+    a->host = malloc(sizeof *a->host);
+    SX_ASSERT(a->host, "out of host memory allocating the header arena of '%s'", name);
+    ag_arena_init(a->host, name, 1 << 16);
+    a->head = block_new(dev, name, initial_bytes);
+    a->capacity = initial_bytes;
+    a->n_system_allocs = initial_bytes ? 1 : 0;
+}
+
+ag_arena *ag_arena_host_side(ag_arena *a) { return a->device == AG_DEV_CPU ? a : a->host; }
 
 void *ag_arena_alloc(ag_arena *a, size_t bytes) {
     size_t need = (bytes + AG_ALIGN - 1) & ~(size_t)(AG_ALIGN - 1);
@@ -97,7 +135,7 @@ void *ag_arena_alloc(ag_arena *a, size_t bytes) {
     if (!b || b->used + need > b->size) {
         size_t sz = a->capacity > need ? a->capacity : need; /* grow geometrically */
         if (sz < (1u << 20)) sz = 1u << 20;
-        ag_arena_block *nb = block_new(sz);
+        ag_arena_block *nb = block_new(a->device, a->name, sz);
         nb->prev = b;
         a->head = nb;
         a->capacity += sz;
@@ -113,7 +151,10 @@ void *ag_arena_alloc(ag_arena *a, size_t bytes) {
 
 void *ag_arena_calloc(ag_arena *a, size_t bytes) {
     void *p = ag_arena_alloc(a, bytes);
-    memset(p, 0, bytes);
+    if (a->device == AG_DEV_CPU)
+        memset(p, 0, bytes);
+    else if (bytes)
+        ag_cuda_memset0(p, bytes); /* queued on the op stream: ordered after earlier users of this memory */
     return p;
 }
 
@@ -125,24 +166,27 @@ void ag_arena_reset(ag_arena *a) {
         for (ag_arena_block *b = a->head; b; b = b->prev) total += b->size;
         for (ag_arena_block *b = a->head; b;) {
             ag_arena_block *p = b->prev;
-            free(b->base);
-            free(b);
+            block_free(a->device, b);
             b = p;
         }
-        a->head = block_new(total);
+        a->head = block_new(a->device, a->name, total);
         a->capacity = total;
         a->n_system_allocs++;
     }
     if (a->head) a->head->used = 0;
     a->used_total = 0;
+    if (a->host) ag_arena_reset(a->host);
 }
 
 void ag_arena_free(ag_arena *a) {
     for (ag_arena_block *b = a->head; b;) {
         ag_arena_block *p = b->prev;
-        free(b->base);
-        free(b);
+        block_free(a->device, b);
         b = p;
+    }
+    if (a->host) {
+        ag_arena_free(a->host);
+        free(a->host);
     }
     memset(a, 0, sizeof *a);
 }
@@ -151,9 +195,9 @@ void ag_arena_free(ag_arena *a) {
 
 static ag_tensor *header_new(ag_arena *a, ag_dtype dt, int ndim, const int64_t *shape) {
     SX_ASSERT(ndim >= 1 && ndim <= AG_MAX_DIMS, "tensor with %d dims (1..%d supported)", ndim, AG_MAX_DIMS);
-    ag_tensor *t = ag_arena_calloc(a, sizeof *t);
+    ag_tensor *t = ag_arena_calloc(ag_arena_host_side(a), sizeof *t);
     t->dtype = dt;
-    t->device = AG_DEV_CPU;
+    t->device = a->device;
     t->ndim = ndim;
     t->numel = 1;
     for (int i = 0; i < ndim; i++) {
@@ -182,29 +226,52 @@ ag_tensor *ag_tensor_view(ag_arena *a, ag_dtype dt, int ndim, const int64_t *sha
     return t;
 }
 
-double ag_get(const ag_tensor *t, int64_t i) {
-    switch (t->dtype) {
-    case AG_F32: return ((const float *)t->data)[i];
-    case AG_F64: return ((const double *)t->data)[i];
-    case AG_BF16: return ag_f32_from_bf16(((const uint16_t *)t->data)[i]);
-    case AG_I32: return ((const int32_t *)t->data)[i];
-    case AG_I64: return (double)((const int64_t *)t->data)[i];
+static double decode(ag_dtype dt, const void *p) {
+    switch (dt) {
+    case AG_F32: return *(const float *)p;
+    case AG_F64: return *(const double *)p;
+    case AG_BF16: return ag_f32_from_bf16(*(const uint16_t *)p);
+    case AG_I32: return *(const int32_t *)p;
+    case AG_I64: return (double)*(const int64_t *)p;
     default: SX_FATAL("ag_get: bad dtype");
     }
 }
 
-void ag_set(ag_tensor *t, int64_t i, double v) {
-    switch (t->dtype) {
-    case AG_F32: ((float *)t->data)[i] = (float)v; break;
-    case AG_F64: ((double *)t->data)[i] = v; break;
-    case AG_BF16: ((uint16_t *)t->data)[i] = ag_bf16_from_f32((float)v); break;
-    case AG_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-    case AG_I64: ((int64_t *)t->data)[i] = (int64_t)v; break;
+static void encode(ag_dtype dt, void *p, double v) {
+    switch (dt) {
+    case AG_F32: *(float *)p = (float)v; break;
+    case AG_F64: *(double *)p = v; break;
+    case AG_BF16: *(uint16_t *)p = ag_bf16_from_f32((float)v); break;
+    case AG_I32: *(int32_t *)p = (int32_t)v; break;
+    case AG_I64: *(int64_t *)p = (int64_t)v; break;
     default: SX_FATAL("ag_set: bad dtype");
     }
 }
 
+double ag_get(const ag_tensor *t, int64_t i) {
+    size_t sz = ag_dtype_size(t->dtype);
+    if (t->device == AG_DEV_CPU) return decode(t->dtype, (const char *)t->data + (size_t)i * sz);
+    char buf[8];
+    ag_cuda_memcpy(buf, (const char *)t->data + (size_t)i * sz, sz, AG_COPY_D2H);
+    return decode(t->dtype, buf);
+}
+
+void ag_set(ag_tensor *t, int64_t i, double v) {
+    size_t sz = ag_dtype_size(t->dtype);
+    if (t->device == AG_DEV_CPU) {
+        encode(t->dtype, (char *)t->data + (size_t)i * sz, v);
+        return;
+    }
+    char buf[8];
+    encode(t->dtype, buf, v);
+    ag_cuda_memcpy((char *)t->data + (size_t)i * sz, buf, sz, AG_COPY_H2D);
+}
+
 void ag_fill(ag_tensor *t, double v) {
+    if (t->device != AG_DEV_CPU) {
+        ag_cuda_fill(t, v);
+        return;
+    }
     if (v == 0.0) {
         memset(t->data, 0, (size_t)t->numel * ag_dtype_size(t->dtype));
         return;
@@ -212,13 +279,62 @@ void ag_fill(ag_tensor *t, double v) {
     for (int64_t i = 0; i < t->numel; i++) ag_set(t, i, v);
 }
 
+static ag_copy_kind copy_kind(const ag_tensor *dst, const ag_tensor *src) {
+    if (src->device == AG_DEV_CPU) return AG_COPY_H2D;
+    return dst->device == AG_DEV_CPU ? AG_COPY_D2H : AG_COPY_D2D;
+}
+
 void ag_copy(ag_tensor *dst, const ag_tensor *src) {
     SX_ASSERT(dst->numel == src->numel, "ag_copy: %lld elements into %lld", (long long)src->numel, (long long)dst->numel);
+    bool host = dst->device == AG_DEV_CPU && src->device == AG_DEV_CPU;
     if (dst->dtype == src->dtype) {
-        memcpy(dst->data, src->data, (size_t)src->numel * ag_dtype_size(src->dtype));
+        size_t bytes = (size_t)src->numel * ag_dtype_size(src->dtype);
+        if (host)
+            memcpy(dst->data, src->data, bytes);
+        else if (bytes)
+            ag_cuda_memcpy(dst->data, src->data, bytes, copy_kind(dst, src));
         return;
     }
-    for (int64_t i = 0; i < src->numel; i++) ag_set(dst, i, ag_get(src, i));
+    if (host) {
+        for (int64_t i = 0; i < src->numel; i++) ag_set(dst, i, ag_get(src, i));
+        return;
+    }
+    if (dst->device != AG_DEV_CPU && src->device != AG_DEV_CPU) {
+        ag_cuda_convert(dst, src);
+        return;
+    }
+    /* A conversion across devices (a slow path: tests, checkpoints): through a host copy of the device side. */
+    const ag_tensor *dev = dst->device != AG_DEV_CPU ? dst : src;
+    ag_tensor tmp = *dev;
+    tmp.device = AG_DEV_CPU;
+    size_t bytes = (size_t)dev->numel * ag_dtype_size(dev->dtype);
+    tmp.data = malloc(bytes ? bytes : 1);
+    SX_ASSERT(tmp.data, "out of host memory staging a %zu-byte copy", bytes);
+    if (dev == src) {
+        ag_cuda_memcpy(tmp.data, src->data, bytes, AG_COPY_D2H);
+        ag_copy(dst, &tmp);
+    } else {
+        ag_copy(&tmp, src);
+        ag_cuda_memcpy(dst->data, tmp.data, bytes, AG_COPY_H2D);
+    }
+    free(tmp.data);
+}
+
+static ag_tensor *copy_into(ag_arena *a, const ag_tensor *t) {
+    ag_tensor *d = ag_tensor_new(a, t->dtype, t->ndim, t->shape);
+    d->name = t->name;
+    ag_copy(d, t);
+    return d;
+}
+
+ag_tensor *ag_tensor_to_device(ag_arena *a, const ag_tensor *t) {
+    SX_ASSERT(a->device != AG_DEV_CPU, "ag_tensor_to_device: arena '%s' is a host arena", a->name);
+    return copy_into(a, t);
+}
+
+ag_tensor *ag_tensor_to_host(ag_arena *a, const ag_tensor *t) {
+    SX_ASSERT(a->device == AG_DEV_CPU, "ag_tensor_to_host: arena '%s' is a device arena", a->name);
+    return copy_into(a, t);
 }
 
 bool ag_same_shape(const ag_tensor *a, const ag_tensor *b) {

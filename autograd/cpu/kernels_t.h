@@ -163,8 +163,8 @@ static void FN(relu_fwd)(ag_ctx *ctx, ag_node *n) {
 static void FN(relu_bwd)(ag_ctx *ctx, ag_node *n) {
     const T *x = DATA(n->in[0]), *dy = DATA(n->out->grad);
     T *dx = GRAD(ctx, n->in[0]);
-    for (int64_t i = 0; i < n->out->numel; i++)
-        if (x[i] > 0) dx[i] += dy[i];
+    /* a select, not a branch: the signs of x are random, and the select vectorises */
+    for (int64_t i = 0; i < n->out->numel; i++) dx[i] += x[i] > 0 ? dy[i] : (T)0;
 }
 
 /* gelu_new / "gelu_pytorch_tanh": 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */

@@ -1,5 +1,5 @@
 /* Shared by the .cu files of moe/cuda: the check macros (statement, file, line; log and abort, DESIGN.md 4), launch
- * sizes, the block sum in a fixed tree, and small host helpers for the *_host test wrappers. moe/ keeps its own copy
+ * sizes, the block sum in a fixed tree, and small host helpers for the host-copy test wrappers. moe/ keeps its own copy
  * of these few lines rather than reaching into autograd/cuda's internals. */
 #ifndef SX_MOE_CUDA_COMMON_CUH
 #define SX_MOE_CUDA_COMMON_CUH
