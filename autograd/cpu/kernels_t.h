@@ -161,10 +161,14 @@ static void FN(relu_fwd)(ag_ctx *ctx, ag_node *n) {
     for (int64_t i = 0; i < n->out->numel; i++) y[i] = x[i] > 0 ? x[i] : 0;
 }
 static void FN(relu_bwd)(ag_ctx *ctx, ag_node *n) {
-    const T *x = DATA(n->in[0]), *dy = DATA(n->out->grad);
-    T *dx = GRAD(ctx, n->in[0]);
-    /* a select, not a branch: the signs of x are random, and the select vectorises */
-    for (int64_t i = 0; i < n->out->numel; i++) dx[i] += x[i] > 0 ? dy[i] : (T)0;
+    const T *restrict x = DATA(n->in[0]), *restrict dy = DATA(n->out->grad);
+    T *restrict dx = GRAD(ctx, n->in[0]);
+    /* a select, not a branch (the signs of x are random); restrict lets it vectorise */
+    const int64_t N = n->out->numel;
+    for (int64_t i = 0; i < N; i++) {
+        T g = dy[i]; /* loaded unconditionally, so the compiler may if-convert */
+        dx[i] += x[i] > 0 ? g : (T)0;
+    }
 }
 
 /* gelu_new / "gelu_pytorch_tanh": 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
