@@ -5,7 +5,7 @@ same way (warm-up iterations, then the mean of --steps), printing one JSON line 
   python3 bench/hf_bench.py --config configs/switch-base-8.json --mode fwdbwd --batch 2 --src-len 128 --tgt-len 32
   python3 bench/hf_bench.py --config run_model.json --mode trainstep --batch 32 --src-len 8 --tgt-len 8 --threads 2
 
-Peak memory is this process's ru_maxrss, so run one measurement per process (scripts/bench_model.sh does).
+Peak memory is this process's VmHWM, so run one measurement per process (scripts/bench_model.py does).
 """
 import argparse
 import json
@@ -15,6 +15,18 @@ import time
 import torch
 import transformers
 from transformers import SwitchTransformersConfig, SwitchTransformersForConditionalGeneration
+
+
+def peak_rss_mb():
+    """VmHWM: this process's own peak. ru_maxrss would include the resident set of the process that forked it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def main():
@@ -59,7 +71,7 @@ def main():
                       "transformers": transformers.__version__, "mode": a.mode, "batch": a.batch,
                       "src_len": a.src_len, "tgt_len": a.tgt_len, "threads": torch.get_num_threads(),
                       "sec_per_step": round(sec, 6), "tokens_per_s": round(a.batch * (a.src_len + a.tgt_len) / sec, 1),
-                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+                      "peak_rss_mb": round(peak_rss_mb(), 1),
                       "params": model.num_parameters()}))
 
 
