@@ -192,7 +192,9 @@ void data_dataset_close(data_dataset *d) {
     free(d);
 }
 
-sx_status data_dataset_open(const char *path, data_dataset **out) {
+sx_status data_dataset_open(const char *path, data_dataset **out) { return data_dataset_open_cached(path, 0, out); }
+
+sx_status data_dataset_open_cached(const char *path, int64_t cache_bytes, data_dataset **out) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     if (access(path, R_OK) != 0) return sx_errorf("%s: cannot open: %s", path, strerror(errno));
     if (H5Fis_hdf5(path) <= 0) return sx_errorf("%s: not an HDF5 file (make token datasets with switchc prepare)", path);
@@ -242,7 +244,10 @@ sx_status data_dataset_open(const char *path, data_dataset **out) {
             s = sx_errorf("%s: cannot read %s (damaged?)", path, on);
             break;
         }
-        d->tok[k] = H5Dopen2(d->file, tn, H5P_DEFAULT);
+        hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+        if (cache_bytes > 0) H5Pset_chunk_cache(dapl, H5D_CHUNK_CACHE_NSLOTS_DEFAULT, (size_t)cache_bytes, H5D_CHUNK_CACHE_W0_DEFAULT);
+        d->tok[k] = H5Dopen2(d->file, tn, dapl);
+        H5Pclose(dapl);
         hid_t tsp = H5Dget_space(d->tok[k]);
         hsize_t nt = 0;
         H5Sget_simple_extent_dims(tsp, &nt, NULL);
@@ -269,6 +274,11 @@ int64_t data_dataset_count(const data_dataset *d) { return d->n; }
 bool data_dataset_has_targets(const data_dataset *d) { return d->has_targets; }
 int32_t data_dataset_vocab_size(const data_dataset *d) { return d->vocab; }
 uint32_t data_dataset_tokenizer_crc(const data_dataset *d) { return d->crc; }
+
+int64_t data_dataset_length(const data_dataset *d, int64_t i, int which) {
+    if (which < 0 || which > 1 || (which == 1 && !d->has_targets) || i < 0 || i >= d->n) return -1;
+    return d->off[which][i + 1] - d->off[which][i];
+}
 
 sx_status data_dataset_get(data_dataset *d, int64_t i, int which, int32_t *buf, int64_t cap, int64_t *n) {
     if (which < 0 || which > 1 || (which == 1 && !d->has_targets)) return sx_errorf("%s: no %s in this dataset", d->path, which ? "targets" : "inputs");

@@ -23,6 +23,10 @@ typedef struct data_dataset data_dataset;
 /* Validates the format, version, datasets and offsets (monotonic, within the token arrays); errors name the file and
  * the dataset. */
 sx_status data_dataset_open(const char *path, data_dataset **out);
+/* The same with the HDF5 raw-data chunk cache of each token dataset set to cache_bytes (the memory budget of reads:
+ * examples are read one hyperslab at a time through this cache, never the whole array; 0 = HDF5's default, 1 MiB).
+ * The offsets (8 bytes per example) are held in memory. */
+sx_status data_dataset_open_cached(const char *path, int64_t cache_bytes, data_dataset **out);
 int64_t data_dataset_count(const data_dataset *d);
 bool data_dataset_has_targets(const data_dataset *d);
 int32_t data_dataset_vocab_size(const data_dataset *d);
@@ -30,6 +34,8 @@ uint32_t data_dataset_tokenizer_crc(const data_dataset *d);
 /* Example i: at most cap tokens into buf (the rest is cut); *n gets the full length. Token ids outside
  * [0, vocab_size) are an error naming the file and the example. which: 0 inputs, 1 targets. */
 sx_status data_dataset_get(data_dataset *d, int64_t i, int which, int32_t *buf, int64_t cap, int64_t *n);
+/* Length of example i (which: 0 inputs, 1 targets) from the offsets, reading no tokens; -1 when out of range. */
+int64_t data_dataset_length(const data_dataset *d, int64_t i, int which);
 void data_dataset_close(data_dataset *d);
 
 /* A random permutation of [0, n) that needs no memory: a keyed Feistel network with cycle walking, so epoch e's

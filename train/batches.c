@@ -1,5 +1,13 @@
 /* Batch sources: built-in tasks (train/task.c) and token datasets (data/dataset.c), shuffled per epoch by a keyed
- * permutation, truncated to the configured lengths, span-corrupted when the dataset has inputs only. */
+ * permutation, optionally length-bucketed, truncated to the configured lengths, span-corrupted when the dataset has
+ * inputs only, padded to the batch maximum or to the fixed configured lengths.
+ *
+ * Length bucketing (data.bucket_batches = K): the epoch's shuffled order is cut into windows of K * B examples (B the
+ * micro-batch, the unit that is padded); a window is sorted by input length (stable: ties keep their shuffled order),
+ * cut into K batches of B, and those batches are emitted in an order shuffled by (seed, epoch, window). The epoch's
+ * last window may be short: its full batches are shuffled, its partial tail stays last. So the example at consumption
+ * position g is still a pure function of (seed, g): a resumed run recomputes its window and sees the same batches, and
+ * every rank, building the same global batch and keeping its rows, gets a disjoint share. */
 #include "train/batches.h"
 
 #include <stdlib.h>
@@ -9,8 +17,15 @@
 #include "data/span.h"
 #include "train/task.h"
 
+typedef struct {
+    int64_t len, pos, idx;
+} win_entry;
+
 struct batch_source {
-    bool builtin, heldout, span;
+    bool builtin, heldout, span, fixed;
+    int bucket, bb;         /* bucketing: K batches of bb examples per window (0: off) */
+    win_entry *win;         /* the current window, sorted; valid for (win_epoch, win_no) */
+    int64_t win_epoch, win_no, win_len;
     task_spec task;
     data_dataset *ds;
     int64_t n, max_in, max_tgt, count;
@@ -26,6 +41,8 @@ sx_status batch_source_open(const run_config *cfg, bool heldout, batch_source **
     s->seed = cfg->seed;
     s->eos = cfg->model.eos_token_id;
     s->pad = cfg->model.pad_token_id;
+    s->fixed = !strcmp(cfg->pad_to, "fixed");
+    s->win_epoch = -1;
     if (strcmp(cfg->task, "dataset")) {
         s->builtin = true;
         s->task = (task_spec){strcmp(cfg->task, "sort") ? TASK_REVERSE : TASK_SORT, cfg->task_min_len, cfg->task_max_len, cfg->seed};
@@ -39,7 +56,7 @@ sx_status batch_source_open(const run_config *cfg, bool heldout, batch_source **
         free(s);
         return sx_errorf("data.%s: no dataset given for %s", heldout ? "eval" : "train", heldout ? "evaluation" : "training");
     }
-    sx_status st = data_dataset_open(path, &s->ds);
+    sx_status st = data_dataset_open_cached(path, (int64_t)cfg->read_cache_mb << 20, &s->ds);
     if (!st.ok) {
         free(s);
         return st;
@@ -57,7 +74,14 @@ sx_status batch_source_open(const run_config *cfg, bool heldout, batch_source **
     s->max_tgt = cfg->max_target_len;
     s->count = heldout && cfg->eval_examples < s->n ? cfg->eval_examples : s->n;
     /* T5's sentinels count down from the end of the tokenizer's vocabulary: <extra_id_0> = vocab - 1 */
-    s->sc = (data_span_config){0.15, 3.0, data_dataset_vocab_size(s->ds) - 1, s->eos};
+    s->sc = (data_span_config){cfg->noise_density, cfg->mean_span_length, data_dataset_vocab_size(s->ds) - 1, s->eos};
+    if (!heldout && cfg->bucket_batches > 1) {
+        s->bucket = cfg->bucket_batches;
+        s->bb = cfg->micro_batch_size ? cfg->micro_batch_size : cfg->batch_size;
+        if (s->bb < 1) s->bb = 1;
+        int64_t wn = (int64_t)s->bucket * s->bb;
+        s->win = malloc(sizeof(win_entry) * (size_t)(wn < s->n ? wn : s->n));
+    }
     int64_t cap = (s->max_in > s->max_tgt ? s->max_in : s->max_tgt) * 2 + 8;
     s->raw = malloc(sizeof(int32_t) * (size_t)cap);
     s->in = malloc(sizeof(int32_t) * (size_t)cap);
@@ -79,10 +103,39 @@ void batch_source_position(const batch_source *s, uint64_t consumed, int64_t *ep
     }
 }
 
+static int win_cmp(const void *a, const void *b) {
+    const win_entry *x = a, *y = b;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* The dataset example at position p of epoch 'epoch' (training order): the shuffle, then the bucketing of p's window. */
+static int64_t train_index(batch_source *s, int64_t p, uint64_t epoch) {
+    if (!s->bucket) return data_permute(p, s->n, s->seed, epoch);
+    int64_t wn = (int64_t)s->bucket * s->bb, w = p / wn, start = w * wn, m = s->n - start < wn ? s->n - start : wn, o = p - start;
+    if (s->win_epoch != (int64_t)epoch || s->win_no != w) {
+        for (int64_t q = 0; q < m; q++) {
+            int64_t i = data_permute(start + q, s->n, s->seed, epoch);
+            s->win[q] = (win_entry){data_dataset_length(s->ds, i, 0), q, i};
+        }
+        qsort(s->win, (size_t)m, sizeof *s->win, win_cmp);
+        s->win_epoch = (int64_t)epoch;
+        s->win_no = w;
+        s->win_len = m;
+    }
+    int64_t full = m / s->bb, j = o / s->bb, sorted = o;
+    if (j < full) {
+        /* the window's batches in a shuffled order keyed by (seed, epoch, window) */
+        uint64_t key = s->seed * 0xD6E8FEB86659FD93ull + (epoch + 1) * 0x9E3779B97F4A7C15ull + 0x5851F42D4C957F2Dull;
+        sorted = data_permute(j, full, key, (uint64_t)w) * s->bb + o % s->bb;
+    }
+    return s->win[sorted].idx;
+}
+
 /* One example of a dataset by consumption index: shuffled per epoch in training, in order for evaluation. */
 static sx_status example(batch_source *s, uint64_t g, int64_t *n_in, int64_t *n_tgt) {
     uint64_t epoch = s->heldout ? 0 : g / (uint64_t)s->n;
-    int64_t i = s->heldout ? (int64_t)(g % (uint64_t)s->n) : data_permute((int64_t)(g % (uint64_t)s->n), s->n, s->seed, epoch);
+    int64_t i = s->heldout ? (int64_t)(g % (uint64_t)s->n) : train_index(s, (int64_t)(g % (uint64_t)s->n), epoch);
     int64_t n;
     if (s->span) {
         /* room for the sentinels and EOS: corrupt at most max_input_len - 1 raw tokens */
@@ -104,14 +157,33 @@ static sx_status example(batch_source *s, uint64_t g, int64_t *n_in, int64_t *n_
 sx_status batch_source_get(batch_source *s, uint64_t first, int B, int32_t *ids, int32_t *mask, int32_t *labels, int64_t *S, int64_t *T) {
     if (s->builtin) {
         task_batch(&s->task, s->heldout ? TASK_HELDOUT : TASK_TRAIN, first, B, ids, mask, labels, S, T);
+        if (s->fixed) { /* re-lay the rows at the fixed widths, from the last row back (rows only grow) */
+            int64_t S0 = *S, T0 = *T;
+            for (int64_t q = (int64_t)B * s->max_in - 1; q >= 0; q--) {
+                int64_t b = q / s->max_in, k = q % s->max_in;
+                ids[q] = k < S0 ? ids[b * S0 + k] : s->pad;
+                mask[q] = k < S0 ? mask[b * S0 + k] : 0;
+            }
+            for (int64_t q = (int64_t)B * s->max_tgt - 1; q >= 0; q--) {
+                int64_t b = q / s->max_tgt, k = q % s->max_tgt;
+                labels[q] = k < T0 ? labels[b * T0 + k] : -100;
+            }
+            *S = s->max_in;
+            *T = s->max_tgt;
+        }
         return sx_ok();
     }
     /* two passes: lengths first (for the batch maximum), then the padded rows */
     int64_t Smax = 1, Tmax = 1, ni, nt;
-    for (int b = 0; b < B; b++) {
-        SX_TRY(example(s, first + (uint64_t)b, &ni, &nt));
-        if (ni > Smax) Smax = ni;
-        if (nt > Tmax) Tmax = nt;
+    if (s->fixed) {
+        Smax = s->max_in;
+        Tmax = s->max_tgt;
+    } else {
+        for (int b = 0; b < B; b++) {
+            SX_TRY(example(s, first + (uint64_t)b, &ni, &nt));
+            if (ni > Smax) Smax = ni;
+            if (nt > Tmax) Tmax = nt;
+        }
     }
     for (int b = 0; b < B; b++) {
         SX_TRY(example(s, first + (uint64_t)b, &ni, &nt));
@@ -132,5 +204,6 @@ void batch_source_close(batch_source *s) {
     free(s->raw);
     free(s->in);
     free(s->tgt);
+    free(s->win);
     free(s);
 }

@@ -13,8 +13,10 @@ typedef struct batch_source batch_source;
 
 /* heldout: the evaluation split (the built-in task's held-out strings, or data.eval read in order). */
 sx_status batch_source_open(const run_config *cfg, bool heldout, batch_source **out);
-/* Examples [first, first + B) in consumption order, padded to the batch maximum: input_ids/attention_mask [B, S],
- * labels [B, T] (-100 at padding). Buffers hold B * batch_source_max_len(). */
+/* Examples [first, first + B) in consumption order, padded to the batch maximum (data.pad_to "batch") or to
+ * max_input_len x max_target_len ("fixed"): input_ids/attention_mask [B, S], labels [B, T] (-100 at padding).
+ * Buffers hold B * batch_source_max_len(). With data.bucket_batches, consumption order is length-bucketed within
+ * windows (train/batches.c) and stays a pure function of the position. */
 sx_status batch_source_get(batch_source *s, uint64_t first, int B, int32_t *input_ids, int32_t *attention_mask, int32_t *labels, int64_t *S,
                            int64_t *T);
 int64_t batch_source_max_len(const batch_source *s);

@@ -33,6 +33,13 @@ static const field FIELDS[] = {
     FLD("data", "eval_examples", F_INT, eval_examples, 1, 1e7, "held-out examples of the built-in task"),
     FLD("data", "max_input_len", F_INT, max_input_len, 1, 1e6, "truncate inputs to this many tokens"),
     FLD("data", "max_target_len", F_INT, max_target_len, 1, 1e6, "truncate targets to this many tokens"),
+    FLD("data", "pad_to", F_STR, pad_to, 0, 0, "batch (pad to the batch's longest example) | fixed (always max_input_len x max_target_len)"),
+    FLD("data", "bucket_batches", F_INT, bucket_batches, 0, 1e6,
+        "length bucketing: 0 = off; K > 1 sorts each window of K (micro-)batches by input length and shuffles the K"),
+    FLD("data", "noise_density", F_DOUBLE, noise_density, 0, 1, "span corruption: fraction of noise tokens, 0 < d < 1 (T5: 0.15)"),
+    FLD("data", "mean_span_length", F_DOUBLE, mean_span_length, 1, 1e6, "span corruption: mean noise span length, >= 1 (T5: 3)"),
+    FLD("data", "read_cache_mb", F_INT, read_cache_mb, 0, 1 << 20,
+        "memory budget of dataset reads: HDF5 chunk cache per open dataset in MiB (examples are read one by one; 0 = HDF5 default)"),
     FLD("optim", "name", F_STR, optimizer, 0, 0, "adamw | adafactor"),
     FLD("optim", "lr", F_DOUBLE, lr, 0, 10, "peak learning rate"),
     FLD("optim", "weight_decay", F_DOUBLE, weight_decay, 0, 10, "decoupled weight decay (not on norms)"),
@@ -97,6 +104,11 @@ void run_config_defaults(run_config *r) {
     r->eval_examples = 512;
     r->max_input_len = 512;
     r->max_target_len = 128;
+    snprintf(r->pad_to, sizeof r->pad_to, "batch");
+    r->bucket_batches = 0;
+    r->noise_density = 0.15;
+    r->mean_span_length = 3.0;
+    r->read_cache_mb = 4;
     snprintf(r->optimizer, sizeof r->optimizer, "adamw");
     r->lr = 3e-3;
     r->weight_decay = 0.0;
@@ -264,6 +276,10 @@ sx_status run_config_validate(const run_config *r) {
     if (r->task_min_len > r->task_max_len) return sx_errorf("data.task_min_len %d > data.task_max_len %d", r->task_min_len, r->task_max_len);
     if (strcmp(r->task, "dataset") && r->model.vocab_size < 13)
         return sx_errorf("model.vocab_size: the built-in tasks need 13 ids (pad, eos, unk, 10 digits), got %d", r->model.vocab_size);
+    if (strcmp(r->pad_to, "batch") && strcmp(r->pad_to, "fixed")) return sx_errorf("data.pad_to: '%s' is not one of batch, fixed", r->pad_to);
+    if (r->bucket_batches == 1) return sx_errorf("data.bucket_batches: 1 sorts nothing; use 0 (off) or K >= 2 batches per window");
+    if (!(r->noise_density > 0 && r->noise_density < 1)) return sx_errorf("data.noise_density: %g must be strictly between 0 and 1", r->noise_density);
+    if (!(r->mean_span_length >= 1)) return sx_errorf("data.mean_span_length: %g must be at least 1", r->mean_span_length);
     if (strcmp(r->optimizer, "adamw") && strcmp(r->optimizer, "adafactor")) return sx_errorf("optim.name: '%s' is not one of adamw, adafactor", r->optimizer);
     int mb = r->micro_batch_size ? r->micro_batch_size : r->batch_size;
     if (r->batch_size % mb) return sx_errorf("train.micro_batch_size %d does not divide train.batch_size %d", mb, r->batch_size);

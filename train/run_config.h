@@ -23,6 +23,10 @@ typedef struct {
     char tokenizer[512];         /* SentencePiece .model of the datasets ("" = none): eval and generate read text with it */
     int eval_examples;           /* held-out examples evaluated (built-in task) */
     int max_input_len, max_target_len;
+    char pad_to[16];             /* "batch" (pad to the batch's longest example) | "fixed" (to max_input_len/max_target_len) */
+    int bucket_batches;          /* 0 = off; K > 1: sort windows of K batches by input length, emit the K in shuffled order */
+    double noise_density, mean_span_length; /* span corruption of inputs-only datasets (T5: 0.15, 3) */
+    int read_cache_mb;           /* HDF5 chunk cache per open token dataset: the memory budget of reads */
 
     /* optim */
     char optimizer[16];          /* adamw | adafactor */
