@@ -10,11 +10,14 @@ import argparse
 import datetime
 import json
 import os
-import re
 import subprocess
+import sys
 import tempfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.dont_write_bytecode = True  # no scripts/__pycache__ from this import
+import benchdoc  # noqa: E402
 
 
 def main():
@@ -30,14 +33,14 @@ def main():
         with tempfile.TemporaryDirectory() as d:
             cmd = ["mpirun", "--oversubscribe", "--allow-run-as-root", "--bind-to", "none", "--mca", "btl", "self,vader", "-np", str(np_),
                    a.switchc, "train", "--set", f"parallel.expert_parallel={np_}", "--set", f"train.steps={a.steps}",
-                   "--set", f"train.log_every={a.steps - 5}", "--set", "train.eval_every=0", "--set", "train.ckpt_every=0",
+                   "--set", f"train.log_every={max(1, a.steps - 5)}", "--set", "train.eval_every=0", "--set", "train.ckpt_every=0",
                    "--set", "train.batch_size=64", "--set", f"train.out_dir={d}"] + model
             subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=ROOT)
             last = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl")) if "train/alltoall_time_share" in l][-1]
             rows.append((np_, last["train/alltoall_time_share"], last["train/tokens_per_s"]))
             print(f"{np_} ranks (expert parallel {np_}): all-to-all {100 * last['train/alltoall_time_share']:.1f}% of step time, "
                   f"{last['train/tokens_per_s']:.0f} tokens/s")
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "CPU")
+    cpu = benchdoc.cpu_name()
     text = "\n".join(["## Expert-parallel all-to-all on CPU ranks", "",
                       f"Measured by `scripts/bench_alltoall.py` on {datetime.date.today().isoformat()}: {cpu}, {os.cpu_count()} cores, OpenMPI "
                       "shared memory (vader), ranks oversubscribed, 1 BLAS thread per rank. Model: d_model 256, d_ff 1024, 8 experts, "
@@ -45,12 +48,7 @@ def main():
                       "dispatch, combine and their backward, plus the count exchange) over the wall time of the logged steps, on rank 0.",
                       "", "| ranks | all-to-all share of step time | tokens/s (all ranks) |", "|---|---|---|"]
                      + [f"| {n} | {100 * s:.1f}% | {t:.0f} |" for n, s, t in rows])
-    path = os.path.join(ROOT, "docs", "benchmarks.md")
-    doc = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    block = f"<!-- bench:alltoall -->\n{text}\n<!-- /bench:alltoall -->"
-    doc = re.sub(r"<!-- bench:alltoall -->.*?<!-- /bench:alltoall -->", lambda _: block, doc, flags=re.S) if "<!-- bench:alltoall -->" in doc \
-        else doc.rstrip() + "\n\n" + block + "\n"
-    open(path, "w").write(doc)
+    print("wrote " + benchdoc.write_section("alltoall", text))
 
 
 if __name__ == "__main__":

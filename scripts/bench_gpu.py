@@ -415,17 +415,9 @@ def assess(res):
 
 
 def write_section(text):
-    path = os.path.join(ROOT, "docs", "benchmarks.md")
-    doc = open(path).read() if os.path.exists(path) else "# Benchmarks\n\nEach section is written by the script it names.\n"
-    block = f"<!-- bench:{SECTION} -->\n{text}\n<!-- /bench:{SECTION} -->"
-    pat = rf"<!-- bench:{SECTION} -->.*?<!-- /bench:{SECTION} -->"
-    if re.search(pat, doc, flags=re.S):
-        doc = re.sub(pat, lambda _: block, doc, flags=re.S)
-    else:
-        doc = doc.rstrip() + "\n\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(doc)
-    return os.path.relpath(path, ROOT)
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import benchdoc
+    return benchdoc.write_section(SECTION, text)
 
 
 # ---- main ----------------------------------------------------------------------------------------------------------

@@ -14,42 +14,19 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import re
 import subprocess
 import sys
 import tempfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.dont_write_bytecode = True  # no scripts/__pycache__ from these imports
+import benchdoc  # noqa: E402
 
 
 def run(cmd):
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
     return json.loads(out.strip().splitlines()[-1])
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def write_section(text):
-    path = os.path.join(ROOT, "docs", "benchmarks.md")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    doc = open(path).read() if os.path.exists(path) else "# Benchmarks\n\nEach section is written by the script it names.\n"
-    block = f"<!-- bench:model -->\n{text}\n<!-- /bench:model -->"
-    if "<!-- bench:model -->" in doc:
-        doc = re.sub(r"<!-- bench:model -->.*?<!-- /bench:model -->", lambda _: block, doc, flags=re.S)
-    else:
-        doc = doc.rstrip() + "\n\n" + block + "\n"
-    open(path, "w").write(doc)
-    print(f"wrote {os.path.relpath(path)}")
 
 
 def main():
@@ -80,7 +57,7 @@ def main():
     loader = run([os.path.join(a.build, "bench_loader"), "20000", "200"])
 
     lines = ["## Model on the CPU: switchc vs Hugging Face transformers", "",
-             f"Measured by `scripts/bench_model.py` on {datetime.date.today().isoformat()}: {cpu_name()}, "
+             f"Measured by `scripts/bench_model.py` on {datetime.date.today().isoformat()}: {benchdoc.cpu_name()}, "
              f"{os.cpu_count()} cores, {a.threads} threads for both (OpenBLAS / torch.set_num_threads); "
              f"torch {rows[-1][2]['torch']}, transformers {rows[-1][2]['transformers']}, fp32, same config, random weights "
              "and tokens, mean of the timed steps after warm-up; peak RSS of each process (VmHWM: its own address space, "
@@ -96,7 +73,7 @@ def main():
         lines += ["", f"Data loader (`bench_loader`, same run): batches of 16 x (512 + 114) tokens from a 20,000-example HDF5 token dataset "
                   f"of switch-base-8 shapes, shuffled and padded: {loader['batches_per_s']:.0f} batches/s, {loader['tokens_per_s']:.0f} tokens/s, "
                   f"{loader['tokens_per_s'] / base_tps:.0f}x the tokens/s at which this machine trains switch-base-8 (row 1)."]
-    write_section("\n".join(lines))
+    print("wrote " + benchdoc.write_section("model", "\n".join(lines)))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -26,17 +25,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 sys.dont_write_bytecode = True  # no scripts/__pycache__ from this import
 from make_spm_fixtures import gen_lines  # noqa: E402
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+import benchdoc  # noqa: E402
 
 
 def make_text(mb):
@@ -80,19 +69,6 @@ def bench_pair(build, model, path, lines, repeat):
     return ours, {"per_line_s": per_line, "batched_s": batched, "tokens": tokens, "version": spm.__version__}
 
 
-def write_section(text):
-    path = os.path.join(ROOT, "docs", "benchmarks.md")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    doc = open(path).read() if os.path.exists(path) else "# Benchmarks\n\nEach section is written by the script it names.\n"
-    block = f"<!-- bench:spm -->\n{text}\n<!-- /bench:spm -->"
-    if "<!-- bench:spm -->" in doc:
-        doc = re.sub(r"<!-- bench:spm -->.*?<!-- /bench:spm -->", lambda _: block, doc, flags=re.S)
-    else:
-        doc = doc.rstrip() + "\n\n" + block + "\n"
-    open(path, "w").write(doc)
-    print(f"wrote {os.path.relpath(path)}")
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -119,7 +95,7 @@ def main():
         os.unlink(path)
     n = len(lines)
     md = ["## Tokenizer: switchc's SentencePiece encoder vs the sentencepiece package", "",
-          f"Measured by `scripts/bench_spm.py` on {datetime.date.today().isoformat()}: {cpu_name()}, 1 thread for both; "
+          f"Measured by `scripts/bench_spm.py` on {datetime.date.today().isoformat()}: {benchdoc.cpu_name()}, 1 thread for both; "
           f"sentencepiece {rows[0][2]['version']} (Python {platform.python_version()}), switchc `bench_spm` built -O3. "
           f"Text: {n} generated lines, {nbytes / 1e6:.1f} MB (a dozen scripts, numbers, emoji, odd whitespace; "
           "`scripts/make_spm_fixtures.py`'s generator), one encode call per line; best of "
@@ -135,7 +111,7 @@ def main():
     text = "\n".join(md)
     print(text)
     if not a.no_write:
-        write_section(text)
+        print("wrote " + benchdoc.write_section("spm", text))
 
 
 if __name__ == "__main__":
