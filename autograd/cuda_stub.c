@@ -36,6 +36,32 @@ void ag_cuda_philox_host(ag_rng_key k, uint64_t first, int64_t n, uint32_t *out4
     NO_CUDA("ag_cuda_philox_host");
 }
 const ag_op_entry *ag_cuda_op_table(void) { NO_CUDA("the CUDA op table"); }
+double ag_cuda_sumsq_spans(const float *base, const ag_cuda_span *spans, int n_spans) {
+    (void)base; (void)spans; (void)n_spans;
+    NO_CUDA("the gradient norm on the device");
+}
+void ag_cuda_scale_spans(float *base, const ag_cuda_span *spans, int n_spans, float c) {
+    (void)base; (void)spans; (void)n_spans; (void)c;
+    NO_CUDA("gradient scaling on the device");
+}
+double ag_cuda_clip_grad_norm_spans(float *base, const ag_cuda_span *spans, int n_spans, double max_norm) {
+    (void)base; (void)spans; (void)n_spans; (void)max_norm;
+    NO_CUDA("gradient clipping on the device");
+}
+bool ag_cuda_nonfinite_spans(const float *base, const ag_cuda_span *spans, int n_spans) {
+    (void)base; (void)spans; (void)n_spans;
+    NO_CUDA("the non-finite gradient check on the device");
+}
+void ag_cuda_adamw_step(float *w, const float *g, float *m, float *v, int64_t n, double lr, double beta1, double beta2, double eps,
+                        double weight_decay, bool decay, int64_t step) {
+    (void)w; (void)g; (void)m; (void)v; (void)n; (void)lr; (void)beta1; (void)beta2; (void)eps; (void)weight_decay; (void)decay; (void)step;
+    NO_CUDA("the AdamW step on the device");
+}
+void ag_cuda_adafactor_step(const ag_cuda_adafactor_cfg *c, float *w, const float *g, float *m, float *v, float *row, float *col, int ndim,
+                            const int64_t *shape, int64_t step) {
+    (void)c; (void)w; (void)g; (void)m; (void)v; (void)row; (void)col; (void)ndim; (void)shape; (void)step;
+    NO_CUDA("the Adafactor step on the device");
+}
 #else
 typedef int sx_cuda_stub_unused; /* ISO C forbids an empty translation unit */
 #endif
