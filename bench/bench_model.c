@@ -1,12 +1,19 @@
-/* Benchmark of the model on the CPU: forward+backward (or a whole AdamW training step) of a config at a given batch
- * shape with random weights and tokens, timed over several iterations after warm-up. Prints one JSON line, the same
- * fields as bench/hf_bench.py prints for Hugging Face, so scripts/bench_model.sh can put them side by side. */
+/* Benchmark of the model: forward+backward (or a whole AdamW training step) of a config at a given batch shape with
+ * random weights and tokens, timed over several iterations after warm-up. Prints one JSON line, the same fields as
+ * bench/hf_bench.py prints for Hugging Face, so scripts/bench_model.sh can put them side by side.
+ * --device cuda runs forward and backward in a CUDA context (model_to_device; --dtype bf16 sets ctx->mixed_bf16:
+ * bf16 matmul operands, fp32 accumulation), synchronising before each clock read; the line then carries
+ * "device": "cuda", "dtype" and peak_mem_mb (the peak of the device arenas' cudaMalloc'ed blocks: parameters,
+ * gradients, AdamW state, activations; cuBLAS's own workspace is not counted), and the host's RSS as host_rss_mb.
+ * The AdamW step of --mode trainstep runs on the device too (ag_cuda_adamw_step per parameter, train/optim.c's
+ * arithmetic: "optimizer": "device"). */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "autograd/ag_cuda.h"
 #include "train/metrics.h"
 #include "train/model.h"
 #include "train/optim.h"
@@ -18,7 +25,7 @@ static double now_s(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *config = NULL, *mode = "fwdbwd";
+    const char *config = NULL, *mode = "fwdbwd", *device = "cpu", *dtype = "fp32";
     int B = 2, S = 128, T = 32, steps = 5, warmup = 1, threads = 0;
     bool train = false;
     for (int i = 1; i < argc; i++) {
@@ -31,11 +38,30 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--train")) train = true;
+        else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) dtype = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_model --config CONFIG.json [--mode fwdbwd|trainstep] [--batch B] [--src-len S] [--tgt-len T]\n"
-                            "                   [--steps N] [--warmup N] [--threads N] [--train]\n");
-            return 2;
+            bool help = !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+            fprintf(help ? stdout : stderr,
+                    "usage: bench_model --config CONFIG.json [--mode fwdbwd|trainstep] [--batch B] [--src-len S] [--tgt-len T]\n"
+                    "                   [--steps N] [--warmup N] [--threads N] [--train] [--device cpu|cuda] [--dtype fp32|bf16]\n"
+                    "  --device cuda: forward, backward and the AdamW step on the CUDA device;\n"
+                    "  --dtype bf16: bf16 matmul operands with fp32 accumulation (CUDA only)\n");
+            return help ? 0 : 2;
         }
+    }
+    const bool cuda = !strcmp(device, "cuda"), bf16 = !strcmp(dtype, "bf16");
+    if ((!cuda && strcmp(device, "cpu")) || (!bf16 && strcmp(dtype, "fp32"))) {
+        fprintf(stderr, "bench_model: --device must be cpu or cuda and --dtype fp32 or bf16\n");
+        return 2;
+    }
+    if (bf16 && !cuda) {
+        fprintf(stderr, "bench_model: --dtype bf16 needs --device cuda (the CPU computes in fp32)\n");
+        return 2;
+    }
+    if (cuda && ag_cuda_device_count() == 0) {
+        fprintf(stderr, "bench_model: --device cuda: no CUDA device (%s)\n", ag_cuda_describe());
+        return 1;
     }
     if (!config || B <= 0 || S <= 0 || T <= 0 || steps <= 0) {
         fprintf(stderr, "bench_model: --config is required and sizes must be positive\n");
@@ -54,6 +80,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     model_init_weights(&m, 1);
+    ag_arena opt_state; /* --device cuda, trainstep: AdamW's exp_avg and exp_avg_sq on the device */
+    memset(&opt_state, 0, sizeof opt_state);
+    float *dm = NULL, *dv = NULL;
+    if (cuda) model_to_device(&m, AG_DEV_CUDA);
     bool trainstep = !strcmp(mode, "trainstep");
     optim *opt = NULL;
     optim_param *op = calloc((size_t)m.n_params, sizeof *op);
@@ -64,7 +94,12 @@ int main(int argc, char **argv) {
         memcpy(op[i].shape, m.params[i].shape, sizeof op[i].shape);
         op[i].decay = m.params[i].decay;
     }
-    if (trainstep) {
+    if (trainstep && cuda) {
+        size_t bytes = sizeof(float) * (size_t)m.n_floats;
+        ag_arena_init_device(&opt_state, "adamw-state", 2 * bytes + 256, AG_DEV_CUDA);
+        dm = ag_arena_calloc(&opt_state, bytes);
+        dv = ag_arena_calloc(&opt_state, bytes);
+    } else if (trainstep) {
         optim_config oc = {.kind = OPTIM_ADAMW, .lr = 1e-4, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01};
         if (!(s = optim_init(&opt, &oc, op, m.n_params)).ok) {
             fprintf(stderr, "bench_model: %s\n", s.msg);
@@ -80,26 +115,49 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < B * T; i++) labels[i] = 2 + (int32_t)(ag_rng_uniform(k, (uint64_t)(1000000 + i)) * (float)(c.vocab_size - 2));
     ag_arena act;
-    ag_arena_init(&act, "activations", 1 << 24);
+    if (cuda)
+        ag_arena_init_device(&act, "activations", 1 << 24, AG_DEV_CUDA);
+    else
+        ag_arena_init(&act, "activations", 1 << 24);
     ag_ctx ctx;
     ag_ctx_init(&ctx, &act);
     ctx.training = train;
+    ctx.mixed_bf16 = bf16;
     double t0 = 0;
     for (int it = 0; it < warmup + steps; it++) {
-        if (it == warmup) t0 = now_s();
-        memset(m.g, 0, sizeof(float) * (size_t)m.n_floats);
+        if (it == warmup) {
+            if (cuda) ag_cuda_synchronize("bench_model warm-up");
+            t0 = now_s();
+        }
+        model_zero_grads(&m);
         model_batch b = {B, S, T, ids, mask, labels, NULL};
         model_output o;
         model_forward(&m, &ctx, &b, (model_rng){1, (uint64_t)it, false}, &o);
         ag_backward(&ctx, o.loss);
-        if (trainstep) optim_step(opt, m.w, m.g, 1e-4, it + 1);
+        if (trainstep && cuda) {
+            for (int i = 0; i < m.n_params; i++) {
+                int64_t o = m.params[i].offset;
+                ag_cuda_adamw_step(m.dw + o, m.dg + o, dm + o, dv + o, m.params[i].numel, 1e-4, 0.9, 0.999, 1e-8, 0.01, m.params[i].decay, it + 1);
+            }
+        } else if (trainstep) {
+            optim_step(opt, m.w, m.g, 1e-4, it + 1);
+        }
         ag_ctx_reset(&ctx);
     }
+    if (cuda) ag_cuda_synchronize("bench_model steps");
     double sec = (now_s() - t0) / steps;
-    printf("{\"impl\": \"switchc\", \"mode\": \"%s\", \"batch\": %d, \"src_len\": %d, \"tgt_len\": %d, \"threads\": %d, \"sec_per_step\": %.6f, "
-           "\"tokens_per_s\": %.1f, \"peak_rss_mb\": %.1f, \"params\": %lld, \"activation_arena_mb\": %.1f}\n",
-           mode, B, S, T, threads, sec, (double)B * (S + T) / sec, train_peak_rss_mb(), (long long)model_param_count(&m), act.peak / 1048576.0);
+    if (cuda)
+        printf("{\"impl\": \"switchc\", \"device\": \"cuda\", \"dtype\": \"%s\", \"mode\": \"%s\", \"optimizer\": \"%s\", \"batch\": %d, "
+               "\"src_len\": %d, \"tgt_len\": %d, \"threads\": %d, \"sec_per_step\": %.6f, \"tokens_per_s\": %.1f, \"peak_mem_mb\": %.1f, "
+               "\"host_rss_mb\": %.1f, \"params\": %lld, \"activation_arena_mb\": %.1f}\n",
+               dtype, mode, trainstep ? "device" : "none", B, S, T, threads, sec, (double)B * (S + T) / sec,
+               (double)(m.dev_arena.capacity + act.capacity + opt_state.capacity) / 1048576.0, train_peak_rss_mb(), (long long)model_param_count(&m), act.peak / 1048576.0);
+    else
+        printf("{\"impl\": \"switchc\", \"mode\": \"%s\", \"batch\": %d, \"src_len\": %d, \"tgt_len\": %d, \"threads\": %d, \"sec_per_step\": %.6f, "
+               "\"tokens_per_s\": %.1f, \"peak_rss_mb\": %.1f, \"params\": %lld, \"activation_arena_mb\": %.1f}\n",
+               mode, B, S, T, threads, sec, (double)B * (S + T) / sec, train_peak_rss_mb(), (long long)model_param_count(&m), act.peak / 1048576.0);
     optim_free(opt);
+    if (opt_state.capacity) ag_arena_free(&opt_state);
     free(op);
     free(ids);
     free(mask);

@@ -3,6 +3,7 @@
  * HF v4.57 semantics by default (SPEC 4.1-4.2): a dropped token's output is 0, so it passes through the residual. */
 #include "moe/switch.h"
 
+#include "autograd/ag_cuda.h"
 #include "moe/route.h"
 
 #include <math.h>
@@ -162,42 +163,55 @@ void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w
 
     /* 1. Router, fp32. Jitter multiplies a copy of the router input only (flaxformer; HF's leak into the experts,
      * issue #33969, is not reproduced: SPEC 9). */
+    SX_ASSERT(ctx->device == AG_DEV_CPU || !cfg->ep, "moe_switch_forward: expert parallelism runs on the CPU only for now");
+    /* host-side bookkeeping (routing arrays, statistics, small host-built tensors): the activation arena itself on
+     * the CPU, its host companion in a CUDA context (same lifetime: reset together) */
+    ag_arena *ha = ctx->act->device == AG_DEV_CPU ? ctx->act : ctx->act->host;
+    const bool dev = ctx->device != AG_DEV_CPU;
     ag_tensor *xr = x;
     if (ctx->training && cfg->jitter > 0) {
-        ag_tensor *noise = ag_new(ctx->act, x->dtype, N, D);
+        ag_tensor *noise = ag_new(ha, x->dtype, N, D);
         float lo = (float)(1.0 - cfg->jitter), span = (float)(2.0 * cfg->jitter);
         for (int64_t i = 0; i < N * D; i++) ag_set(noise, i, lo + span * ag_rng_uniform(jitter_key, (uint64_t)i));
-        xr = ag_mul(ctx, x, noise);
+        xr = ag_mul(ctx, x, dev ? ag_tensor_to_device(ctx->act, noise) : noise);
     }
     ag_tensor *logits = ag_matmul(ctx, xr, w->router_w, false, true); /* [N, E] */
     if (w->router_b) logits = ag_add(ctx, logits, w->router_b);
     ag_tensor *probs = ag_softmax(ctx, logits, NULL, NULL);
     /* 2-4. The routing decision on the host (moe/route.c): choices, entropy, capacity per group, and the permutation
-     * of the kept rows by expert. Not wired yet for a CUDA context: there moe_cuda_route (moe/moe_cuda.h) replaces
-     * this call on the device probs, filling the same arrays in device memory (scratch from ctx->act); off comes back
-     * to the host to size perm / gidx and drive the grouped GEMM, and the statistics with it; moe_cuda_permute /
-     * moe_cuda_unpermute and their backwards then serve steps 5-6 as custom ops. */
-    SX_ASSERT(probs->device == AG_DEV_CPU && (probs->dtype == AG_F32 || probs->dtype == AG_F64),
-              "moe_switch_forward: the routing runs on f32/f64 host probabilities for now");
+     * of the kept rows by expert. In a CUDA context the f32 probabilities come to the host for it (one copy and one
+     * synchronisation per layer) and perm / gidx go back to the device; the offsets stay on the host (grouped_matmul
+     * reads them there). moe_cuda_route (moe/moe_cuda.h) is the device twin that would remove the round trip. */
+    const ag_tensor *hp = probs;
+    if (dev) {
+        SX_ASSERT(probs->dtype == AG_F32, "moe_switch_forward: the routing of a CUDA context runs on f32 probabilities");
+        hp = ag_tensor_to_host(ha, probs);
+    }
+    SX_ASSERT(hp->device == AG_DEV_CPU && (hp->dtype == AG_F32 || hp->dtype == AG_F64),
+              "moe_switch_forward: the routing runs on f32/f64 host probabilities");
     const int64_t NK = N * K;
-    ag_tensor *off = ag_new(ctx->act, AG_I64, E + 1);
-    ag_tensor *perm = ag_new(ctx->act, AG_I32, NK > 0 ? NK : 1);
-    ag_tensor *gidx = ag_new(ctx->act, AG_I32, NK > 0 ? NK : 1);
+    ag_tensor *off = ag_new(ha, AG_I64, E + 1);
+    ag_tensor *perm = ag_new(ha, AG_I32, NK > 0 ? NK : 1);
+    ag_tensor *gidx = ag_new(ha, AG_I32, NK > 0 ? NK : 1);
     moe_route_result rt = {
-        .choice = ag_arena_alloc(ctx->act, sizeof(int32_t) * (size_t)(NK + 1)),
-        .keep = ag_arena_alloc(ctx->act, (size_t)(NK + 1)),
-        .slot = ag_arena_alloc(ctx->act, sizeof(int32_t) * (size_t)(NK + 1)),
+        .choice = ag_arena_alloc(ha, sizeof(int32_t) * (size_t)(NK + 1)),
+        .keep = ag_arena_alloc(ha, (size_t)(NK + 1)),
+        .slot = ag_arena_alloc(ha, sizeof(int32_t) * (size_t)(NK + 1)),
         .off = off->data,
-        .tokens_per_expert = ag_arena_alloc(ctx->act, sizeof(int64_t) * (size_t)E),
+        .tokens_per_expert = ag_arena_alloc(ha, sizeof(int64_t) * (size_t)E),
         .perm = perm->data,
         .gidx = gidx->data,
-        .loss_index = ag_arena_alloc(ctx->act, sizeof(int32_t) * (size_t)(N + 1)),
+        .loss_index = ag_arena_alloc(ha, sizeof(int32_t) * (size_t)(N + 1)),
     };
-    if (probs->dtype == AG_F32)
-        moe_route_cpu(probs->data, N, E, K, G, cfg->capacity, &rt);
+    if (hp->dtype == AG_F32)
+        moe_route_cpu(hp->data, N, E, K, G, cfg->capacity, &rt);
     else
-        moe_route_cpu_f64(probs->data, N, E, K, G, cfg->capacity, &rt);
+        moe_route_cpu_f64(hp->data, N, E, K, G, cfg->capacity, &rt);
     perm->shape[0] = gidx->shape[0] = perm->numel = gidx->numel = rt.n_kept;
+    if (dev) {
+        perm = ag_tensor_to_device(ctx->act, perm);
+        gidx = ag_tensor_to_device(ctx->act, gidx);
+    }
     out->tokens_per_expert = rt.tokens_per_expert;
     out->entropy_sum = rt.entropy_sum;
 
@@ -215,8 +229,8 @@ void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w
     out->logits = logits;
 
     /* 7. What the losses and statistics need. */
-    out->expert_index = ag_arena_alloc(ctx->act, sizeof(int32_t) * (size_t)(N + 1));
-    out->kept = ag_arena_alloc(ctx->act, (size_t)(N + 1));
+    out->expert_index = ag_arena_alloc(ha, sizeof(int32_t) * (size_t)(N + 1));
+    out->kept = ag_arena_alloc(ha, (size_t)(N + 1));
     for (int64_t t = 0; t < N; t++) {
         out->expert_index[t] = rt.choice[t * K];
         out->kept[t] = rt.keep[t * K];

@@ -2,6 +2,8 @@
  * the forward graph of SPEC 3 (T5 blocks) with moe/ Switch layers and the router losses of SPEC 5. */
 #include "train/model.h"
 
+#include "autograd/ag_cuda.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,7 +177,52 @@ static sx_status model_build(model *m, const model_config *cfg, ag_dtype dtype) 
     return sx_ok();
 }
 
+void model_to_device(model *m, ag_device dev) {
+    SX_ASSERT(dev != AG_DEV_CPU, "model_to_device: pass a device (AG_DEV_CUDA)");
+    SX_ASSERT(m->device == AG_DEV_CPU, "model_to_device: the model is already on a device");
+    SX_ASSERT(m->dtype == AG_F32 && m->w, "model_to_device: f32 models only");
+    size_t bytes = sizeof(float) * (size_t)m->n_floats;
+    ag_arena_init_device(&m->dev_arena, "parameters-device", (m->g ? 2 : 1) * bytes + 256, dev);
+    m->dw = ag_arena_alloc(&m->dev_arena, bytes);
+    m->dg = m->g ? ag_arena_alloc(&m->dev_arena, bytes) : NULL;
+    ag_cuda_memcpy(m->dw, m->w, bytes, AG_COPY_H2D);
+    if (m->g) ag_cuda_memcpy(m->dg, m->g, bytes, AG_COPY_H2D);
+    m->host_t = m->t;
+    m->t = ag_arena_calloc(&m->arena, sizeof(ag_tensor *) * (size_t)m->n_params);
+    for (int i = 0; i < m->n_params; i++) {
+        param_desc *p = &m->params[i];
+        m->t[i] = ag_tensor_view(&m->dev_arena, AG_F32, p->ndim, p->shape, m->dw + p->offset);
+        if (m->dg) m->t[i]->grad = ag_tensor_view(&m->dev_arena, AG_F32, p->ndim, p->shape, m->dg + p->offset);
+        m->t[i]->requires_grad = m->dg != NULL;
+        m->t[i]->name = p->name;
+    }
+    m->device = dev;
+}
+
+void model_weights_to_host(model *m) {
+    if (m->device != AG_DEV_CPU) ag_cuda_memcpy(m->w, m->dw, sizeof(float) * (size_t)m->n_floats, AG_COPY_D2H);
+}
+
+void model_weights_to_device(model *m) {
+    if (m->device != AG_DEV_CPU) ag_cuda_memcpy(m->dw, m->w, sizeof(float) * (size_t)m->n_floats, AG_COPY_H2D);
+}
+
+void model_grads_to_host(model *m) {
+    if (m->device != AG_DEV_CPU && m->g) ag_cuda_memcpy(m->g, m->dg, sizeof(float) * (size_t)m->n_floats, AG_COPY_D2H);
+}
+
+void model_zero_grads(model *m) {
+    if (m->device != AG_DEV_CPU) {
+        if (m->dg) ag_cuda_memset0(m->dg, sizeof(float) * (size_t)m->n_floats);
+    } else if (m->g) {
+        memset(m->g, 0, sizeof(float) * (size_t)m->n_floats);
+    } else if (m->dtype != AG_F32 && !m->inference) {
+        for (int i = 0; i < m->n_params; i++) ag_zero_grad(m->t[i]);
+    }
+}
+
 void model_free(model *m) {
+    if (m->device != AG_DEV_CPU) ag_arena_free(&m->dev_arena);
     free(m->params);
     free(m->enc);
     free(m->dec);
@@ -288,25 +335,30 @@ void model_shift_right(const model_config *c, const int32_t *labels, int64_t B, 
     }
 }
 
+/* Small tensors built on the host (indices, masks, counts): in the activation arena of a CPU context, in its host
+ * companion in a CUDA context (reset with it); on_ctx then gives the context's copy (the tensor itself on the CPU). */
+static ag_arena *host_arena(const ag_ctx *ctx) { return ctx->act->device == AG_DEV_CPU ? ctx->act : ctx->act->host; }
+static ag_tensor *on_ctx(ag_ctx *ctx, ag_tensor *h) { return ctx->device == AG_DEV_CPU ? h : ag_tensor_to_device(ctx->act, h); }
+
 #define FINFO_MIN (-3.4028234663852886e38f) /* torch.finfo(torch.float32).min: HF's additive mask value (SPEC 3.6) */
 
 /* bias [1, H, Lq, Lk] from the bucket table [NB, H]: position q attends to k with relative position k - q. */
 static ag_tensor *position_bias(ag_ctx *ctx, const model *m, int table, int64_t Lq, int64_t Lk, bool bidirectional) {
-    ag_tensor *buckets = ag_new(ctx->act, AG_I32, Lq, Lk);
+    ag_tensor *buckets = ag_new(host_arena(ctx), AG_I32, Lq, Lk);
     int32_t *bk = buckets->data;
     for (int64_t q = 0; q < Lq; q++)
         for (int64_t k = 0; k < Lk; k++)
             bk[q * Lk + k] = model_relative_bucket(k - q, bidirectional, m->cfg.relative_attention_num_buckets, m->cfg.relative_attention_max_distance);
-    ag_tensor *vals = ag_embedding(ctx, m->t[table], buckets);          /* [Lq, Lk, H] */
+    ag_tensor *vals = ag_embedding(ctx, m->t[table], on_ctx(ctx, buckets)); /* [Lq, Lk, H] */
     ag_tensor *hqk = ag_permute(ctx, vals, (const int[]){2, 0, 1});   /* [H, Lq, Lk] */
     return ag_reshapev(ctx, hqk, 1, m->cfg.num_heads, Lq, Lk);
 }
 
 /* (1 - mask) * finfo.min as [B, 1, 1, S]: -0.0 where attended, min where padded (SPEC 3.6). */
 static ag_tensor *padding_mask(ag_ctx *ctx, ag_dtype dt, const int32_t *attn, int64_t B, int64_t S) {
-    ag_tensor *mk = ag_new(ctx->act, dt, B, 1, 1, S);
+    ag_tensor *mk = ag_new(host_arena(ctx), dt, B, 1, 1, S);
     for (int64_t i = 0; i < B * S; i++) ag_set(mk, i, (1.0f - (float)(attn ? attn[i] : 1)) * FINFO_MIN);
-    return mk;
+    return on_ctx(ctx, mk);
 }
 
 /* ---- blocks -------------------------------------------------------------------------------------------------------- */
@@ -421,8 +473,8 @@ static ag_tensor *sparse_ffn(const fwd_state *st, const block_params *bp, ag_ten
 static void router_losses(ag_ctx *ctx, const model *m, model_route_stats *rs, int n, int64_t B, int64_t L, ag_tensor **z, ag_tensor **aux) {
     int64_t E = m->cfg.num_experts;
     ag_tensor *zsum = NULL, *psum = NULL;
-    ag_tensor *counts = ag_zeros(ctx->act, m->dtype, B, E);
-    int64_t *cnt = ag_arena_calloc(ctx->act, sizeof(int64_t) * (size_t)(B * E));
+    ag_tensor *counts = ag_zeros(host_arena(ctx), m->dtype, B, E);
+    int64_t *cnt = ag_arena_calloc(host_arena(ctx), sizeof(int64_t) * (size_t)(B * E));
     for (int l = 0; l < n; l++) {
         ag_tensor *lse = ag_logsumexp(ctx, rs[l].logits); /* [B*L] */
         ag_tensor *zl = ag_sum(ctx, ag_square(ctx, lse));
@@ -434,6 +486,7 @@ static void router_losses(ag_ctx *ctx, const model *m, model_route_stats *rs, in
             for (int64_t t = 0; t < L; t++) cnt[b * E + rs[l].loss_index[b * L + t]]++;
     }
     for (int64_t i = 0; i < B * E; i++) ag_set(counts, i, (double)cnt[i]);
+    counts = on_ctx(ctx, counts);
     double tokens = (double)L * n;
     *z = ag_scale(ctx, zsum, 1.0 / ((double)B * tokens));
     /* aux = E^2 mean_{b,e}(f Pm) with f = counts / tokens, Pm = psum / tokens */
@@ -448,7 +501,7 @@ static ag_tensor *encoder(fwd_state *st, const model_batch *b, ag_tensor *enc_ma
     const model_config *c = &m->cfg;
     st->stack = 0;
     st->block = -1;
-    ag_tensor *ids = ag_tensor_view(ctx->act, AG_I32, 2, AG_SHAPE(b->B, b->S), (void *)b->input_ids);
+    ag_tensor *ids = on_ctx(ctx, ag_tensor_view(host_arena(ctx), AG_I32, 2, AG_SHAPE(b->B, b->S), (void *)b->input_ids));
     ag_tensor *h = dropout(st, ag_embedding(ctx, m->t[m->shared], ids), 0); /* unscaled (SPEC 3.1) */
     ag_tensor *bias = ag_add(ctx, position_bias(ctx, m, m->enc_relbias, b->S, b->S, true), enc_mask); /* [B,H,S,S] */
     for (int i = 0; i < c->num_layers; i++) {
@@ -472,11 +525,12 @@ static ag_tensor *decoder(fwd_state *st, const model_batch *b, const int32_t *de
     int64_t T = b->T;
     st->stack = 1;
     st->block = -1;
-    ag_tensor *ids = ag_tensor_view(ctx->act, AG_I32, 2, AG_SHAPE(b->B, T), (void *)dec_ids);
+    ag_tensor *ids = on_ctx(ctx, ag_tensor_view(host_arena(ctx), AG_I32, 2, AG_SHAPE(b->B, T), (void *)dec_ids));
     ag_tensor *h = dropout(st, ag_embedding(ctx, m->t[m->shared], ids), 0);
-    ag_tensor *causal = ag_new(ctx->act, m->dtype, 1, 1, T, T);
+    ag_tensor *causal = ag_new(host_arena(ctx), m->dtype, 1, 1, T, T);
     for (int64_t q = 0; q < T; q++)
         for (int64_t k = 0; k < T; k++) ag_set(causal, q * T + k, k > q ? FINFO_MIN : 0.0f);
+    causal = on_ctx(ctx, causal);
     ag_tensor *bias = ag_add(ctx, position_bias(ctx, m, m->dec_relbias, T, T, false), causal); /* [1,H,T,T] */
     for (int i = 0; i < c->num_decoder_layers; i++) {
         const block_params *bp = &m->dec[i];
@@ -499,16 +553,18 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
     memset(out, 0, sizeof *out);
     SX_ASSERT(b->B > 0 && b->S > 0 && b->T > 0, "model_forward: empty batch (B=%lld S=%lld T=%lld)", (long long)b->B, (long long)b->S, (long long)b->T);
     SX_ASSERT(b->labels || b->decoder_input_ids, "model_forward: needs labels or decoder_input_ids");
+    SX_ASSERT(m->device == ctx->device, "model_forward: the model's parameters live on %s but the context runs on %s (model_to_device)",
+              m->device == AG_DEV_CPU ? "the host" : "the device", ctx->device == AG_DEV_CPU ? "the host" : "the device");
     fwd_state st = {m, ctx, rng, 0, 0};
     int n_enc_sparse = model_config_sparse_count(c->encoder_sparse_step, c->num_layers);
     int n_dec_sparse = model_config_sparse_count(c->decoder_sparse_step, c->num_decoder_layers);
-    out->routes = ag_arena_calloc(ctx->act, sizeof(model_route_stats) * (size_t)(n_enc_sparse + n_dec_sparse + 1));
+    out->routes = ag_arena_calloc(host_arena(ctx), sizeof(model_route_stats) * (size_t)(n_enc_sparse + n_dec_sparse + 1));
 
     ag_tensor *enc_mask = padding_mask(ctx, m->dtype, b->attention_mask, b->B, b->S);
     out->encoder_out = encoder(&st, b, enc_mask, out->routes, &out->n_routes);
     const int32_t *dec_ids = b->decoder_input_ids;
     if (!dec_ids) {
-        int32_t *d = ag_arena_alloc(ctx->act, sizeof(int32_t) * (size_t)(b->B * b->T));
+        int32_t *d = ag_arena_alloc(host_arena(ctx), sizeof(int32_t) * (size_t)(b->B * b->T));
         model_shift_right(c, b->labels, b->B, b->T, d);
         dec_ids = d;
     }
@@ -519,7 +575,7 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
         out->logits = ag_matmul(ctx, dec, m->t[m->lm_head], false, true);
     if (!b->labels) return;
 
-    ag_tensor *labels = ag_tensor_view(ctx->act, AG_I32, 1, AG_SHAPE(b->B * b->T), (void *)b->labels);
+    ag_tensor *labels = on_ctx(ctx, ag_tensor_view(host_arena(ctx), AG_I32, 1, AG_SHAPE(b->B * b->T), (void *)b->labels));
     out->ce = ag_cross_entropy(ctx, ag_reshapev(ctx, out->logits, b->B * b->T, c->vocab_size), labels);
     out->loss = out->ce;
     /* one shard of a data-parallel batch: CE summed over this shard's labels over the global count, router losses
@@ -598,6 +654,7 @@ static ag_tensor *persist(ag_arena *a, const ag_tensor *x) {
 model_decoder_cache *model_decode_begin(model *m, ag_ctx *ctx, const int32_t *input_ids, const int32_t *attention_mask, int64_t B,
                                         int64_t S, int64_t Tmax) {
     SX_ASSERT(m->dtype == AG_F32, "generation runs on f32 models");
+    SX_ASSERT(ctx->device == AG_DEV_CPU && m->device == AG_DEV_CPU, "generation runs on the CPU for now (the KV cache is host memory)");
     const model_config *c = &m->cfg;
     model_decoder_cache *dc = calloc(1, sizeof *dc);
     SX_ASSERT(dc, "out of memory");
@@ -634,6 +691,7 @@ model_decoder_cache *model_decode_begin(model *m, ag_ctx *ctx, const int32_t *in
 
 ag_tensor *model_decode_step(model *m, ag_ctx *ctx, model_decoder_cache *dc, const int32_t *tokens) {
     const model_config *c = &m->cfg;
+    SX_ASSERT(ctx->device == AG_DEV_CPU, "generation runs on the CPU for now (the KV cache is host memory)");
     SX_ASSERT(dc->t < dc->Tmax, "decode: position %lld beyond the cache length %lld", (long long)dc->t, (long long)dc->Tmax);
     bool g = ctx->grad_enabled, tr = ctx->training;
     ctx->grad_enabled = false;

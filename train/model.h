@@ -54,6 +54,13 @@ typedef struct {
     int ep_size, ep_rank;     /* expert parallelism: this rank holds experts [ep_rank * E/ep_size, ...) */
     par_group *ep;            /* NULL: every expert here, no exchange */
     bool inference;           /* no gradient buffer (convert, export, eval, generate): g is NULL */
+    /* Where the tensors of t live. After model_to_device: a device copy of the flat block (weights, then gradients)
+     * in dev_arena, t[i] (and ->grad) device views into it, host_t the host views into w / g, which keep their last
+     * copied values (model_weights_to_host / model_grads_to_host refresh them). */
+    ag_device device;
+    ag_arena dev_arena;
+    float *dw, *dg;           /* device flat weights and gradients (NULL on the CPU) */
+    ag_tensor **host_t;       /* the host views (NULL until model_to_device) */
 } model;
 
 /* Builds the table from the config and allocates the buffers (weights zeroed). */
@@ -65,6 +72,16 @@ sx_status model_init_inference(model *m, const model_config *cfg);
  * layer (the ones of index rank * E/size onwards), exchanging tokens over ep (size 1: the same path, loopback). */
 sx_status model_init_ep(model *m, const model_config *cfg, par_group *ep);
 void model_free(model *m);
+/* Moves the f32 model's parameters (and gradients) to dev (AG_DEV_CUDA): one device block holding a copy of w and g,
+ * m->t switched to device views, so model_forward runs in a context of that device. Once per model. */
+void model_to_device(model *m, ag_device dev);
+/* Device -> host copies of the flat blocks (no-ops for a CPU model). */
+void model_weights_to_host(model *m);
+void model_grads_to_host(model *m);
+/* Host -> device copy of the flat weights (after a host-side optimizer step; a no-op for a CPU model). */
+void model_weights_to_device(model *m);
+/* Zeroes the gradients wherever they live. */
+void model_zero_grads(model *m);
 /* HF's initialisation with the project's RNG (normal(0, std) per descriptor, norms 1). */
 void model_init_weights(model *m, uint64_t seed);
 /* Finds a descriptor by HF name; an expert's name "…expert_3.wi.weight" returns its block and sets *expert = 3. */
