@@ -45,7 +45,9 @@ def main():
                       f"Measured by `scripts/bench_alltoall.py` on {datetime.date.today().isoformat()}: {cpu}, {os.cpu_count()} cores, OpenMPI "
                       "shared memory (vader), ranks oversubscribed, 1 BLAS thread per rank. Model: d_model 256, d_ff 1024, 8 experts, "
                       "2+2 blocks, global batch 64; expert parallelism = ranks. Share = time inside all-to-all(v) calls (token "
-                      "dispatch, combine and their backward, plus the count exchange) over the wall time of the logged steps, on rank 0.",
+                      "dispatch, combine and their backward, plus the count exchange) over the wall time of the logged steps, on rank 0. "
+                      "With more ranks than cores (4 on 2) a rank also waits inside the collective for peers the OS has "
+                      "descheduled, so that share is an upper bound on the cost of moving tokens, not a network figure.",
                       "", "| ranks | all-to-all share of step time | tokens/s (all ranks) |", "|---|---|---|"]
                      + [f"| {n} | {100 * s:.1f}% | {t:.0f} |" for n, s, t in rows])
     print("wrote " + benchdoc.write_section("alltoall", text))
