@@ -83,6 +83,7 @@ _Noreturn void par_abort(const par_ctx *p, const char *fmt, ...) {
     exit(3);
 }
 
+#ifdef SWITCHC_HAVE_MPI
 /* A fatal signal on one rank: say which rank, then let the default action end the process, which mpirun turns
  * into the end of the whole job. */
 static void on_fatal_signal(int sig) {
@@ -92,6 +93,7 @@ static void on_fatal_signal(int sig) {
     signal(sig, SIG_DFL);
     raise(sig);
 }
+#endif
 
 void par_init_local(par_ctx *p) {
     memset(p, 0, sizeof *p);

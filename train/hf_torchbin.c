@@ -251,13 +251,13 @@ static bool call(pm *m, val *fn, val *args, val **out) {
         return true;
     case G_STORAGE: return fail(m, "%s", "a storage type cannot be called");
     }
-    return false;
+    return fail(m, "%s", "REDUCE of a global that cannot be called");
 }
 
 static bool run(pm *m, val **result) {
     while (m->p < m->end) {
         uint8_t op = *m->p++;
-        val *v, *a, *b;
+        val *v = NULL, *a, *b; /* v: set by every path that pushes it (call() sets it whenever it returns true) */
         uint64_t n;
         switch (op) {
         case 0x80: /* PROTO */
