@@ -180,6 +180,12 @@ void ag_ctx_init(ag_ctx *ctx, ag_arena *act);
 void ag_ctx_free(ag_ctx *ctx);
 /* Forget the tape and free every activation: call once per micro-batch, after backward. */
 void ag_ctx_reset(ag_ctx *ctx);
+/* Small tensors built on the host during a step (indices, masks, counts): ag_ctx_host_arena gives the arena they
+ * live in (the activation arena of a CPU context, its host companion in a device context: reset with it), and
+ * ag_ctx_from_host the context's view of one (the tensor itself on the CPU, a copy in the activation arena on a
+ * device). */
+ag_arena *ag_ctx_host_arena(const ag_ctx *ctx);
+ag_tensor *ag_ctx_from_host(ag_ctx *ctx, ag_tensor *t);
 /* Reverse walk: seeds d(loss)=1 (or 'seed' when given) and accumulates into every requires_grad leaf's ->grad. */
 void ag_backward(ag_ctx *ctx, ag_tensor *loss);
 void ag_backward_seed(ag_ctx *ctx, ag_tensor *out, const ag_tensor *seed);

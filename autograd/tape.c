@@ -15,6 +15,13 @@ void ag_ctx_init(ag_ctx *ctx, ag_arena *act) {
     ctx->device = act ? act->device : AG_DEV_CPU;
 }
 
+ag_arena *ag_ctx_host_arena(const ag_ctx *ctx) { return ctx->act->device == AG_DEV_CPU ? ctx->act : ctx->act->host; }
+
+ag_tensor *ag_ctx_from_host(ag_ctx *ctx, ag_tensor *t) {
+    SX_ASSERT(t->device == AG_DEV_CPU, "ag_ctx_from_host: the tensor is already on a device");
+    return ctx->device == AG_DEV_CPU ? t : ag_tensor_to_device(ctx->act, t);
+}
+
 void ag_ctx_reset(ag_ctx *ctx) {
     ctx->tape_len = 0;
     ag_arena_reset(ctx->act);

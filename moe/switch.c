@@ -166,14 +166,14 @@ void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w
     SX_ASSERT(ctx->device == AG_DEV_CPU || !cfg->ep, "moe_switch_forward: expert parallelism runs on the CPU only for now");
     /* host-side bookkeeping (routing arrays, statistics, small host-built tensors): the activation arena itself on
      * the CPU, its host companion in a CUDA context (same lifetime: reset together) */
-    ag_arena *ha = ctx->act->device == AG_DEV_CPU ? ctx->act : ctx->act->host;
+    ag_arena *ha = ag_ctx_host_arena(ctx);
     const bool dev = ctx->device != AG_DEV_CPU;
     ag_tensor *xr = x;
     if (ctx->training && cfg->jitter > 0) {
         ag_tensor *noise = ag_new(ha, x->dtype, N, D);
         float lo = (float)(1.0 - cfg->jitter), span = (float)(2.0 * cfg->jitter);
         for (int64_t i = 0; i < N * D; i++) ag_set(noise, i, lo + span * ag_rng_uniform(jitter_key, (uint64_t)i));
-        xr = ag_mul(ctx, x, dev ? ag_tensor_to_device(ctx->act, noise) : noise);
+        xr = ag_mul(ctx, x, ag_ctx_from_host(ctx, noise));
     }
     ag_tensor *logits = ag_matmul(ctx, xr, w->router_w, false, true); /* [N, E] */
     if (w->router_b) logits = ag_add(ctx, logits, w->router_b);
@@ -208,10 +208,8 @@ void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w
     else
         moe_route_cpu_f64(hp->data, N, E, K, G, cfg->capacity, &rt);
     perm->shape[0] = gidx->shape[0] = perm->numel = gidx->numel = rt.n_kept;
-    if (dev) {
-        perm = ag_tensor_to_device(ctx->act, perm);
-        gidx = ag_tensor_to_device(ctx->act, gidx);
-    }
+    perm = ag_ctx_from_host(ctx, perm);
+    gidx = ag_ctx_from_host(ctx, gidx);
     out->tokens_per_expert = rt.tokens_per_expert;
     out->entropy_sum = rt.entropy_sum;
 

@@ -335,30 +335,28 @@ void model_shift_right(const model_config *c, const int32_t *labels, int64_t B, 
     }
 }
 
-/* Small tensors built on the host (indices, masks, counts): in the activation arena of a CPU context, in its host
- * companion in a CUDA context (reset with it); on_ctx then gives the context's copy (the tensor itself on the CPU). */
-static ag_arena *host_arena(const ag_ctx *ctx) { return ctx->act->device == AG_DEV_CPU ? ctx->act : ctx->act->host; }
-static ag_tensor *on_ctx(ag_ctx *ctx, ag_tensor *h) { return ctx->device == AG_DEV_CPU ? h : ag_tensor_to_device(ctx->act, h); }
+/* Small tensors built on the host (indices, masks, counts) live in ag_ctx_host_arena and reach the context's device
+ * through ag_ctx_from_host (autograd/ag.h). */
 
 #define FINFO_MIN (-3.4028234663852886e38f) /* torch.finfo(torch.float32).min: HF's additive mask value (SPEC 3.6) */
 
 /* bias [1, H, Lq, Lk] from the bucket table [NB, H]: position q attends to k with relative position k - q. */
 static ag_tensor *position_bias(ag_ctx *ctx, const model *m, int table, int64_t Lq, int64_t Lk, bool bidirectional) {
-    ag_tensor *buckets = ag_new(host_arena(ctx), AG_I32, Lq, Lk);
+    ag_tensor *buckets = ag_new(ag_ctx_host_arena(ctx), AG_I32, Lq, Lk);
     int32_t *bk = buckets->data;
     for (int64_t q = 0; q < Lq; q++)
         for (int64_t k = 0; k < Lk; k++)
             bk[q * Lk + k] = model_relative_bucket(k - q, bidirectional, m->cfg.relative_attention_num_buckets, m->cfg.relative_attention_max_distance);
-    ag_tensor *vals = ag_embedding(ctx, m->t[table], on_ctx(ctx, buckets)); /* [Lq, Lk, H] */
+    ag_tensor *vals = ag_embedding(ctx, m->t[table], ag_ctx_from_host(ctx, buckets)); /* [Lq, Lk, H] */
     ag_tensor *hqk = ag_permute(ctx, vals, (const int[]){2, 0, 1});   /* [H, Lq, Lk] */
     return ag_reshapev(ctx, hqk, 1, m->cfg.num_heads, Lq, Lk);
 }
 
 /* (1 - mask) * finfo.min as [B, 1, 1, S]: -0.0 where attended, min where padded (SPEC 3.6). */
 static ag_tensor *padding_mask(ag_ctx *ctx, ag_dtype dt, const int32_t *attn, int64_t B, int64_t S) {
-    ag_tensor *mk = ag_new(host_arena(ctx), dt, B, 1, 1, S);
+    ag_tensor *mk = ag_new(ag_ctx_host_arena(ctx), dt, B, 1, 1, S);
     for (int64_t i = 0; i < B * S; i++) ag_set(mk, i, (1.0f - (float)(attn ? attn[i] : 1)) * FINFO_MIN);
-    return on_ctx(ctx, mk);
+    return ag_ctx_from_host(ctx, mk);
 }
 
 /* ---- blocks -------------------------------------------------------------------------------------------------------- */
@@ -473,8 +471,8 @@ static ag_tensor *sparse_ffn(const fwd_state *st, const block_params *bp, ag_ten
 static void router_losses(ag_ctx *ctx, const model *m, model_route_stats *rs, int n, int64_t B, int64_t L, ag_tensor **z, ag_tensor **aux) {
     int64_t E = m->cfg.num_experts;
     ag_tensor *zsum = NULL, *psum = NULL;
-    ag_tensor *counts = ag_zeros(host_arena(ctx), m->dtype, B, E);
-    int64_t *cnt = ag_arena_calloc(host_arena(ctx), sizeof(int64_t) * (size_t)(B * E));
+    ag_tensor *counts = ag_zeros(ag_ctx_host_arena(ctx), m->dtype, B, E);
+    int64_t *cnt = ag_arena_calloc(ag_ctx_host_arena(ctx), sizeof(int64_t) * (size_t)(B * E));
     for (int l = 0; l < n; l++) {
         ag_tensor *lse = ag_logsumexp(ctx, rs[l].logits); /* [B*L] */
         ag_tensor *zl = ag_sum(ctx, ag_square(ctx, lse));
@@ -486,7 +484,7 @@ static void router_losses(ag_ctx *ctx, const model *m, model_route_stats *rs, in
             for (int64_t t = 0; t < L; t++) cnt[b * E + rs[l].loss_index[b * L + t]]++;
     }
     for (int64_t i = 0; i < B * E; i++) ag_set(counts, i, (double)cnt[i]);
-    counts = on_ctx(ctx, counts);
+    counts = ag_ctx_from_host(ctx, counts);
     double tokens = (double)L * n;
     *z = ag_scale(ctx, zsum, 1.0 / ((double)B * tokens));
     /* aux = E^2 mean_{b,e}(f Pm) with f = counts / tokens, Pm = psum / tokens */
@@ -501,7 +499,7 @@ static ag_tensor *encoder(fwd_state *st, const model_batch *b, ag_tensor *enc_ma
     const model_config *c = &m->cfg;
     st->stack = 0;
     st->block = -1;
-    ag_tensor *ids = on_ctx(ctx, ag_tensor_view(host_arena(ctx), AG_I32, 2, AG_SHAPE(b->B, b->S), (void *)b->input_ids));
+    ag_tensor *ids = ag_ctx_from_host(ctx, ag_tensor_view(ag_ctx_host_arena(ctx), AG_I32, 2, AG_SHAPE(b->B, b->S), (void *)b->input_ids));
     ag_tensor *h = dropout(st, ag_embedding(ctx, m->t[m->shared], ids), 0); /* unscaled (SPEC 3.1) */
     ag_tensor *bias = ag_add(ctx, position_bias(ctx, m, m->enc_relbias, b->S, b->S, true), enc_mask); /* [B,H,S,S] */
     for (int i = 0; i < c->num_layers; i++) {
@@ -525,12 +523,12 @@ static ag_tensor *decoder(fwd_state *st, const model_batch *b, const int32_t *de
     int64_t T = b->T;
     st->stack = 1;
     st->block = -1;
-    ag_tensor *ids = on_ctx(ctx, ag_tensor_view(host_arena(ctx), AG_I32, 2, AG_SHAPE(b->B, T), (void *)dec_ids));
+    ag_tensor *ids = ag_ctx_from_host(ctx, ag_tensor_view(ag_ctx_host_arena(ctx), AG_I32, 2, AG_SHAPE(b->B, T), (void *)dec_ids));
     ag_tensor *h = dropout(st, ag_embedding(ctx, m->t[m->shared], ids), 0);
-    ag_tensor *causal = ag_new(host_arena(ctx), m->dtype, 1, 1, T, T);
+    ag_tensor *causal = ag_new(ag_ctx_host_arena(ctx), m->dtype, 1, 1, T, T);
     for (int64_t q = 0; q < T; q++)
         for (int64_t k = 0; k < T; k++) ag_set(causal, q * T + k, k > q ? FINFO_MIN : 0.0f);
-    causal = on_ctx(ctx, causal);
+    causal = ag_ctx_from_host(ctx, causal);
     ag_tensor *bias = ag_add(ctx, position_bias(ctx, m, m->dec_relbias, T, T, false), causal); /* [1,H,T,T] */
     for (int i = 0; i < c->num_decoder_layers; i++) {
         const block_params *bp = &m->dec[i];
@@ -558,13 +556,13 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
     fwd_state st = {m, ctx, rng, 0, 0};
     int n_enc_sparse = model_config_sparse_count(c->encoder_sparse_step, c->num_layers);
     int n_dec_sparse = model_config_sparse_count(c->decoder_sparse_step, c->num_decoder_layers);
-    out->routes = ag_arena_calloc(host_arena(ctx), sizeof(model_route_stats) * (size_t)(n_enc_sparse + n_dec_sparse + 1));
+    out->routes = ag_arena_calloc(ag_ctx_host_arena(ctx), sizeof(model_route_stats) * (size_t)(n_enc_sparse + n_dec_sparse + 1));
 
     ag_tensor *enc_mask = padding_mask(ctx, m->dtype, b->attention_mask, b->B, b->S);
     out->encoder_out = encoder(&st, b, enc_mask, out->routes, &out->n_routes);
     const int32_t *dec_ids = b->decoder_input_ids;
     if (!dec_ids) {
-        int32_t *d = ag_arena_alloc(host_arena(ctx), sizeof(int32_t) * (size_t)(b->B * b->T));
+        int32_t *d = ag_arena_alloc(ag_ctx_host_arena(ctx), sizeof(int32_t) * (size_t)(b->B * b->T));
         model_shift_right(c, b->labels, b->B, b->T, d);
         dec_ids = d;
     }
@@ -575,7 +573,7 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
         out->logits = ag_matmul(ctx, dec, m->t[m->lm_head], false, true);
     if (!b->labels) return;
 
-    ag_tensor *labels = on_ctx(ctx, ag_tensor_view(host_arena(ctx), AG_I32, 1, AG_SHAPE(b->B * b->T), (void *)b->labels));
+    ag_tensor *labels = ag_ctx_from_host(ctx, ag_tensor_view(ag_ctx_host_arena(ctx), AG_I32, 1, AG_SHAPE(b->B * b->T), (void *)b->labels));
     out->ce = ag_cross_entropy(ctx, ag_reshapev(ctx, out->logits, b->B * b->T, c->vocab_size), labels);
     out->loss = out->ce;
     /* one shard of a data-parallel batch: CE summed over this shard's labels over the global count, router losses
