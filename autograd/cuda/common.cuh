@@ -1,6 +1,6 @@
-/* Shared by the CUDA backend's .cu files: check macros (statement, file, line; log and abort, DESIGN.md 4), the one
- * stream and cuBLAS handle, launch helpers, block reductions, and the device twins of the CPU's Philox and bf16
- * rounding (bit-identical by construction: the same integer operations). */
+/* Shared by the CUDA backend's .cu files, on top of autograd/ag_cuda_kernel.cuh (checks, stream, reductions): the
+ * cuBLAS check and handle, tensor accessors, launch helpers, the argmax reduction, and the device twins of the CPU's
+ * Philox and bf16 rounding (bit-identical by construction: the same integer operations). */
 #ifndef SX_CUDA_COMMON_CUH
 #define SX_CUDA_COMMON_CUH
 
@@ -10,17 +10,10 @@
 
 #include "autograd/ag.h"
 #include "autograd/ag_cuda.h"
+#include "autograd/ag_cuda_kernel.cuh"
 #include "autograd/ag_internal.h"
 
-/* ---- checks ------------------------------------------------------------------------------------------------------ */
-
-#define SX_CUDA_CHECK(stmt)                                                                                           \
-    do {                                                                                                              \
-        cudaError_t e_ = (stmt);                                                                                      \
-        if (e_ != cudaSuccess)                                                                                        \
-            sx_fatal(__FILE__, __LINE__, "CUDA error %s (%s) in `%s`", cudaGetErrorName(e_), cudaGetErrorString(e_),  \
-                     #stmt);                                                                                          \
-    } while (0)
+/* ---- cuBLAS ------------------------------------------------------------------------------------------------------ */
 
 #define SX_CUBLAS_CHECK(stmt)                                                                                         \
     do {                                                                                                              \
@@ -30,13 +23,7 @@
                      cublasGetStatusString(s_), #stmt);                                                               \
     } while (0)
 
-/* After every kernel launch: a bad launch configuration is reported at once, naming the op; with
- * SWITCHC_CUDA_SYNC=1 the stream is also synchronised, so an asynchronous fault names the launch that caused it. */
-void sx_cuda_after_launch(const char *what, const char *file, int line);
-#define SX_LAUNCHED(what) sx_cuda_after_launch((what), __FILE__, __LINE__)
-
-/* The one stream (the legacy default stream) and the cuBLAS handle bound to it (created on first use). */
-static inline cudaStream_t sx_stream(void) { return (cudaStream_t)0; }
+/* The cuBLAS handle bound to the backend's stream (created on first use). */
 cublasHandle_t sx_cublas(void);
 
 /* Device scratch from the context's activation arena (reset with it, so no cudaMalloc after the first step). */
@@ -78,37 +65,7 @@ static inline unsigned sx_row_blocks(int64_t rows) { return (unsigned)(rows > (1
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 #define SX_ROWS(r, rows) for (int64_t r = blockIdx.x; r < (rows); r += gridDim.x)
 
-/* ---- block reductions (blockDim.x a multiple of 32, at most 1024; every thread of the block must call) ------------- */
-
-struct SxSum {
-    template <class V> __device__ V operator()(V a, V b) const { return a + b; }
-};
-struct SxMax { /* NaN is ignored, as the CPU's `if (v > mx) mx = v` does */
-    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
-};
-
-template <class V, class F> __device__ __forceinline__ V sx_warp_reduce(V v, F f) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = f(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-/* Every thread returns the block's result. The leading barrier lets consecutive calls reuse the shared slots. */
-template <class V, class F> __device__ V sx_block_reduce(V v, F f, V identity) {
-    __shared__ V sh[32];
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    v = sx_warp_reduce(v, f);
-    __syncthreads();
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < nw ? sh[lane] : identity;
-        v = sx_warp_reduce(v, f);
-        if (lane == 0) sh[0] = v;
-    }
-    __syncthreads();
-    return sh[0];
-}
+/* ---- argmax / top-k reduction (every thread of the block must call) ------------------------------------------------ */
 
 /* (value, index) pairs for argmax/topk: the larger value wins, the smaller index on ties; index -1 is "none". */
 struct SxArg {

@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(ROW_THREADS) unpermute_bwd_k(const float *__re
             if (dye) dye[r * D + d] = __fadd_rn(dye[r * D + d], __fmul_rn(g, gate));
             dot = __fadd_rn(dot, __fmul_rn(g, yer[d]));
         }
-        dot = moe_block_sum(dot);
+        dot = sx_block_reduce(dot, SxSum(), 0.0f);
         if (threadIdx.x == 0) {
             if (dgate) dgate[r] = dot;
             if (dprobs) dprobs[gidx[r]] += dot; /* gidx has no repeats: one writer per element */
@@ -85,16 +85,16 @@ void check_k(int K) { SX_ASSERT(K == 1 || K == 2, "moe permutation: top-%d routi
 
 extern "C" bool moe_cuda_permute(const float *x, const int32_t *perm, int64_t Nk, int64_t D, float *xe) {
     if (Nk * D == 0) return true;
-    permute_k<<<moe_blocks(Nk * D, THREADS, MOE_MAX_BLOCKS), THREADS, 0, MOE_STREAM>>>(x, perm, Nk, D, xe);
-    MOE_LAUNCHED("permute_k");
+    permute_k<<<moe_blocks(Nk * D, THREADS, MOE_MAX_BLOCKS), THREADS, 0, sx_stream()>>>(x, perm, Nk, D, xe);
+    SX_LAUNCHED("permute_k");
     return true;
 }
 
 extern "C" bool moe_cuda_permute_backward(const float *dxe, const int32_t *slot, int64_t N, int K, int64_t D, float *dx) {
     check_k(K);
     if (N * D == 0) return true;
-    permute_bwd_k<<<moe_blocks(N * D, THREADS, MOE_MAX_BLOCKS), THREADS, 0, MOE_STREAM>>>(dxe, slot, N, K, D, dx);
-    MOE_LAUNCHED("permute_bwd_k");
+    permute_bwd_k<<<moe_blocks(N * D, THREADS, MOE_MAX_BLOCKS), THREADS, 0, sx_stream()>>>(dxe, slot, N, K, D, dx);
+    SX_LAUNCHED("permute_bwd_k");
     return true;
 }
 
@@ -102,8 +102,8 @@ extern "C" bool moe_cuda_unpermute(const float *ye, const float *probs, const in
                                    float *y) {
     check_k(K);
     if (N * D == 0) return true;
-    unpermute_k<<<moe_blocks(N * D, THREADS, MOE_MAX_BLOCKS), THREADS, 0, MOE_STREAM>>>(ye, probs, gidx, slot, N, K, D, y);
-    MOE_LAUNCHED("unpermute_k");
+    unpermute_k<<<moe_blocks(N * D, THREADS, MOE_MAX_BLOCKS), THREADS, 0, sx_stream()>>>(ye, probs, gidx, slot, N, K, D, y);
+    SX_LAUNCHED("unpermute_k");
     return true;
 }
 
@@ -112,8 +112,8 @@ extern "C" bool moe_cuda_unpermute_backward(const float *dy, const float *ye, co
     if (Nk == 0) return true;
     /* D == 0 still runs: dgate = 0 for every row */
     const unsigned blocks = (unsigned)(Nk < MOE_MAX_BLOCKS ? Nk : MOE_MAX_BLOCKS);
-    unpermute_bwd_k<<<blocks, ROW_THREADS, 0, MOE_STREAM>>>(dy, ye, probs, perm, gidx, Nk, D, dye, dgate, dprobs);
-    MOE_LAUNCHED("unpermute_bwd_k");
+    unpermute_bwd_k<<<blocks, ROW_THREADS, 0, sx_stream()>>>(dy, ye, probs, perm, gidx, Nk, D, dye, dgate, dprobs);
+    SX_LAUNCHED("unpermute_bwd_k");
     return true;
 }
 
@@ -125,9 +125,9 @@ extern "C" bool moe_cuda_permute_host(const float *x, int64_t N, const int32_t *
     int32_t *dp = (int32_t *)moe_dev_upload(perm, sizeof(int32_t) * (size_t)Nk);
     moe_cuda_permute(dx, dp, Nk, D, dxe);
     moe_dev_download(xe, dxe, sizeof(float) * (size_t)(Nk * D));
-    MOE_CUDA_CHECK(cudaFree(dx));
-    MOE_CUDA_CHECK(cudaFree(dxe));
-    MOE_CUDA_CHECK(cudaFree(dp));
+    SX_CUDA_CHECK(cudaFree(dx));
+    SX_CUDA_CHECK(cudaFree(dxe));
+    SX_CUDA_CHECK(cudaFree(dp));
     return true;
 }
 
@@ -137,9 +137,9 @@ extern "C" bool moe_cuda_permute_backward_host(const float *dxe, int64_t Nk, con
     int32_t *ds = (int32_t *)moe_dev_upload(slot, sizeof(int32_t) * (size_t)(N * K));
     moe_cuda_permute_backward(ddxe, ds, N, K, D, ddx);
     moe_dev_download(dx, ddx, sizeof(float) * (size_t)(N * D));
-    MOE_CUDA_CHECK(cudaFree(ddxe));
-    MOE_CUDA_CHECK(cudaFree(ddx));
-    MOE_CUDA_CHECK(cudaFree(ds));
+    SX_CUDA_CHECK(cudaFree(ddxe));
+    SX_CUDA_CHECK(cudaFree(ddx));
+    SX_CUDA_CHECK(cudaFree(ds));
     return true;
 }
 
@@ -152,7 +152,7 @@ extern "C" bool moe_cuda_unpermute_host(const float *ye, int64_t Nk, const float
     moe_cuda_unpermute(dye, dp, dg, ds, N, K, D, dy);
     moe_dev_download(y, dy, sizeof(float) * (size_t)(N * D));
     void *bufs[] = {dye, dp, dg, ds, dy};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) MOE_CUDA_CHECK(cudaFree(bufs[i]));
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) SX_CUDA_CHECK(cudaFree(bufs[i]));
     return true;
 }
 
@@ -171,6 +171,6 @@ extern "C" bool moe_cuda_unpermute_backward_host(const float *dy, int64_t N, con
     if (dprobs) moe_dev_download(dprobs, ddprobs, sizeof(float) * (size_t)(N * E));
     void *bufs[] = {ddy, dye_in, dp, dperm, dg, ddye, ddgate, ddprobs};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        if (bufs[i]) MOE_CUDA_CHECK(cudaFree(bufs[i]));
+        if (bufs[i]) SX_CUDA_CHECK(cudaFree(bufs[i]));
     return true;
 }

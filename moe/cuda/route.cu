@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(CHOOSE_THREADS) route_choose_k(const float *__
     double h = 0;
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < p.N; t += (int64_t)gridDim.x * blockDim.x)
         h += choose_token(p, t, probs, choice);
-    h = moe_block_sum(h); /* every thread reaches this: the loop above has no early exit */
+    h = sx_block_reduce(h, SxSum(), 0.0); /* every thread reaches this: the loop above has no early exit */
     if (threadIdx.x == 0) hpart[blockIdx.x] = h;
 }
 
@@ -234,10 +234,10 @@ __global__ void __launch_bounds__(FINISH_THREADS) route_finish_k(Plan p, const i
     if (threadIdx.x == 0) off[p.E] = carry;
     long long d = 0;
     for (int64_t i = threadIdx.x; i < p.M; i += FINISH_THREADS) d += dc[i];
-    d = moe_block_sum(d);
+    d = sx_block_reduce(d, SxSum(), 0LL);
     double h = 0;
     for (int i = threadIdx.x; i < p.nbh; i += FINISH_THREADS) h += hpart[i];
-    h = moe_block_sum(h);
+    h = sx_block_reduce(h, SxSum(), 0.0);
     if (threadIdx.x == 0) {
         *n_dropped = d;
         *entropy = h;
@@ -294,12 +294,12 @@ extern "C" bool moe_cuda_route(const float *probs, int64_t N, int E, int K, int6
                                void *scratch, size_t scratch_bytes) {
     check_args(N, E, K, group_tokens);
     const Plan p = make_plan(N, E, K, group_tokens);
-    const cudaStream_t st = MOE_STREAM;
-    MOE_CUDA_CHECK(cudaMemsetAsync(out->tokens_per_expert, 0, sizeof(int64_t) * (size_t)E, st));
+    const cudaStream_t st = sx_stream();
+    SX_CUDA_CHECK(cudaMemsetAsync(out->tokens_per_expert, 0, sizeof(int64_t) * (size_t)E, st));
     if (N == 0) { /* nothing routed: zero offsets and statistics, no launches */
-        MOE_CUDA_CHECK(cudaMemsetAsync(out->off, 0, sizeof(int64_t) * (size_t)(E + 1), st));
-        MOE_CUDA_CHECK(cudaMemsetAsync(out->n_dropped, 0, sizeof(int64_t), st));
-        MOE_CUDA_CHECK(cudaMemsetAsync(out->entropy_sum, 0, sizeof(double), st));
+        SX_CUDA_CHECK(cudaMemsetAsync(out->off, 0, sizeof(int64_t) * (size_t)(E + 1), st));
+        SX_CUDA_CHECK(cudaMemsetAsync(out->n_dropped, 0, sizeof(int64_t), st));
+        SX_CUDA_CHECK(cudaMemsetAsync(out->entropy_sum, 0, sizeof(double), st));
         return true;
     }
     const size_t need = carve(p, NULL, NULL);
@@ -308,28 +308,28 @@ extern "C" bool moe_cuda_route(const float *probs, int64_t N, int E, int K, int6
               scratch, need);
     Scratch s;
     carve(p, (char *)scratch, &s);
-    MOE_CUDA_CHECK(cudaMemsetAsync(s.cnt, 0, sizeof(int32_t) * (size_t)(p.K * p.E * p.M), st));
-    MOE_CUDA_CHECK(cudaMemsetAsync(s.kc, 0, sizeof(int32_t) * (size_t)(p.E * p.M), st));
+    SX_CUDA_CHECK(cudaMemsetAsync(s.cnt, 0, sizeof(int32_t) * (size_t)(p.K * p.E * p.M), st));
+    SX_CUDA_CHECK(cudaMemsetAsync(s.kc, 0, sizeof(int32_t) * (size_t)(p.E * p.M), st));
 
     route_choose_k<<<p.nbh, CHOOSE_THREADS, 0, st>>>(probs, p, out->choice, s.hpart);
-    MOE_LAUNCHED("route_choose_k");
+    SX_LAUNCHED("route_choose_k");
     const unsigned chunk_blocks = moe_blocks(p.M, CHUNK_THREADS, MOE_MAX_BLOCKS);
     if (capacity >= 0) {
         route_count_k<<<chunk_blocks, CHUNK_THREADS, 0, st>>>(p, out->choice, s.cnt);
-        MOE_LAUNCHED("route_count_k");
+        SX_LAUNCHED("route_count_k");
         const int64_t cols = (int64_t)p.K * p.E * p.ngroups;
         route_group_scan_k<<<(unsigned)(cols < MOE_MAX_BLOCKS ? cols : MOE_MAX_BLOCKS), SCAN_THREADS, 0, st>>>(p, s.cnt, s.gtot);
-        MOE_LAUNCHED("route_group_scan_k");
+        SX_LAUNCHED("route_group_scan_k");
     }
     route_keep_k<<<chunk_blocks, CHUNK_THREADS, 0, st>>>(p, capacity, out->choice, s.cnt, s.gtot, out->keep, s.kc, s.dc);
-    MOE_LAUNCHED("route_keep_k");
+    SX_LAUNCHED("route_keep_k");
     route_expert_scan_k<<<(unsigned)(E < MOE_MAX_BLOCKS ? E : MOE_MAX_BLOCKS), SCAN_THREADS, 0, st>>>(p, s.kc, out->tokens_per_expert);
-    MOE_LAUNCHED("route_expert_scan_k");
+    SX_LAUNCHED("route_expert_scan_k");
     route_finish_k<<<1, FINISH_THREADS, 0, st>>>(p, out->tokens_per_expert, out->off, s.dc, s.hpart, out->n_dropped, out->entropy_sum);
-    MOE_LAUNCHED("route_finish_k");
+    SX_LAUNCHED("route_finish_k");
     route_place_k<<<chunk_blocks, CHUNK_THREADS, 0, st>>>(p, out->choice, out->keep, out->off, s.kc, out->perm, out->gidx, out->slot,
                                                           out->loss_index);
-    MOE_LAUNCHED("route_place_k");
+    SX_LAUNCHED("route_place_k");
     return true;
 }
 
@@ -368,6 +368,6 @@ extern "C" bool moe_cuda_route_host(const float *probs, int64_t N, int E, int K,
 
     void *bufs[] = {(void *)dprobs, d.choice, d.keep, d.slot, d.off, d.tokens_per_expert, d.perm, d.gidx, d.loss_index, d.n_dropped,
                     d.entropy_sum, scratch};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) MOE_CUDA_CHECK(cudaFree(bufs[i]));
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) SX_CUDA_CHECK(cudaFree(bufs[i]));
     return true;
 }
