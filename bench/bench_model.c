@@ -140,7 +140,7 @@ int main(int argc, char **argv) {
                 ag_cuda_adamw_step(m.dw + o, m.dg + o, dm + o, dv + o, m.params[i].numel, 1e-4, 0.9, 0.999, 1e-8, 0.01, m.params[i].decay, it + 1);
             }
         } else if (trainstep) {
-            optim_step(opt, m.w, m.g, 1e-4, it + 1);
+            optim_step(opt, m.w, m.g, 1e-4, NULL);
         }
         ag_ctx_reset(&ctx);
     }

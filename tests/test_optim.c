@@ -1,6 +1,7 @@
 /* Optimizers and schedules against torch.optim.AdamW and transformers' Adafactor and schedules (fixture written by
- * scripts/make_optim_fixtures.py): five steps on a 2-D matrix, a 1-D norm (no weight decay) and a 3-D expert block
- * (the expert axis a batch for Adafactor's factoring), and 60 steps of each schedule.
+ * scripts/make_optim_fixtures.py): five steps on a 2-D matrix, a 1-D norm (no weight decay) and a [3, 4, 5] expert
+ * block (three separate [4, 5] weights on the torch side), with and without idle experts, and 60 steps of each
+ * schedule.
  * Tolerance on parameters: 2e-6 relative to their largest entry: both sides update in float32 with different
  * operation orders (means, rsqrt, RMS); parameters ~1 move by ~1e-3 per step, and a few float32 ulps of 1 (6e-8)
  * per step over 5 steps stay well below it. Schedules: 1e-12 (double arithmetic on both sides). */
@@ -15,7 +16,7 @@
 #define FIX SX_SOURCE_DIR "/tests/fixtures/optim/optim.h5"
 static const char *NAMES[3] = {"w2", "n1", "e3"};
 
-static void run(const char *name, optim_config cfg) {
+static void run1(const char *name, optim_config cfg) {
     hid_t f = H5Fopen(FIX, H5F_ACC_RDONLY, H5P_DEFAULT);
     cr_assert(f >= 0);
     optim_param p[3] = {{"w2", 0, 2, {5, 7}, true, 0, false}, {"n1", 48, 1, {7}, false, 0, false}, {"e3", 64, 3, {3, 4, 5}, true, 1, false}};
@@ -34,6 +35,11 @@ static void run(const char *name, optim_config cfg) {
     sx_status s = optim_init(&o, &cfg, p, 3);
     cr_assert(s.ok, "%s", s.msg);
     double worst = 0;
+    snprintf(path, sizeof path, "%s/active", name);
+    int64_t na;
+    uint8_t *act = h5f_read(f, path, H5T_NATIVE_UINT8, 1, NULL, NULL, &na);
+    cr_assert_eq(na, 15);
+    cr_assert_eq(optim_unit_count(o), 5, "w2, n1 and three experts");
     for (int t = 1; t <= 5; t++) {
         for (int k = 0; k < 3; k++) {
             snprintf(path, sizeof path, "grads/step%d/%s", t, NAMES[k]);
@@ -41,7 +47,8 @@ static void run(const char *name, optim_config cfg) {
             memcpy(g + p[k].offset, v, sizeof(float) * (size_t)numel[k]);
             free(v);
         }
-        optim_step(o, w, g, cfg.lr, t);
+        uint8_t active[5] = {1, 1, act[(t - 1) * 3], act[(t - 1) * 3 + 1], act[(t - 1) * 3 + 2]};
+        optim_step(o, w, g, cfg.lr, active);
         for (int k = 0; k < 3; k++) {
             snprintf(path, sizeof path, "%s/step%d/%s", name, t, NAMES[k]);
             float *ref = h5f_floats(f, path, NULL);
@@ -55,9 +62,24 @@ static void run(const char *name, optim_config cfg) {
             cr_expect(md / mr <= 2e-6, "%s step %d %s: rel error %.3e", name, t, NAMES[k], md / mr);
         }
     }
-    printf("%-16s worst parameter rel error over 5 steps: %.3e\n", name, worst);
+    printf("%-22s worst parameter rel error over 5 steps: %.3e\n", name, worst);
+    /* a unit's step count is the number of steps it was updated in */
+    for (int e = 0; e < 3; e++) {
+        int64_t want = 0;
+        for (int t = 0; t < 5; t++) want += act[t * 3 + e];
+        cr_expect_eq(optim_step_counts(o)[2 + e], want, "%s: expert %d stepped %lld times, want %lld", name, e,
+                     (long long)optim_step_counts(o)[2 + e], (long long)want);
+    }
+    free(act);
     optim_free(o);
     H5Fclose(f);
+}
+
+static void run(const char *name, optim_config cfg) {
+    char idle[64];
+    run1(name, cfg);
+    snprintf(idle, sizeof idle, "%s_idle", name);
+    run1(idle, cfg);
 }
 
 Test(optim, adamw_matches_torch) {
@@ -111,7 +133,7 @@ Test(optim, frozen_parameters_and_clipping) {
     double norm = optim_clip_grad_norm(g, p, 2, 1.0);
     cr_expect(fabs(norm - 5.0) < 1e-12, "norm %g", norm);
     cr_expect(fabs(g[0] - 3.0 / (5.0 + 1e-6)) < 1e-6 && fabs(g[1] - 4.0 / (5.0 + 1e-6)) < 1e-6, "clipped to norm 1 (torch's max/(norm+1e-6))");
-    optim_step(o, w, g, 0.1, 1);
+    optim_step(o, w, g, 0.1, NULL);
     for (int i = 16; i < 20; i++) cr_expect(w[i] == 2.0f, "a frozen parameter moved");
     cr_expect(w[0] != 1.0f, "the trainable parameter did not move");
     optim_free(o);

@@ -14,7 +14,7 @@
 #include "train/trainer.h"
 
 static void small_run(run_config *c, const char *dir) {
-    run_config_defaults(c);
+    run_config_demo(c);
     c->model.d_model = 16;
     c->model.d_kv = 4;
     c->model.d_ff = 24;

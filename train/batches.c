@@ -30,6 +30,7 @@ struct batch_source {
     data_dataset *ds;
     int64_t n, max_in, max_tgt, count;
     uint64_t seed;
+    bool shuffle;         /* data.shuffle: a keyed permutation per epoch, else the file order */
     int32_t eos, pad;
     data_span_config sc;
     int32_t *raw, *in, *tgt; /* one example, sized once */
@@ -39,6 +40,7 @@ sx_status batch_source_open(const run_config *cfg, bool heldout, batch_source **
     batch_source *s = calloc(1, sizeof *s);
     s->heldout = heldout;
     s->seed = cfg->seed;
+    s->shuffle = cfg->shuffle;
     s->eos = cfg->model.eos_token_id;
     s->pad = cfg->model.pad_token_id;
     s->fixed = !strcmp(cfg->pad_to, "fixed");
@@ -47,7 +49,7 @@ sx_status batch_source_open(const run_config *cfg, bool heldout, batch_source **
         s->builtin = true;
         s->task = (task_spec){strcmp(cfg->task, "sort") ? TASK_REVERSE : TASK_SORT, cfg->task_min_len, cfg->task_max_len, cfg->seed};
         s->max_in = s->max_tgt = cfg->task_max_len + 1;
-        s->count = heldout ? cfg->eval_examples : -1;
+        s->count = heldout ? (cfg->eval_examples ? cfg->eval_examples : 512) : -1; /* 0: the built-in's 512 */
         *out = s;
         return sx_ok();
     }
@@ -72,7 +74,7 @@ sx_status batch_source_open(const run_config *cfg, bool heldout, batch_source **
     s->span = !data_dataset_has_targets(s->ds);
     s->max_in = cfg->max_input_len;
     s->max_tgt = cfg->max_target_len;
-    s->count = heldout && cfg->eval_examples < s->n ? cfg->eval_examples : s->n;
+    s->count = heldout && cfg->eval_examples && cfg->eval_examples < s->n ? cfg->eval_examples : s->n; /* 0: all of it */
     /* T5's sentinels count down from the end of the tokenizer's vocabulary: <extra_id_0> = vocab - 1 */
     s->sc = (data_span_config){cfg->noise_density, cfg->mean_span_length, data_dataset_vocab_size(s->ds) - 1, s->eos};
     if (!heldout && cfg->bucket_batches > 1) {
@@ -109,13 +111,18 @@ static int win_cmp(const void *a, const void *b) {
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
+/* The epoch's shuffle (data.shuffle), or the file order. */
+static int64_t shuffled(const batch_source *s, int64_t p, int64_t n, uint64_t key, uint64_t epoch) {
+    return s->shuffle ? data_permute(p, n, key, epoch) : p;
+}
+
 /* The dataset example at position p of epoch 'epoch' (training order): the shuffle, then the bucketing of p's window. */
 static int64_t train_index(batch_source *s, int64_t p, uint64_t epoch) {
-    if (!s->bucket) return data_permute(p, s->n, s->seed, epoch);
+    if (!s->bucket) return shuffled(s, p, s->n, s->seed, epoch);
     int64_t wn = (int64_t)s->bucket * s->bb, w = p / wn, start = w * wn, m = s->n - start < wn ? s->n - start : wn, o = p - start;
     if (s->win_epoch != (int64_t)epoch || s->win_no != w) {
         for (int64_t q = 0; q < m; q++) {
-            int64_t i = data_permute(start + q, s->n, s->seed, epoch);
+            int64_t i = shuffled(s, start + q, s->n, s->seed, epoch);
             s->win[q] = (win_entry){data_dataset_length(s->ds, i, 0), q, i};
         }
         qsort(s->win, (size_t)m, sizeof *s->win, win_cmp);
@@ -127,7 +134,7 @@ static int64_t train_index(batch_source *s, int64_t p, uint64_t epoch) {
     if (j < full) {
         /* the window's batches in a shuffled order keyed by (seed, epoch, window) */
         uint64_t key = s->seed * 0xD6E8FEB86659FD93ull + (epoch + 1) * 0x9E3779B97F4A7C15ull + 0x5851F42D4C957F2Dull;
-        sorted = data_permute(j, full, key, (uint64_t)w) * s->bb + o % s->bb;
+        sorted = shuffled(s, j, full, key, (uint64_t)w) * s->bb + o % s->bb;
     }
     return s->win[sorted].idx;
 }

@@ -1,7 +1,8 @@
 /* AdamW (torch.optim.AdamW semantics) and Adafactor (transformers.optimization.Adafactor semantics, v4.57) on flat
- * fp32 spans. Adafactor factors the second moment of every >= 2-D parameter over its last two dims, the leading
- * dims (the expert axis of an [E, F, D] block) acting as a batch, which is what HF's code does on a 3-D tensor and
- * what t5x's MoE partitioning rules ask for. */
+ * fp32 spans, one unit at a time: a unit is a whole parameter, or one expert of an [E, F, D] block (batch_dims 1),
+ * which transformers holds as its own 2-D weight. Each unit has its own step count (bias correction, Adafactor's
+ * beta2_t and relative step), its own Adafactor factoring, RMS scale and update clipping, and is skipped in a step
+ * where its expert saw no token (torch skips a parameter whose grad is None). */
 #include "train/optim.h"
 
 #include <math.h>
@@ -25,7 +26,10 @@ struct optim {
     /* per parameter: indices of its state arrays (-1 when absent) */
     int *m_idx, *v_idx, *row_idx, *col_idx;
     float *buf;           /* one allocation for every state array */
-    float *scratch;       /* Adafactor's update, sized for the largest parameter */
+    float *scratch;       /* Adafactor's update, sized for the largest unit */
+    int64_t n_units;
+    int64_t *unit_first;  /* [n_params + 1]: the first unit of each parameter */
+    int64_t *steps;       /* [n_units]: updates applied to each unit (torch's state["step"]) */
 };
 
 static int64_t numel_of(const optim_param *p) {
@@ -34,14 +38,25 @@ static int64_t numel_of(const optim_param *p) {
     return n;
 }
 
-static bool factored(const optim_param *p) { return p->ndim >= 2; }
+static int64_t units_of(const optim_param *p) { return p->batch_dims ? p->shape[0] : 1; }
+/* Adafactor factors a unit of two or more dims (HF: len(grad.shape) >= 2 of the tensor it holds). */
+static bool factored(const optim_param *p) { return p->ndim - p->batch_dims >= 2; }
 
 sx_status optim_init(optim **out, const optim_config *cfg, const optim_param *params, int n_params) {
     if (cfg->kind == OPTIM_ADAMW && (cfg->beta1 < 0 || cfg->beta1 >= 1 || cfg->beta2 < 0 || cfg->beta2 >= 1))
         return sx_errorf("optim: AdamW betas (%g, %g) must lie in [0, 1)", cfg->beta1, cfg->beta2);
     if (cfg->kind == OPTIM_ADAFACTOR && cfg->decay_rate >= 0) return sx_errorf("optim.decay_rate: %g must be negative (HF: -0.8)", cfg->decay_rate);
+    for (int i = 0; i < n_params; i++)
+        if (params[i].batch_dims < 0 || params[i].batch_dims > 1 || params[i].ndim <= params[i].batch_dims)
+            return sx_errorf("optim: parameter '%s': batch_dims %d of a %d-D tensor (0, or 1 for an expert block)", params[i].name,
+                             params[i].batch_dims, params[i].ndim);
     optim *o = calloc(1, sizeof *o);
     o->cfg = *cfg;
+    o->unit_first = malloc(sizeof(int64_t) * (size_t)(n_params + 1));
+    o->unit_first[0] = 0;
+    for (int i = 0; i < n_params; i++) o->unit_first[i + 1] = o->unit_first[i] + units_of(&params[i]);
+    o->n_units = o->unit_first[n_params];
+    o->steps = calloc((size_t)o->n_units + 1, sizeof(int64_t));
     o->n_params = n_params;
     o->params = malloc(sizeof(optim_param) * (size_t)n_params);
     memcpy(o->params, params, sizeof(optim_param) * (size_t)n_params);
@@ -56,7 +71,7 @@ sx_status optim_init(optim **out, const optim_config *cfg, const optim_param *pa
         o->m_idx[i] = o->v_idx[i] = o->row_idx[i] = o->col_idx[i] = -1;
         if (p->frozen) continue;
         int64_t n = numel_of(p);
-        if (n > largest) largest = n;
+        if (n / units_of(p) > largest) largest = n / units_of(p);
         struct {
             int *slot;
             const char *suffix;
@@ -110,8 +125,14 @@ void optim_free(optim *o) {
     free(o->col_idx);
     free(o->buf);
     free(o->scratch);
+    free(o->unit_first);
+    free(o->steps);
     free(o);
 }
+
+int64_t optim_unit_count(const optim *o) { return o->n_units; }
+int64_t optim_unit_first(const optim *o, int i) { return o->unit_first[i]; }
+int64_t *optim_step_counts(optim *o) { return o->steps; }
 
 int optim_state_count(const optim *o) { return o->n_states; }
 
@@ -155,12 +176,12 @@ static double rms(const float *x, int64_t n) {
     return n ? sqrt(s / (double)n) : 0;
 }
 
-/* w, g, m and v are distinct spans (restrict lets the update vectorise); the order of operations is torch's. */
-static void adamw_param(optim *o, int i, float *restrict w, const float *restrict g, double lr, int64_t t) {
+/* Unit u of parameter i (n floats at w, g). w, g, m and v are distinct spans (restrict lets the update vectorise);
+ * the order of operations is torch's. */
+static void adamw_unit(optim *o, int i, int64_t u, int64_t n, float *restrict w, const float *restrict g, double lr, int64_t t) {
     const optim_config *c = &o->cfg;
     const optim_param *p = &o->params[i];
-    int64_t n = numel_of(p);
-    float *restrict m = o->states[o->m_idx[i]].data, *restrict v = o->states[o->v_idx[i]].data;
+    float *restrict m = o->states[o->m_idx[i]].data + u * n, *restrict v = o->states[o->v_idx[i]].data + u * n;
     float b1 = (float)c->beta1, b2 = (float)c->beta2;
     double bc1 = 1 - pow(c->beta1, (double)t), bc2 = 1 - pow(c->beta2, (double)t);
     float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2), eps = (float)c->eps;
@@ -173,10 +194,10 @@ static void adamw_param(optim *o, int i, float *restrict w, const float *restric
     }
 }
 
-static void adafactor_param(optim *o, int i, float *w, const float *g, double lr_in, int64_t t) {
+/* Unit k of parameter i: n floats at w, g, shaped as the parameter without its batch dim. */
+static void adafactor_unit(optim *o, int i, int64_t k_unit, int64_t n, float *w, const float *g, double lr_in, int64_t t) {
     const optim_config *c = &o->cfg;
     const optim_param *p = &o->params[i];
-    int64_t n = numel_of(p);
     float *u = o->scratch;
     /* learning rate (HF _get_lr) */
     double rel = lr_in;
@@ -189,7 +210,7 @@ static void adafactor_param(optim *o, int i, float *w, const float *g, double lr
     double beta2t = 1.0 - pow((double)t, c->decay_rate);
     if (factored(p)) {
         int64_t R = p->shape[p->ndim - 2], C = p->shape[p->ndim - 1], lead = n / (R * C);
-        float *row = o->states[o->row_idx[i]].data, *col = o->states[o->col_idx[i]].data;
+        float *row = o->states[o->row_idx[i]].data + k_unit * lead * R, *col = o->states[o->col_idx[i]].data + k_unit * lead * C;
         for (int64_t b = 0; b < lead; b++) {
             const float *gb = g + b * R * C;
             float *rb = row + b * R, *cb = col + b * C, *ub = u + b * R * C;
@@ -212,7 +233,7 @@ static void adafactor_param(optim *o, int i, float *w, const float *g, double lr
             }
         }
     } else {
-        float *v = o->states[o->v_idx[i]].data;
+        float *v = o->states[o->v_idx[i]].data + k_unit * n;
         for (int64_t j = 0; j < n; j++) {
             v[j] = (float)(beta2t * v[j] + (1 - beta2t) * ((double)g[j] * g[j] + c->eps1));
             u[j] = (float)(1.0 / sqrt((double)v[j])) * g[j];
@@ -222,7 +243,7 @@ static void adafactor_param(optim *o, int i, float *w, const float *g, double lr
     float f = (float)(lr / denom);
     for (int64_t j = 0; j < n; j++) u[j] *= f;
     if (c->beta1_adafactor > 0) {
-        float *m = o->states[o->m_idx[i]].data, b1 = (float)c->beta1_adafactor;
+        float *m = o->states[o->m_idx[i]].data + k_unit * n, b1 = (float)c->beta1_adafactor;
         for (int64_t j = 0; j < n; j++) {
             m[j] = b1 * m[j] + (1 - b1) * u[j];
             u[j] = m[j];
@@ -235,13 +256,19 @@ static void adafactor_param(optim *o, int i, float *w, const float *g, double lr
     for (int64_t j = 0; j < n; j++) w[j] -= u[j];
 }
 
-void optim_step(optim *o, float *w, const float *g, double lr, int64_t step) {
+void optim_step(optim *o, float *w, const float *g, double lr, const uint8_t *active) {
     for (int i = 0; i < o->n_params; i++) {
         const optim_param *p = &o->params[i];
         if (p->frozen) continue;
-        if (o->cfg.kind == OPTIM_ADAMW)
-            adamw_param(o, i, w + p->offset, g + p->offset, lr, step);
-        else
-            adafactor_param(o, i, w + p->offset, g + p->offset, lr, step);
+        int64_t nu = units_of(p), n = numel_of(p) / nu;
+        for (int64_t k = 0; k < nu; k++) {
+            int64_t unit = o->unit_first[i] + k, off = p->offset + k * n;
+            if (active && !active[unit]) continue;
+            int64_t t = ++o->steps[unit];
+            if (o->cfg.kind == OPTIM_ADAMW)
+                adamw_unit(o, i, k, n, w + off, g + off, lr, t);
+            else
+                adafactor_unit(o, i, k, n, w + off, g + off, lr, t);
+        }
     }
 }

@@ -1,7 +1,9 @@
 /* Optimizers on flat float32 spans: every parameter is a descriptor (offset, shape) into one flat parameter buffer
  * and one flat gradient buffer with the same layout. AdamW as torch.optim.AdamW; Adafactor as
- * transformers.optimization.Adafactor (T5 and the Switch paper), with the expert axis of [E, F, D] blocks treated as
- * a batch when factoring the second moment. State is fp32, allocated once at init. */
+ * transformers.optimization.Adafactor (T5 and the Switch paper). An [E, F, D] expert block is E *units*, each updated
+ * as the separate 2-D tensor transformers holds per expert: its own step count, factoring, RMS scale and update
+ * clipping; a unit whose expert received no token is skipped like a torch parameter whose grad is None. State is
+ * fp32, allocated once at init. */
 #ifndef SX_TRAIN_OPTIM_H
 #define SX_TRAIN_OPTIM_H
 
@@ -16,7 +18,7 @@ typedef struct {
     int ndim;
     int64_t shape[4];
     bool decay;            /* weight decay applies (not norms, biases, the relative-position table) */
-    int batch_dims;        /* leading dims treated as a batch by Adafactor's factoring (1 for expert blocks) */
+    int batch_dims;        /* 0, or 1: the leading dim indexes independent units (the experts of a block) */
     bool frozen;           /* no update, no state change */
 } optim_param;
 
@@ -37,8 +39,16 @@ typedef struct {
 typedef struct optim optim;
 
 sx_status optim_init(optim **out, const optim_config *cfg, const optim_param *params, int n_params);
-/* One update at step t (1-based) with learning rate lr (Adafactor with relative_step ignores lr). */
-void optim_step(optim *o, float *w, const float *g, double lr, int64_t step);
+/* Units: every parameter is shape[0] units when batch_dims is 1, else one; unit u of parameter i is
+ * optim_unit_first(o, i) + u. */
+int64_t optim_unit_count(const optim *o);
+int64_t optim_unit_first(const optim *o, int i);
+/* One update with learning rate lr (Adafactor with relative_step ignores lr) of every non-frozen unit u with
+ * active[u] != 0 (active NULL: all); an updated unit's step count advances first (1-based, as torch's state["step"]),
+ * a skipped one keeps its count, weights and state. */
+void optim_step(optim *o, float *w, const float *g, double lr, const uint8_t *active);
+/* The step counts of every unit (optim_unit_count of them): read for checkpoints, written on resume. */
+int64_t *optim_step_counts(optim *o);
 /* State arrays for checkpoints, each with a stable name. */
 int optim_state_count(const optim *o);
 void optim_state_get(const optim *o, int i, const char **name, float **data, int64_t *numel);

@@ -3,6 +3,7 @@
 #include "train/run_config.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,8 @@ static const field FIELDS[] = {
     FLD("data", "train", F_STR, train_data, 0, 0, "HDF5 token dataset for training (task dataset)"),
     FLD("data", "eval", F_STR, eval_data, 0, 0, "HDF5 token dataset for evaluation"),
     FLD("data", "tokenizer", F_STR, tokenizer, 0, 0, "SentencePiece .model (or HF folder) the datasets were prepared with: eval/generate text"),
-    FLD("data", "eval_examples", F_INT, eval_examples, 1, 1e7, "held-out examples of the built-in task"),
+    FLD("data", "eval_examples", F_INT, eval_examples, 0, 1e7, "held-out examples evaluated (0 = an eval dataset whole; the built-in task 512)"),
+    FLD("data", "shuffle", F_BOOL, shuffle, 0, 0, "shuffle the training examples every epoch (false = the dataset's order)"),
     FLD("data", "max_input_len", F_INT, max_input_len, 1, 1e6, "truncate inputs to this many tokens"),
     FLD("data", "max_target_len", F_INT, max_target_len, 1, 1e6, "truncate targets to this many tokens"),
     FLD("data", "pad_to", F_STR, pad_to, 0, 0, "batch (pad to the batch's longest example) | fixed (always max_input_len x max_target_len)"),
@@ -43,13 +45,17 @@ static const field FIELDS[] = {
     FLD("optim", "name", F_STR, optimizer, 0, 0, "adamw | adafactor"),
     FLD("optim", "lr", F_DOUBLE, lr, 0, 10, "peak learning rate"),
     FLD("optim", "weight_decay", F_DOUBLE, weight_decay, 0, 10, "decoupled weight decay (not on norms)"),
-    FLD("optim", "beta1", F_DOUBLE, beta1, 0, 0.9999999, "AdamW beta1; Adafactor first moment (0 = none)"),
+    FLD("optim", "beta1", F_DOUBLE, beta1, 0, 0.9999999,
+        "first-moment decay; null = the optimizer's default (AdamW 0.9; Adafactor none, HF's beta1=None)"),
     FLD("optim", "beta2", F_DOUBLE, beta2, 0, 0.9999999, "AdamW beta2"),
     FLD("optim", "eps", F_DOUBLE, eps, 0, 1, "AdamW epsilon"),
     FLD("optim", "decay_rate", F_DOUBLE, adafactor_decay_rate, -10, 0, "Adafactor second-moment decay exponent (-0.8)"),
     FLD("optim", "clip_threshold", F_DOUBLE, adafactor_clip_threshold, 0, 1e6, "Adafactor update clipping"),
     FLD("optim", "relative_step", F_BOOL, adafactor_relative_step, 0, 0, "Adafactor relative step size (T5)"),
     FLD("optim", "scale_parameter", F_BOOL, adafactor_scale_parameter, 0, 0, "Adafactor scales by the parameter RMS"),
+    FLD("optim", "idle_experts", F_STR, idle_experts, 0, 0,
+        "skip (torch: an expert no token reached in the global batch has no gradient: no update, no decay, its step count "
+        "stays) | update (Megatron: every expert steps every step)"),
     FLD("schedule", "name", F_STR, schedule, 0, 0, "constant | linear_warmup | inverse_sqrt | cosine | linear_decay"),
     FLD("schedule", "warmup_steps", F_I64, warmup_steps, 0, 1e12, "linear warmup steps"),
     FLD("schedule", "min_lr", F_DOUBLE, min_lr, 0, 10, "floor of the cosine schedule"),
@@ -109,19 +115,22 @@ void run_config_defaults(run_config *r) {
     r->noise_density = 0.15;
     r->mean_span_length = 3.0;
     r->read_cache_mb = 4;
+    r->shuffle = true;
+    /* optimisation: Hugging Face Trainer's defaults (TrainingArguments, torch AdamW) */
     snprintf(r->optimizer, sizeof r->optimizer, "adamw");
-    r->lr = 3e-3;
+    r->lr = 5e-5;
     r->weight_decay = 0.0;
-    r->beta1 = 0.9;
-    r->beta2 = 0.98;
+    r->beta1 = NAN;
+    r->beta2 = 0.999;
     r->eps = 1e-8;
     r->adafactor_decay_rate = -0.8;
     r->adafactor_clip_threshold = 1.0;
     r->adafactor_relative_step = false;
     r->adafactor_scale_parameter = false;
-    snprintf(r->schedule, sizeof r->schedule, "cosine");
-    r->warmup_steps = 100;
-    r->min_lr = 1e-4;
+    snprintf(r->idle_experts, sizeof r->idle_experts, "skip");
+    snprintf(r->schedule, sizeof r->schedule, "linear_decay");
+    r->warmup_steps = 0;
+    r->min_lr = 0.0;
     r->steps = 3000;
     r->batch_size = 32;
     r->micro_batch_size = 0;
@@ -140,8 +149,25 @@ void run_config_defaults(run_config *r) {
     r->collective_timeout_s = 300;
 }
 
+void run_config_demo(run_config *r) {
+    run_config_defaults(r);
+    r->lr = 3e-3;
+    r->beta1 = 0.9;
+    r->beta2 = 0.98;
+    snprintf(r->schedule, sizeof r->schedule, "cosine");
+    r->warmup_steps = 100;
+    r->min_lr = 1e-4;
+}
+
+/* Keys whose JSON null means "the default of whatever uses it" (stored as NaN). */
+static bool nullable(const field *f) { return f->type == F_DOUBLE && !strcmp(f->section, "optim") && !strcmp(f->key, "beta1"); }
+
 static sx_status set_field(run_config *r, const field *f, const cJSON *it, const char *where) {
     char *p = (char *)r + f->offset;
+    if (nullable(f) && cJSON_IsNull(it)) {
+        *(double *)p = NAN;
+        return sx_ok();
+    }
     int64_t iv;
     switch (f->type) {
     case F_INT:
@@ -281,6 +307,8 @@ sx_status run_config_validate(const run_config *r) {
     if (!(r->noise_density > 0 && r->noise_density < 1)) return sx_errorf("data.noise_density: %g must be strictly between 0 and 1", r->noise_density);
     if (!(r->mean_span_length >= 1)) return sx_errorf("data.mean_span_length: %g must be at least 1", r->mean_span_length);
     if (strcmp(r->optimizer, "adamw") && strcmp(r->optimizer, "adafactor")) return sx_errorf("optim.name: '%s' is not one of adamw, adafactor", r->optimizer);
+    if (strcmp(r->idle_experts, "skip") && strcmp(r->idle_experts, "update"))
+        return sx_errorf("optim.idle_experts: '%s' is not one of skip, update", r->idle_experts);
     int mb = r->micro_batch_size ? r->micro_batch_size : r->batch_size;
     if (r->batch_size % mb) return sx_errorf("train.micro_batch_size %d does not divide train.batch_size %d", mb, r->batch_size);
     if (r->model.num_experts % r->expert_parallel)
@@ -301,7 +329,10 @@ cJSON *run_config_to_json(const run_config *r) {
             case F_INT: cJSON_AddNumberToObject(sec, f->key, *(const int *)p); break;
             case F_I64: cJSON_AddNumberToObject(sec, f->key, (double)*(const int64_t *)p); break;
             case F_U64: cJSON_AddNumberToObject(sec, f->key, (double)*(const uint64_t *)p); break;
-            case F_DOUBLE: cJSON_AddNumberToObject(sec, f->key, *(const double *)p); break;
+            case F_DOUBLE:
+                if (isnan(*(const double *)p)) cJSON_AddNullToObject(sec, f->key);
+                else cJSON_AddNumberToObject(sec, f->key, *(const double *)p);
+                break;
             case F_BOOL: cJSON_AddBoolToObject(sec, f->key, *(const bool *)p); break;
             case F_STR: cJSON_AddStringToObject(sec, f->key, p); break;
             }

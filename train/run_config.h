@@ -21,7 +21,8 @@ typedef struct {
     int task_min_len, task_max_len; /* digits per built-in example */
     char train_data[512], eval_data[512]; /* HDF5 token datasets (task "dataset") */
     char tokenizer[512];         /* SentencePiece .model of the datasets ("" = none): eval and generate read text with it */
-    int eval_examples;           /* held-out examples evaluated (built-in task) */
+    int eval_examples;           /* held-out examples evaluated (0: a dataset whole, the built-in task 512) */
+    bool shuffle;                /* shuffle the training examples every epoch (false: the file's order) */
     int max_input_len, max_target_len;
     char pad_to[16];             /* "batch" (pad to the batch's longest example) | "fixed" (to max_input_len/max_target_len) */
     int bucket_batches;          /* 0 = off; K > 1: sort windows of K batches by input length, emit the K in shuffled order */
@@ -30,7 +31,8 @@ typedef struct {
 
     /* optim */
     char optimizer[16];          /* adamw | adafactor */
-    double lr, weight_decay, beta1, beta2, eps;
+    double lr, weight_decay, beta1, beta2, eps; /* beta1 NaN: the optimizer's default (AdamW 0.9, Adafactor none) */
+    char idle_experts[16];       /* skip (torch: an expert with no token has no gradient, no update) | update */
     double adafactor_decay_rate, adafactor_clip_threshold;
     bool adafactor_relative_step, adafactor_scale_parameter;
 
@@ -60,8 +62,13 @@ typedef struct {
     double collective_timeout_s;
 } run_config;
 
-/* The built-in default run (what `switchc train` with no arguments does). */
+/* The library defaults: the built-in tiny model and task, and Hugging Face Trainer's optimisation defaults (AdamW
+ * lr 5e-5, betas 0.9/0.999, eps 1e-8, no weight decay, linear decay without warmup, gradient clipping at 1.0). A run
+ * config file or --init-from starts from these. */
 void run_config_defaults(run_config *r);
+/* The built-in demo (`switchc train` with neither --config nor --init-from): the defaults with the demo's tuned
+ * values (lr 3e-3, beta2 0.98, cosine with 100 warmup steps, 3000 steps). */
+void run_config_demo(run_config *r);
 /* Applies a JSON object over the current values (strict). 'where' names the source. */
 sx_status run_config_apply_json(run_config *r, const cJSON *obj, const char *where);
 sx_status run_config_load(run_config *r, const char *path);

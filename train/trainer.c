@@ -144,23 +144,96 @@ typedef struct {
     par_ctx local_par;
     bool rank0;                /* world rank 0 prints and writes files */
     float *stage;              /* gradient packing for the all-reduces, sized once */
+    int64_t n_units;           /* optimizer units: a whole tensor, or one expert of a block (train/optim.h) */
+    uint8_t *unit_frozen;      /* [n_units] */
+    uint8_t *active;           /* [n_units]: the units one step updates */
 } trainer;
 
-static bool matches_any(const char *patterns, const char *name) {
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", patterns);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        while (*tok == ' ') tok++;
-        if (*tok && fnmatch(tok, name, 0) == 0) return true;
+/* The HF name of global expert e of descriptor p (or its plain name). */
+static const char *global_hf_name(const param_desc *p, int e, char *buf, size_t cap) {
+    if (!p->n_experts) {
+        snprintf(buf, cap, "%s", p->name);
+        return buf;
     }
-    return false;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    snprintf(buf, cap, p->name, e);
+#pragma GCC diagnostic pop
+    return buf;
+}
+
+/* Splits a comma-separated pattern list into pats (pointers into buf). */
+static int split_patterns(const char *list, char *buf, size_t cap, char **pats, int max) {
+    snprintf(buf, cap, "%s", list);
+    int n = 0;
+    for (char *tok = strtok(buf, ","); tok && n < max; tok = strtok(NULL, ",")) {
+        while (*tok == ' ') tok++;
+        char *end = tok + strlen(tok);
+        while (end > tok && end[-1] == ' ') *--end = 0;
+        if (*tok) pats[n++] = tok;
+    }
+    return n;
+}
+
+/* train.freeze / train.train_only: fnmatch patterns over the HF parameter names of the whole model, one name per
+ * expert ("decoder.block.1.layer.2.mlp.experts.expert_3.wi.weight"), so a pattern can name single experts. A
+ * pattern that matches no name is an error (a typo would otherwise freeze nothing, silently). Sets t->unit_frozen
+ * for this rank's units and reports the counts in HF tensors. */
+static sx_status setup_freeze(trainer *t) {
+    const run_config *cfg = t->cfg;
+    const model *m = &t->m;
+    const int E = m->cfg.num_experts;
+    char fbuf[sizeof cfg->freeze], obuf[sizeof cfg->train_only], name[192];
+    char *fp[64], *op[64];
+    int nf = split_patterns(cfg->freeze, fbuf, sizeof fbuf, fp, 64), no = split_patterns(cfg->train_only, obuf, sizeof obuf, op, 64);
+    int fhits[64] = {0}, ohits[64] = {0};
+    int64_t tensors = 0, tensors_frozen = 0, numel = 0, numel_frozen = 0, u = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const param_desc *p = &m->params[i];
+        int ng = p->n_experts ? E : 1;
+        int64_t per = p->n_experts ? p->numel / p->n_experts : p->numel;
+        for (int e = 0; e < ng; e++) {
+            global_hf_name(p, e, name, sizeof name);
+            bool fz = false, only = no == 0;
+            for (int k = 0; k < nf; k++)
+                if (fnmatch(fp[k], name, 0) == 0) fhits[k]++, fz = true;
+            for (int k = 0; k < no; k++)
+                if (fnmatch(op[k], name, 0) == 0) ohits[k]++, only = true;
+            bool frozen = fz || !only;
+            tensors++;
+            numel += per;
+            tensors_frozen += frozen;
+            numel_frozen += frozen ? per : 0;
+            bool mine = !p->n_experts || (e >= p->expert_offset && e < p->expert_offset + p->n_experts);
+            if (mine) t->unit_frozen[u++] = frozen;
+        }
+    }
+    SX_ASSERT(u == t->n_units, "freeze: %lld units, the optimizer has %lld", (long long)u, (long long)t->n_units);
+    for (int k = 0; k < nf; k++)
+        if (!fhits[k])
+            return sx_errorf("train.freeze: pattern '%s' matches no parameter (patterns match HF names such as '%s' or "
+                             "'encoder.block.1.layer.1.mlp.experts.expert_0.wi.weight')", fp[k], m->params[0].name);
+    for (int k = 0; k < no; k++)
+        if (!ohits[k])
+            return sx_errorf("train.train_only: pattern '%s' matches no parameter (patterns match HF names such as '%s' or "
+                             "'encoder.block.1.layer.1.mlp.router.classifier.weight')", op[k], m->params[0].name);
+    if (tensors_frozen == tensors) return sx_errorf("train.freeze/train.train_only: every parameter is frozen, nothing would train");
+    if (tensors_frozen && t->rank0)
+        printf("switchc: %lld of %lld parameter tensors (HF names) frozen; %lld of %lld parameters train\n", (long long)tensors_frozen,
+               (long long)tensors, (long long)(numel - numel_frozen), (long long)numel);
+    return sx_ok();
 }
 
 static sx_status setup_optimizer(trainer *t) {
     const run_config *cfg = t->cfg;
     model *m = &t->m;
     t->op = calloc((size_t)m->n_params, sizeof(optim_param));
-    int n_frozen = 0;
+    t->n_units = 0;
+    for (int i = 0; i < m->n_params; i++) t->n_units += m->params[i].n_experts ? m->params[i].n_experts : 1;
+    t->unit_frozen = calloc((size_t)t->n_units + 1, 1);
+    t->active = calloc((size_t)t->n_units + 1, 1);
+    SX_TRY(setup_freeze(t));
+    int64_t u = 0;
     for (int i = 0; i < m->n_params; i++) {
         const param_desc *p = &m->params[i];
         optim_param *o = &t->op[i];
@@ -169,17 +242,13 @@ static sx_status setup_optimizer(trainer *t) {
         o->ndim = p->ndim;
         memcpy(o->shape, p->shape, sizeof o->shape);
         o->decay = p->decay;
-        o->batch_dims = p->n_experts ? 1 : 0; /* the expert axis is a batch for Adafactor's factoring (t5x MoE rules) */
-        /* patterns see expert blocks with '*' for the expert index: "*experts*" or "*.expert_*.wi.weight" */
-        char pat_name[160];
-        snprintf(pat_name, sizeof pat_name, "%s", p->name);
-        char *pc = strstr(pat_name, "%d");
-        if (pc) memmove(pc + 1, pc + 2, strlen(pc + 2) + 1), *pc = '*';
-        bool frozen = (cfg->freeze[0] && matches_any(cfg->freeze, pat_name)) || (cfg->train_only[0] && !matches_any(cfg->train_only, pat_name));
-        o->frozen = frozen;
-        n_frozen += frozen;
+        o->batch_dims = p->n_experts ? 1 : 0; /* each expert its own unit, as HF's one weight per expert */
+        int nu = p->n_experts ? p->n_experts : 1;
+        bool all = true;
+        for (int k = 0; k < nu; k++) all &= t->unit_frozen[u + k] != 0;
+        o->frozen = all; /* no state; a partly frozen block keeps state and skips its frozen units */
+        u += nu;
     }
-    if (n_frozen == m->n_params) return sx_errorf("train.freeze/train.train_only: every parameter is frozen, nothing would train");
     optim_config oc;
     memset(&oc, 0, sizeof oc);
     oc.kind = strcmp(cfg->optimizer, "adafactor") ? OPTIM_ADAMW : OPTIM_ADAFACTOR;
@@ -195,15 +264,20 @@ static sx_status setup_optimizer(trainer *t) {
     oc.relative_step = cfg->adafactor_relative_step;
     oc.scale_parameter = cfg->adafactor_scale_parameter;
     oc.warmup_init = false;
-    oc.beta1_adafactor = oc.kind == OPTIM_ADAFACTOR ? (cfg->beta1 == 0.9 ? 0.0 : cfg->beta1) : 0.0;
+    /* optim.beta1 unset (NaN): the optimizer's own default, AdamW 0.9, Adafactor none (HF's beta1=None) */
+    bool b1_unset = isnan(cfg->beta1);
+    oc.beta1 = b1_unset ? 0.9 : cfg->beta1;
+    oc.beta1_adafactor = oc.kind == OPTIM_ADAFACTOR && !b1_unset ? cfg->beta1 : 0.0;
     SX_TRY(optim_init(&t->opt, &oc, t->op, m->n_params));
+    for (int i = 0; i < m->n_params; i++)
+        SX_ASSERT(optim_unit_first(t->opt, i) + (m->params[i].n_experts ? m->params[i].n_experts : 1) <=
+                      optim_unit_count(t->opt), "optimizer units");
     memset(&t->sched, 0, sizeof t->sched);
     SX_TRY(sched_parse_kind(cfg->schedule, &t->sched.kind));
     t->sched.lr = cfg->lr;
     t->sched.warmup_steps = cfg->warmup_steps;
     t->sched.total_steps = cfg->steps;
     t->sched.min_lr = cfg->min_lr;
-    if (n_frozen) printf("switchc: %d of %d parameter tensors frozen\n", n_frozen, m->n_params);
     return sx_ok();
 }
 
@@ -281,6 +355,24 @@ static sx_status save_checkpoint(trainer *t) {
         snprintf(name, sizeof name, "optim/%s", sname);
         s = ckpt_write_f32(w, name, 1, AG_SHAPE(wn), all);
     }
+    /* each unit's step count (torch's state["step"]): experts idle in a step keep theirs */
+    int64_t *steps = optim_step_counts(t->opt), *sbuf = malloc(sizeof(int64_t) * (size_t)(m->cfg.num_experts + 1));
+    for (int i = 0; i < m->n_params; i++) {
+        const param_desc *p = &m->params[i];
+        if (t->op[i].frozen) continue;
+        int64_t first = optim_unit_first(t->opt, i), nu = p->n_experts ? p->n_experts : 1, wn = nu;
+        const int64_t *all = steps + first;
+        if (p->n_experts && t->par->ep_size > 1) {
+            sx_status gs = par_allgather(t->par->ep, steps + first, sbuf, nu, PAR_I64);
+            SX_ASSERT(gs.ok, "gathering step counts for the checkpoint: %s", gs.msg);
+            all = sbuf;
+            wn = nu * t->par->ep_size;
+        }
+        if (!t->rank0 || !s.ok) continue;
+        snprintf(name, sizeof name, "optim_steps/%s", p->name);
+        s = ckpt_write_i64(w, name, 1, AG_SHAPE(wn), all);
+    }
+    free(sbuf);
     free(buf);
     free(cfg_text);
     free(model_text);
@@ -328,6 +420,27 @@ static sx_status load_checkpoint(trainer *t, const char *path) {
         if (s.ok) memcpy(data, buf + (expert ? n * t->m.ep_rank : 0), sizeof(float) * (size_t)n);
     }
     free(buf);
+    /* step counts per unit; a checkpoint from before they were recorded gives every unit the global step */
+    int64_t *steps = optim_step_counts(t->opt), *sbuf = malloc(sizeof(int64_t) * (size_t)(t->m.cfg.num_experts + 1));
+    bool legacy = false;
+    for (int i = 0; s.ok && i < t->m.n_params; i++) {
+        const param_desc *p = &t->m.params[i];
+        if (t->op[i].frozen) continue;
+        int64_t first = optim_unit_first(t->opt, i), nu = p->n_experts ? p->n_experts : 1, wn = p->n_experts ? nu * t->m.ep_size : 1;
+        char dn[300];
+        snprintf(dn, sizeof dn, "optim_steps/%s", p->name);
+        if (!ckpt_has(r, dn)) {
+            for (int64_t k = 0; k < nu; k++) steps[first + k] = t->step; /* the old loop stepped with the global count */
+            legacy = true;
+            continue;
+        }
+        s = ckpt_read_i64(r, dn, 1, AG_SHAPE(wn), sbuf);
+        if (s.ok) memcpy(steps + first, sbuf + (p->n_experts ? nu * t->m.ep_rank : 0), sizeof(int64_t) * (size_t)nu);
+    }
+    free(sbuf);
+    if (s.ok && legacy && t->rank0)
+        printf("switchc: %s records no per-tensor step counts (an older checkpoint): every tensor resumes at step %lld\n", path,
+               (long long)t->step);
     ckpt_close(r);
     return s;
 }
@@ -592,6 +705,34 @@ static void scale_grads(trainer *t, float c) {
     }
 }
 
+/* The units this step updates (t->active): every unit not frozen, less, with optim.idle_experts = skip, the experts
+ * that no token of the global batch reached (kept, after capacity) in their layer: they have no gradient, and torch
+ * skips a parameter whose grad is None (no decay, no moment decay, no step count). Frozen units of a partly frozen
+ * block get a zero gradient, so the norm and clipping see only what trains, as in torch. step_tokens [layer, expert]
+ * is global; route_param holds each layer's expert blocks (-1 absent). */
+static void select_units(trainer *t, const int64_t *step_tokens, const int *route_param, int n_sparse) {
+    const model *m = &t->m;
+    const int E = m->cfg.num_experts;
+    for (int64_t u = 0; u < t->n_units; u++) t->active[u] = !t->unit_frozen[u];
+    for (int i = 0; i < m->n_params; i++) {
+        const param_desc *p = &m->params[i];
+        if (!p->n_experts || t->op[i].frozen) continue;
+        int64_t first = optim_unit_first(t->opt, i), per = p->numel / p->n_experts;
+        for (int k = 0; k < p->n_experts; k++)
+            if (t->unit_frozen[first + k]) memset(m->g + p->offset + k * per, 0, sizeof(float) * (size_t)per);
+    }
+    if (strcmp(t->cfg->idle_experts, "skip")) return;
+    for (int r = 0; r < n_sparse; r++)
+        for (int j = 0; j < 4; j++) {
+            int i = route_param[4 * r + j];
+            if (i < 0) continue;
+            const param_desc *p = &m->params[i];
+            int64_t first = optim_unit_first(t->opt, i);
+            for (int k = 0; k < p->n_experts; k++)
+                if (step_tokens[r * E + p->expert_offset + k] == 0) t->active[first + k] = 0;
+        }
+}
+
 sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_result *res) {
     SX_TRY(run_config_validate(cfg));
     if (cfg->threads > 0) openblas_set_num_threads(cfg->threads);
@@ -676,6 +817,8 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
     const int n_sparse = model_config_sparse_count(t.m.cfg.encoder_sparse_step, t.m.cfg.num_layers) +
                          model_config_sparse_count(t.m.cfg.decoder_sparse_step, t.m.cfg.num_decoder_layers);
     int64_t *layer_tokens = calloc((size_t)(n_sparse * E + 1), sizeof(int64_t)); /* [layer, expert] over the run */
+    int64_t *step_tokens = calloc((size_t)(n_sparse * E + 1), sizeof(int64_t));  /* [layer, expert] of one step, global */
+    int *route_param = malloc(sizeof(int) * (size_t)(4 * n_sparse + 1));           /* the expert blocks of each route */
     run_totals tot_run = {0};
     tot_run.best_eval_loss = INFINITY;
     ag_arena seed_arena;
@@ -699,6 +842,7 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
         memset(t.m.g, 0, sizeof(float) * (size_t)t.m.n_floats);
         step_stats st = {0};
         memset(expert_tokens, 0, sizeof(int64_t) * (size_t)E);
+        memset(step_tokens, 0, sizeof(int64_t) * (size_t)(n_sparse * E));
         for (int k = 0; k < n_micro; k++) {
             int64_t S, T;
             uint64_t first = (uint64_t)(t.step * cfg->batch_size + k * mb);
@@ -722,13 +866,14 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
             if (o.dec_z) st.z += ((float *)o.dec_z->data)[0] / n_micro / W;
             if (o.enc_aux) st.aux += ((float *)o.enc_aux->data)[0] / n_micro / W;
             if (o.dec_aux) st.aux += ((float *)o.dec_aux->data)[0] / n_micro / W;
+            SX_ASSERT(o.n_routes == n_sparse, "%d routed layers, expected %d", o.n_routes, n_sparse);
             for (int r = 0; r < o.n_routes; r++) {
                 st.dropped += o.routes[r].n_dropped;
                 st.routed += o.routes[r].n_tokens;
-                for (int e = 0; e < E; e++) {
-                    expert_tokens[e] += o.routes[r].tokens_per_expert[e];
-                    layer_tokens[r * E + e] += o.routes[r].tokens_per_expert[e];
-                }
+                for (int e = 0; e < E; e++) step_tokens[r * E + e] += o.routes[r].tokens_per_expert[e];
+                const block_params *bp = o.routes[r].stack ? &t.m.dec[o.routes[r].block] : &t.m.enc[o.routes[r].block];
+                const int blocks[4] = {bp->wi, bp->wi0, bp->wi1, bp->wo};
+                memcpy(route_param + 4 * r, blocks, sizeof blocks);
             }
             st.tokens += (int64_t)mbl * (S + T);
             ag_ctx_reset(&t.ctx);
@@ -739,10 +884,9 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
         if (t.step == start_step && opts->on_first_grads) opts->on_first_grads(&t.m, opts->user);
         /* the step's numbers, summed over ranks (shares of the loss; token and routing counts) */
         {
-            double v[7 + 64] = {st.loss, st.ce, st.z, st.aux, (double)st.dropped, (double)st.routed, (double)st.tokens};
-            int ne = E < 64 ? E : 64;
-            for (int e = 0; e < ne; e++) v[7 + e] = (double)expert_tokens[e];
-            s = par_allreduce_sum(t.par->world, v, 7 + ne, PAR_F64);
+            double v[7] = {st.loss, st.ce, st.z, st.aux, (double)st.dropped, (double)st.routed, (double)st.tokens};
+            s = par_allreduce_sum(t.par->world, v, 7, PAR_F64);
+            if (s.ok) s = par_allreduce_sum(t.par->world, step_tokens, n_sparse * E, PAR_I64);
             if (!s.ok) break;
             st.loss = v[0];
             st.ce = v[1];
@@ -751,8 +895,13 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
             st.dropped = (int64_t)v[4];
             st.routed = (int64_t)v[5];
             st.tokens = (int64_t)v[6];
-            for (int e = 0; e < ne; e++) expert_tokens[e] = (int64_t)v[7 + e];
+            for (int r = 0; r < n_sparse; r++)
+                for (int e = 0; e < E; e++) {
+                    expert_tokens[e] += step_tokens[r * E + e];
+                    layer_tokens[r * E + e] += step_tokens[r * E + e];
+                }
         }
+        select_units(&t, step_tokens, route_param, n_sparse);
         double gnorm = global_grad_norm(&t);
         bool finite = isfinite(st.loss) && isfinite(gnorm);
         if (!finite) {
@@ -771,7 +920,7 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
             t.consecutive_skips = 0;
             /* torch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1 */
             if (cfg->grad_clip > 0 && cfg->grad_clip / (gnorm + 1e-6) < 1) scale_grads(&t, (float)(cfg->grad_clip / (gnorm + 1e-6)));
-            optim_step(t.opt, t.m.w, t.m.g, lr, t.step + 1);
+            optim_step(t.opt, t.m.w, t.m.g, lr, t.active);
         }
         t.step++;
         last_loss = st.loss;
@@ -839,9 +988,12 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
     }
     if (!opts->quiet && t.rank0) train_progress_done(&prog);
     if (metrics) train_metrics_close(metrics);
-    if (s.ok) s = par_allreduce_sum(t.par->world, layer_tokens, n_sparse * E, PAR_I64);
+    /* every rank leaves with the last checkpoint written (rank 0 writes it; the others may read it next) */
+    if (s.ok) s = par_barrier(t.par->world);
     if (s.ok && t.rank0) s = write_summary(&t, &tot_run, layer_tokens, n_sparse, last_loss);
     free(layer_tokens);
+    free(step_tokens);
+    free(route_param);
     if (s.ok && t.step == cfg->steps && !opts->quiet) {
         eval_result ev;
         s = trainer_evaluate(&t.m, cfg, true, &ev);
@@ -869,6 +1021,8 @@ out:
     free(t.stage);
     if (t.opt) optim_free(t.opt);
     free(t.op);
+    free(t.unit_frozen);
+    free(t.active);
     model_free(&t.m);
     return s;
 }

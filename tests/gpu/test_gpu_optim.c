@@ -158,7 +158,7 @@ static void run_and_compare(const char *op, const optim_config *cfg, gtol w_tol,
             fill_rand(g + p[i].offset, numel_of(&p[i]), 1000 * seed + 97 * (uint64_t)t + (uint64_t)i, -mag, mag);
         }
         to_dev(dg, g, total);
-        optim_step(o, w, g, lrs[t - 1], t);
+        optim_step(o, w, g, lrs[t - 1], NULL);
         for (int i = 0; i < N_PARAMS; i++) {
             float *wi = dw + p[i].offset, *gi = dg + p[i].offset;
             if (cfg->kind == OPTIM_ADAMW) {
@@ -178,7 +178,16 @@ static void run_and_compare(const char *op, const optim_config *cfg, gtol w_tol,
                     .scale_parameter = cfg->scale_parameter,
                     .warmup_init = cfg->warmup_init,
                 };
-                ag_cuda_adafactor_step(&ac, wi, gi, ds.d[i][ST_M], ds.d[i][ST_V], ds.d[i][ST_ROW], ds.d[i][ST_COL], p[i].ndim, p[i].shape, t);
+                /* an expert block is E units, each stepped as its own 2-D weight (train/optim.c) */
+                int64_t nu = p[i].batch_dims ? p[i].shape[0] : 1, un = numel_of(&p[i]) / nu;
+                int und = p[i].ndim - p[i].batch_dims;
+                const int64_t *ush = p[i].shape + p[i].batch_dims;
+                int64_t R = und >= 2 ? ush[und - 2] : 0, C = und >= 2 ? ush[und - 1] : 0, ul = und >= 2 ? un / (R * C) : 0;
+                for (int64_t k = 0; k < nu; k++) {
+                    float *m = ds.d[i][ST_M] ? ds.d[i][ST_M] + k * un : NULL, *v = ds.d[i][ST_V] ? ds.d[i][ST_V] + k * un : NULL;
+                    float *row = ds.d[i][ST_ROW] ? ds.d[i][ST_ROW] + k * ul * R : NULL, *col = ds.d[i][ST_COL] ? ds.d[i][ST_COL] + k * ul * C : NULL;
+                    ag_cuda_adafactor_step(&ac, wi + k * un, gi + k * un, m, v, row, col, und, ush, t);
+                }
             }
         }
     }

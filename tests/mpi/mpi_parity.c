@@ -49,7 +49,7 @@ static void on_grads(const model *m, void *u) {
 }
 
 static void config(run_config *c, const char *dir, int E, bool one_expert) {
-    run_config_defaults(c);
+    run_config_demo(c);
     c->model.d_model = 16;
     c->model.d_kv = 4;
     c->model.num_heads = 4;
