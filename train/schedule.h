@@ -1,5 +1,6 @@
-/* Learning-rate schedules. step is the 1-based index of the update being made (HF's schedulers evaluate their
- * lambda at current_step = step - 1 with the first update at 0; ours starts the warmup at lr/warmup instead of 0). */
+/* Learning-rate schedules as transformers' lambdas: sched_lr(c, n) is the rate after n scheduler steps (HF's
+ * current_step), i.e. the rate of the update that follows n completed updates. The trainer passes the updates done
+ * so far, so update 1 runs at lambda(0) as with HF (0 under a linear warmup, as HF). */
 #ifndef SX_TRAIN_SCHEDULE_H
 #define SX_TRAIN_SCHEDULE_H
 

@@ -838,7 +838,7 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
                (long long)model_param_count_global(&t.m), cfg->model_source, E,
                cfg->task, (long long)cfg->steps, cfg->batch_size, n_micro > 1 ? " (micro-batches)" : "", W, W > 1 ? "s" : "", t.par->ep_size, t.dir);
     while (t.step < stop_at) {
-        double lr = sched_lr(&t.sched, t.step + 1), t_step0 = now_s();
+        double lr = sched_lr(&t.sched, t.step), t_step0 = now_s(); /* HF: lambda(updates done) */
         memset(t.m.g, 0, sizeof(float) * (size_t)t.m.n_floats);
         step_stats st = {0};
         memset(expert_tokens, 0, sizeof(int64_t) * (size_t)E);
