@@ -119,7 +119,7 @@ static double compare_weights(hid_t g, const char *ckpt, const run_config *cfg, 
 static void replay(const char *name) {
     hid_t f = H5Fopen(FIXDIR "/trajectories.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
     cr_assert(f >= 0, "no fixture %s (scripts/make_finetune_fixtures.py)", FIXDIR "/trajectories.h5");
-    char data[600], dir[600], ckpt[700];
+    char data[400], dir[400], ckpt[700];
     snprintf(data, sizeof data, "%s/finetune_%s_%d.h5", SX_BINARY_DIR, name, (int)getpid());
     snprintf(dir, sizeof dir, "%s/finetune_%s_%d", SX_BINARY_DIR, name, (int)getpid());
     write_dataset(f, data);
