@@ -383,3 +383,53 @@ Test(batching, config_keys_are_validated_and_listed) {
     for (int k = 0; k < 5; k++) cr_expect(strstr(text, keys[k]), "--help-config lists data.%s", keys[k]);
     free(text);
 }
+
+/* data.shuffle = false: the training order is the file's, epoch after epoch (the targets carry the example id). */
+Test(batching, shuffle_false_keeps_the_file_order) {
+    char p[512];
+    path_of(p, sizeof p, "order.h5");
+    write_pairs(p);
+    run_config c;
+    dataset_config(&c, p, 10, 0);
+    cr_assert(run_config_set(&c, "data.shuffle=false").ok);
+    batch_source *s;
+    cr_assert(batch_source_open(&c, false, &s).ok);
+    batch_buf b = {0};
+    for (uint64_t first = 0; first < 2 * N_EX; first += 10) {
+        get(s, first, 10, &b);
+        for (int r = 0; r < 10; r++)
+            cr_assert_eq(b.labels[r * b.T], 2 + (int)((first + (uint64_t)r) % N_EX), "position %d: not the file's order", (int)first + r);
+    }
+    batch_source_close(s);
+    /* shuffled (the default): some batch differs from the file order */
+    dataset_config(&c, p, 10, 0);
+    cr_assert(batch_source_open(&c, false, &s).ok);
+    get(s, 0, 10, &b);
+    bool moved = false;
+    for (int r = 0; r < 10; r++) moved |= b.labels[r * b.T] != 2 + r;
+    cr_expect(moved, "the default shuffles");
+    batch_source_close(s);
+    free(b.ids);
+    free(b.mask);
+    free(b.labels);
+    unlink(p);
+}
+
+/* data.eval_examples: 0 (the default) evaluates an eval dataset whole (it capped it at 512 before); a value caps it. */
+Test(batching, eval_examples_default_is_the_whole_dataset) {
+    char p[512];
+    path_of(p, sizeof p, "evalcount.h5");
+    write_pairs(p);
+    run_config c;
+    dataset_config(&c, p, 10, 0);
+    snprintf(c.eval_data, sizeof c.eval_data, "%s", p);
+    batch_source *s;
+    cr_assert(batch_source_open(&c, true, &s).ok);
+    cr_expect_eq(batch_source_count(s), N_EX);
+    batch_source_close(s);
+    cr_assert(run_config_set(&c, "data.eval_examples=7").ok);
+    cr_assert(batch_source_open(&c, true, &s).ok);
+    cr_expect_eq(batch_source_count(s), 7);
+    batch_source_close(s);
+    unlink(p);
+}
