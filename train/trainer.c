@@ -943,14 +943,17 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
                 if (expert_tokens[e] > busiest) busiest = expert_tokens[e];
                 if (expert_tokens[e] < idlest) idlest = expert_tokens[e];
             }
+            int64_t idle = 0;
+            for (int q = 0; q < n_sparse * E; q++) idle += step_tokens[q] == 0;
             double a2a = par_alltoall_seconds() - a2a_log;
             double vals[] = {st.loss, st.ce, st.aux, st.z, lr, gnorm, el > 0 ? (double)tok_since_log / el : 0,
                              st.routed ? (double)st.dropped / (double)st.routed : 0, tot ? (double)busiest / (double)tot : 0,
-                             tot ? (double)idlest / (double)tot : 0, (double)t.skipped_total, el > 0 ? a2a / el : 0};
+                             tot ? (double)idlest / (double)tot : 0, (double)t.skipped_total, el > 0 ? a2a / el : 0,
+                             n_sparse ? (double)idle / (double)(n_sparse * E) : 0};
             const char *names[] = {"train/loss", "train/ce", "train/aux_loss", "train/z_loss", "train/lr", "train/grad_norm", "train/tokens_per_s",
                                    "train/dropped_frac", "train/busiest_expert_share", "train/idlest_expert_share", "train/skipped_steps",
-                                   "train/alltoall_time_share"};
-            if (t.rank0) s = train_metrics_log(metrics, t.step, 12, names, vals);
+                                   "train/alltoall_time_share", "train/idle_expert_frac"};
+            if (t.rank0) s = train_metrics_log(metrics, t.step, 13, names, vals);
             if (!s.ok) break;
             if (!opts->quiet && t.rank0)
                 fprintf(stderr, "\rstep %6lld | loss %.4f | ce %.4f | aux %.4f | z %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | dropped %.1f%% | experts max %.0f%% min %.0f%%\n",
