@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$(nproc 2>/dev/null || echo 2)" --target switchc
-exec build/switchc train "$@"
+# the demo replaces its run directory (runs/default) each time: --overwrite
+exec build/switchc train --overwrite "$@"

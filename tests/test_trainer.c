@@ -205,8 +205,9 @@ Test(trainer, sigkill_during_checkpoint_resumes_from_the_previous_one, .timeout 
     c.keep_checkpoints = 3;
     c.log_every = 1000;
     int kills_mid_write = 0, rounds = 0;
-    /* kill at varied moments until two kills have landed inside a write (each round's chance is ~1/4) */
-    for (int round = 0; round < 16 && kills_mid_write < 2; round++, rounds++) {
+    /* kill as soon as a checkpoint's temporary file appears (a real event, not a time: the test must not depend on
+     * how loaded the machine is), or between writes on odd rounds */
+    for (int round = 0; round < 6; round++, rounds++) {
         pid_t pid = fork();
         cr_assert(pid >= 0);
         if (pid == 0) {
@@ -215,7 +216,23 @@ Test(trainer, sigkill_during_checkpoint_resumes_from_the_previous_one, .timeout 
             trainer_run(&c, &o, &r);
             _exit(0);
         }
-        usleep(300000 + 37000 * (useconds_t)round);
+        /* the event: a checkpoint write in progress, and from round 1 on a complete checkpoint beside it (so the
+         * kill has something to spare) */
+        bool seen = false;
+        for (int waited = 0; waited < 120000 && !seen; waited++) { /* up to 120 s in 1 ms polls */
+            DIR *dir = opendir(d);
+            struct dirent *e;
+            bool temp = false, done = round == 0;
+            while (dir && (e = readdir(dir))) {
+                temp |= strstr(e->d_name, ".tmp.") != NULL && strstr(e->d_name, ".tmp.999") == NULL;
+                done |= !strncmp(e->d_name, "ckpt_step", 9) && !strstr(e->d_name, ".tmp.");
+            }
+            if (dir) closedir(dir);
+            seen = temp && done;
+            if (!seen) usleep(1000);
+        }
+        cr_assert(seen, "round %d: no checkpoint write started within 120 s", round);
+        if (round % 2) usleep(5000); /* odd rounds: a little later, sometimes after the write */
         kill(pid, SIGKILL);
         int st;
         waitpid(pid, &st, 0);
@@ -228,8 +245,7 @@ Test(trainer, sigkill_during_checkpoint_resumes_from_the_previous_one, .timeout 
             char p[800];
             snprintf(p, sizeof p, "%s/%s", d, e->d_name);
             if (strstr(e->d_name, ".tmp.")) {
-                kills_mid_write++;
-                remove(p);
+                kills_mid_write++; /* left for the next run to clean (it must) */
                 continue;
             }
             if (strncmp(e->d_name, "ckpt_step", 9)) continue;
@@ -242,7 +258,7 @@ Test(trainer, sigkill_during_checkpoint_resumes_from_the_previous_one, .timeout 
             }
         }
         closedir(dir);
-        cr_expect(valid > 0, "round %d: no complete checkpoint survived", round);
+        cr_expect(valid > 0 || round == 0, "round %d: the complete checkpoint did not survive the kill", round);
     }
     printf("SIGKILL rounds that interrupted a checkpoint write: %d of %d\n", kills_mid_write, rounds);
     cr_expect(kills_mid_write >= 1, "no kill landed inside a checkpoint write in %d rounds: the test did not test it", rounds);
@@ -254,6 +270,108 @@ Test(trainer, sigkill_during_checkpoint_resumes_from_the_previous_one, .timeout 
     sx_status s = trainer_run(&c2, &o, &r);
     (void)s; /* steps=1 is below the resumed step: the loop does nothing; loading is what is checked */
     cr_expect(s.ok, "resume after SIGKILL failed: %s", s.msg);
+    DIR *dir = opendir(d);
+    struct dirent *e;
+    while ((e = readdir(dir))) cr_expect(!strstr(e->d_name, ".tmp."), "the resumed run left the stale %s", e->d_name);
+    closedir(dir);
+}
+
+/* SIGTERM (or SIGINT) stops the run at the next step boundary with a checkpoint and a non-zero status that says
+ * where; the run resumes from it. Two signals in a row end the process at once. */
+static int lines_of(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int n = 0, ch;
+    while ((ch = fgetc(f)) != EOF) n += ch == '\n';
+    fclose(f);
+    return n;
+}
+
+Test(trainer, sigterm_stops_at_a_step_with_a_checkpoint, .timeout = 300) {
+    char d[512], metrics[600];
+    tmpdir(d, sizeof d, "sigterm");
+    run_config c;
+    small_run(&c, d);
+    c.steps = 100000;
+    c.ckpt_every = 0;
+    c.log_every = 1;
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", d);
+    for (int twice = 0; twice < 2; twice++) {
+        int pfd[2];
+        cr_assert(pipe(pfd) == 0);
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+            close(pfd[0]);
+            dup2(pfd[1], 2); /* the handler's acknowledgement goes to the parent */
+            trainer_opts o = {.quiet = true, .resume = twice ? "auto" : NULL};
+            trainer_result r;
+            sx_status s = trainer_run(&c, &o, &r);
+            _exit(!s.ok && strstr(s.msg, "stopped by SIGTERM") && strstr(s.msg, "--resume") ? 3 : s.ok ? 0 : 4);
+        }
+        /* the event: the run has logged steps (and so installed its handlers) */
+        int base = twice ? lines_of(metrics) : 0;
+        for (int waited = 0; waited < 120000 && lines_of(metrics) < base + 3; waited++) usleep(1000);
+        cr_assert(lines_of(metrics) >= base + 3, "the run logged no steps");
+        kill(pid, SIGTERM);
+        close(pfd[1]);
+        if (twice) {
+            /* the second only once the first was taken (two pending signals would merge into one) */
+            char buf[512];
+            size_t got = 0;
+            ssize_t k;
+            while (got < sizeof buf - 1 && (k = read(pfd[0], buf + got, sizeof buf - 1 - got)) > 0) {
+                got += (size_t)k;
+                buf[got] = 0;
+                if (strstr(buf, "send the signal again")) break;
+            }
+            kill(pid, SIGTERM);
+        }
+        int st;
+        waitpid(pid, &st, 0);
+        close(pfd[0]); /* after the child is gone: its message must not meet a closed pipe */
+        if (!twice) {
+            cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 3, "one SIGTERM: a clean stop with the checkpoint named (status %d)", st);
+        } else {
+            cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "two SIGTERMs: the process ends at once (status %d)", st);
+            continue;
+        }
+        DIR *dir = opendir(d);
+        struct dirent *e;
+        int ckpts = 0;
+        while ((e = readdir(dir))) ckpts += !strncmp(e->d_name, "ckpt_step", 9) && !strstr(e->d_name, ".tmp.");
+        closedir(dir);
+        cr_expect_eq(ckpts, 1, "the stopped run wrote its checkpoint");
+    }
+}
+
+/* A fresh run into a directory holding an earlier run is refused; --overwrite replaces it. */
+Test(trainer, rerun_into_a_run_directory_needs_overwrite, .timeout = 300) {
+    char d[512], p[700];
+    tmpdir(d, sizeof d, "rerun");
+    run_config c;
+    small_run(&c, d);
+    c.steps = 2;
+    trainer_opts o = {.quiet = true};
+    trainer_result r;
+    cr_assert(trainer_run(&c, &o, &r).ok);
+    snprintf(p, sizeof p, "%s/metrics.jsonl", d);
+    int lines = lines_of(p);
+    sx_status s = trainer_run(&c, &o, &r);
+    cr_expect(!s.ok && strstr(s.msg, "already holds a run") && strstr(s.msg, "--overwrite") && strstr(s.msg, "--resume"), "got: %s",
+              s.ok ? "ok" : s.msg);
+    cr_expect_eq(lines_of(p), lines, "the refused run touched metrics.jsonl");
+    /* a stale temporary file of a dead process is removed by the next run */
+    snprintf(p, sizeof p, "%s/ckpt_step00000002.h5.tmp.999999999", d);
+    write_bytes(p, "x", 1);
+    trainer_opts ow = {.quiet = true, .overwrite = true};
+    s = trainer_run(&c, &ow, &r);
+    cr_expect(s.ok, "--overwrite: %s", s.msg);
+    snprintf(p, sizeof p, "%s/metrics.jsonl", d);
+    cr_expect_eq(lines_of(p), lines, "--overwrite starts metrics.jsonl afresh");
+    struct stat stt;
+    snprintf(p, sizeof p, "%s/ckpt_step00000002.h5.tmp.999999999", d);
+    cr_expect(stat(p, &stt) != 0, "the stale temporary file is still there");
 }
 
 /* A checkpoint keeps the single-process layout: the whole model written once loads as any expert-parallel share

@@ -4,7 +4,10 @@
 #include "train/trainer.h"
 
 #include <cblas.h>
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <unistd.h>
 #include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
@@ -647,6 +650,72 @@ static sx_status write_summary(trainer *t, const run_totals *r, const int64_t *l
     return sx_ok();
 }
 
+/* ---- the run directory ------------------------------------------------------------------------------------------ */
+
+/* Temporary files of checkpoint writes killed mid-way (NAME.tmp.PID of a process that no longer exists). */
+static void remove_stale_temps(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *t = strstr(e->d_name, ".tmp.");
+        if (!t) continue;
+        char *end;
+        long pid = strtol(t + 5, &end, 10);
+        if (*end || pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
+            char p[1200];
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            if (remove(p) == 0) printf("switchc: removed %s, left by a run killed while writing it\n", p);
+        }
+    }
+    closedir(d);
+}
+
+/* A fresh run into a directory that holds an earlier run's files: refused (it would append to metrics.jsonl and
+ * overwrite checkpoints), or with overwrite, those files removed first. */
+static sx_status claim_run_dir(const char *dir, bool overwrite) {
+    DIR *d = opendir(dir);
+    if (!d) return sx_ok();
+    struct dirent *e;
+    char first[300] = "";
+    int n = 0;
+    sx_status s = sx_ok();
+    while ((e = readdir(d))) {
+        const char *nm = e->d_name;
+        bool ours = !strncmp(nm, CKPT_PREFIX, strlen(CKPT_PREFIX)) || !strcmp(nm, "metrics.jsonl") || !strcmp(nm, "summary.json") ||
+                    !strncmp(nm, "events.out.tfevents.", 20);
+        if (!ours) continue;
+        if (!n++) snprintf(first, sizeof first, "%s", nm);
+        if (overwrite) {
+            char p[1200];
+            snprintf(p, sizeof p, "%s/%s", dir, nm);
+            if (remove(p) != 0) s = sx_errorf("%s: cannot remove it (--overwrite): %s", p, strerror(errno));
+        }
+    }
+    closedir(d);
+    if (!s.ok) return s;
+    if (n && !overwrite)
+        return sx_errorf("train.out_dir %s already holds a run (%s and %d more file%s): continue it with --resume, replace it with --overwrite, "
+                         "or set another train.out_dir", dir, first, n - 1, n == 2 ? "" : "s");
+    if (n) printf("switchc: --overwrite: removed the %d files of the earlier run in %s\n", n, dir);
+    return sx_ok();
+}
+
+/* ---- signals: SIGINT / SIGTERM stop at the step boundary with a checkpoint; a second one ends the process ----------- */
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) {
+    if (stop_signal) { /* the second: at once */
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_signal = sig;
+    static const char msg[] = "\nswitchc: stopping after this step (a checkpoint will be written); send the signal again to stop now\n";
+    (void)!write(2, msg, sizeof msg - 1);
+}
+
 /* ---- the loop ------------------------------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -752,7 +821,11 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
     if (t.par->ep_size != cfg->expert_parallel)
         return sx_errorf("parallel.expert_parallel = %d but the ranks were grouped by %d", cfg->expert_parallel, t.par->ep_size);
     snprintf(t.dir, sizeof t.dir, "%s", cfg->out_dir);
-    if (t.rank0) SX_TRY(mkdir_p(t.dir));
+    if (t.rank0) {
+        SX_TRY(mkdir_p(t.dir));
+        remove_stale_temps(t.dir);
+        if (!opts->resume) SX_TRY(claim_run_dir(t.dir, opts->overwrite));
+    }
     SX_TRY(par_barrier(t.par->world));
     SX_TRY(model_init_ep(&t.m, &cfg->model, t.par->ep));
     model_init_weights(&t.m, cfg->seed);
@@ -826,6 +899,14 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
     ag_tensor *seed = ag_new(&seed_arena, AG_F32, 1);
     ((float *)seed->data)[0] = 1.0f / (float)n_micro; /* the step's loss is the mean over its micro-batches */
 
+    struct sigaction stop_sa = {0}, old_int, old_term;
+    stop_sa.sa_handler = on_stop_signal;
+    sigemptyset(&stop_sa.sa_mask);
+    stop_signal = 0;
+    sigaction(SIGINT, &stop_sa, &old_int);
+    sigaction(SIGTERM, &stop_sa, &old_term);
+    bool interrupted = false;
+
     train_progress prog;
     train_progress_init(&prog, cfg->steps);
     double t_log = now_s(), a2a_log = par_alltoall_seconds();
@@ -884,8 +965,10 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
         if (t.step == start_step && opts->on_first_grads) opts->on_first_grads(&t.m, opts->user);
         /* the step's numbers, summed over ranks (shares of the loss; token and routing counts) */
         {
-            double v[7] = {st.loss, st.ce, st.z, st.aux, (double)st.dropped, (double)st.routed, (double)st.tokens};
-            s = par_allreduce_sum(t.par->world, v, 7, PAR_F64);
+            /* v[7]: a stop signal on any rank stops every rank after this step */
+            double v[8] = {st.loss, st.ce, st.z, st.aux, (double)st.dropped, (double)st.routed, (double)st.tokens, stop_signal ? 1.0 : 0.0};
+            s = par_allreduce_sum(t.par->world, v, 8, PAR_F64);
+            interrupted = v[7] > 0;
             if (s.ok) s = par_allreduce_sum(t.par->world, step_tokens, n_sparse * E, PAR_I64);
             if (!s.ok) break;
             st.loss = v[0];
@@ -955,14 +1038,17 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
                                    "train/alltoall_time_share", "train/idle_expert_frac"};
             if (t.rank0) s = train_metrics_log(metrics, t.step, 13, names, vals);
             if (!s.ok) break;
-            if (!opts->quiet && t.rank0)
-                fprintf(stderr, "\rstep %6lld | loss %.4f | ce %.4f | aux %.4f | z %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | dropped %.1f%% | experts max %.0f%% min %.0f%%\n",
-                        (long long)t.step, vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6], 100 * vals[7], 100 * vals[8], 100 * vals[9]);
+            if (!opts->quiet && t.rank0) {
+                if (prog.tty) fputs("\r\033[K", stderr); /* the progress bar's line, redrawn by the next update */
+                printf("step %6lld | loss %.4f | ce %.4f | aux %.4f | z %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | dropped %.1f%% | experts max %.0f%% min %.0f%%\n",
+                       (long long)t.step, vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6], 100 * vals[7], 100 * vals[8], 100 * vals[9]);
+                fflush(stdout);
+            }
             t_log = now_s();
             a2a_log = par_alltoall_seconds();
             tok_since_log = 0;
         }
-        bool last = t.step == stop_at;
+        bool last = t.step == stop_at || interrupted;
         if ((cfg->eval_every && t.step % cfg->eval_every == 0 && t.step != cfg->steps) || t.step == cfg->steps) {
             eval_result ev;
             s = trainer_evaluate(&t.m, cfg, false, &ev);
@@ -972,9 +1058,12 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
             if (t.rank0) s = train_metrics_log(metrics, t.step, 3, names, vals);
             if (s.ok) s = route_stats(&t.m, cfg, false, metrics, t.step);
             if (!s.ok) break;
-            if (!opts->quiet && t.rank0)
-                fprintf(stderr, "\reval  %6lld | loss %.4f | token acc %.4f | exact match %.4f (%lld held-out examples)\n", (long long)t.step, ev.loss,
-                        ev.token_acc, ev.exact_match, (long long)ev.examples);
+            if (!opts->quiet && t.rank0) {
+                if (prog.tty) fputs("\r\033[K", stderr);
+                printf("eval  %6lld | loss %.4f | token acc %.4f | exact match %.4f (%lld held-out examples)\n", (long long)t.step, ev.loss,
+                       ev.token_acc, ev.exact_match, (long long)ev.examples);
+                fflush(stdout);
+            }
             if (ev.loss < tot_run.best_eval_loss) tot_run.best_eval_loss = ev.loss;
             tot_run.last_eval = ev;
             tot_run.have_eval = true;
@@ -988,7 +1077,15 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
             s = save_checkpoint(&t);
             if (!s.ok) break;
         }
+        if (interrupted) {
+            s = sx_errorf("stopped by %s after step %lld of %lld: checkpoint %s/%s%08lld.h5 written; continue with --resume",
+                          stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGTERM ? "SIGTERM" : "a signal", (long long)t.step,
+                          (long long)cfg->steps, t.dir, CKPT_PREFIX, (long long)t.step);
+            break;
+        }
     }
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
     if (!opts->quiet && t.rank0) train_progress_done(&prog);
     if (metrics) train_metrics_close(metrics);
     /* every rank leaves with the last checkpoint written (rank 0 writes it; the others may read it next) */
@@ -1002,6 +1099,8 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
         s = trainer_evaluate(&t.m, cfg, true, &ev);
         if (s.ok && t.rank0) {
             printf("held-out exact match: %.4f (%lld examples), token accuracy %.4f, loss %.4f\n", ev.exact_match, (long long)ev.examples, ev.token_acc, ev.loss);
+            printf("run directory %s: checkpoint %s%08lld.h5, summary.json, metrics.jsonl (plot: tensorboard --logdir %s)\n", t.dir, CKPT_PREFIX,
+                   (long long)t.step, t.dir);
         }
         if (s.ok) {
             route_stats(&t.m, cfg, t.rank0, NULL, t.step);

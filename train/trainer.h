@@ -14,6 +14,7 @@ typedef struct {
     const char *resume;      /* NULL: fresh run; "auto": the newest checkpoint in out_dir; else a checkpoint path */
     const char *init_from;   /* checkpoint whose parameters initialise the model (fine-tuning), or NULL */
     bool quiet;              /* no progress bar (tests) */
+    bool overwrite;          /* a fresh run may replace the run directory's earlier run (else: an error) */
     int64_t stop_after;      /* > 0: stop (with a checkpoint) after this many steps of this invocation (tests) */
     double *loss_trace;      /* optional: the loss of every step, indexed by step - 1 */
     par_ctx *par;            /* ranks and groups (NULL: one process, loopback) */

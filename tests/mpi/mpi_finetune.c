@@ -158,7 +158,7 @@ int main(int argc, char **argv) {
         if (!s.ok) par_abort(&par, "%s", s.msg);
         par_ctx local;
         par_init_local(&local);
-        trainer_opts ro = {.quiet = true, .loss_trace = ref_loss, .par = &local, .init_from = FIXDIR "/model"};
+        trainer_opts ro = {.quiet = true, .overwrite = true, .loss_trace = ref_loss, .par = &local, .init_from = FIXDIR "/model"};
         trainer_result rr;
         s = trainer_run(&ref_cfg, &ro, &rr);
         if (!s.ok) par_abort(&par, "one-process run: %s", s.msg);
@@ -166,7 +166,7 @@ int main(int argc, char **argv) {
     s = par_barrier(par.world);
     if (s.ok) s = case_config(g, data, dir, E, &cfg);
     if (!s.ok) par_abort(&par, "%s", s.msg);
-    trainer_opts o = {.quiet = true, .loss_trace = loss, .par = &par, .init_from = FIXDIR "/model"};
+    trainer_opts o = {.quiet = true, .overwrite = true, .loss_trace = loss, .par = &par, .init_from = FIXDIR "/model"};
     trainer_result r;
     s = trainer_run(&cfg, &o, &r);
     if (!s.ok) par_abort(&par, "%s", s.msg);

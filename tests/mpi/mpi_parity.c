@@ -110,12 +110,12 @@ int main(int argc, char **argv) {
         par_ctx local;
         par_init_local(&local);
         ref_g.par = &local;
-        trainer_opts ro = {.quiet = true, .loss_trace = ref_loss, .par = &local, .on_first_grads = on_grads, .user = &ref_g};
+        trainer_opts ro = {.quiet = true, .overwrite = true, .loss_trace = ref_loss, .par = &local, .on_first_grads = on_grads, .user = &ref_g};
         trainer_result rr;
         s = trainer_run(&ref_cfg, &ro, &rr);
         if (!s.ok) par_abort(&par, "reference run: %s", s.msg);
     }
-    trainer_opts o = {.quiet = true, .loss_trace = loss, .par = &par, .on_first_grads = on_grads, .user = &g};
+    trainer_opts o = {.quiet = true, .overwrite = true, .loss_trace = loss, .par = &par, .on_first_grads = on_grads, .user = &g};
     trainer_result r;
     s = trainer_run(&cfg, &o, &r);
     if (!s.ok) par_abort(&par, "%s", s.msg);

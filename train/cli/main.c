@@ -46,6 +46,8 @@ static void train_help(void) {
            "                       --set model.num_experts=8 --set model.switchc.capacity_mode=factor (repeatable)\n"
            "  --resume [auto|CKPT] continue from the newest checkpoint in the run directory (auto) or a given file;\n"
            "                       the continued run is bitwise identical to an uninterrupted one on the CPU\n"
+           "  --overwrite          replace an earlier run in train.out_dir (its checkpoints, metrics, events, summary);\n"
+           "                       without it a fresh run into a directory holding one is an error\n"
            "  --init-from CKPT|DIR start from a checkpoint's parameters, or a Hugging Face folder's (config.json and\n"
            "                       safetensors or pytorch_model.bin, e.g. google/switch-base-8): fine-tuning, fresh optimizer\n"
            "  --help-config        list every config key with its meaning\n"
@@ -82,6 +84,8 @@ static int cmd_train(int argc, char **argv) {
             if (++i >= argc) return usage_error("train", "%s needs section.key=value", a);
             sx_status s = run_config_set(&cfg, argv[i]);
             if (!s.ok) return fail(s);
+        } else if (!strcmp(a, "--overwrite")) {
+            opts.overwrite = true;
         } else if (!strcmp(a, "--resume")) {
             opts.resume = (i + 1 < argc && argv[i + 1][0] != '-') ? argv[++i] : "auto";
         } else if (!strcmp(a, "--init-from")) {
@@ -458,6 +462,7 @@ static void main_help(void) {
            "usage: switchc <command> [options]   (switchc <command> --help for each)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) printf("  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].help);
     for (int i = 0; i < cli_extra_count(); i++) printf("  %-10s %s\n", cli_extra(i)->name, cli_extra(i)->help);
+    printf("\n  --version  the version and its git commit\n");
     printf("\nbuild: %s\n", ag_cuda_describe());
 }
 
@@ -466,6 +471,10 @@ int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         main_help();
         return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("switchc %s (%s)\n", SWITCHC_VERSION, SWITCHC_GIT);
+        return 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
