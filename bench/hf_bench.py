@@ -2,7 +2,7 @@
 """The Hugging Face side of switchc's CPU benchmarks: the same config, batch shape and mode as bench_model, timed the
 same way (warm-up iterations, then the mean of --steps), printing one JSON line with the same fields.
 
-  python3 bench/hf_bench.py --config configs/switch-base-8.json --mode fwdbwd --batch 2 --src-len 128 --tgt-len 32
+  python3 bench/hf_bench.py --config configs/models/switch-base-8.json --mode fwdbwd --batch 2 --src-len 128 --tgt-len 32
   python3 bench/hf_bench.py --config run_model.json --mode trainstep --batch 32 --src-len 8 --tgt-len 8 --threads 2
 
 Peak memory is this process's VmHWM, so run one measurement per process (scripts/bench_model.py does).

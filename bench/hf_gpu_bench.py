@@ -3,9 +3,9 @@
 backward, AdamW step) of a Switch Transformer config with random weights and tokens, on a GPU (or, to exercise the
 logic, on the CPU), timed after warm-up. Prints one JSON line.
 
-  python3 bench/hf_gpu_bench.py --config configs/switch-base-8.json --device cuda --dtype bf16-autocast \\
+  python3 bench/hf_gpu_bench.py --config configs/models/switch-base-8.json --device cuda --dtype bf16-autocast \\
       --batch 16 --src-len 512 --tgt-len 128 [--compile] [--steps 10] [--warmup 3]
-  python3 bench/hf_gpu_bench.py --config configs/tiny-switch.json --device cpu --dtype fp32 --batch 4 \\
+  python3 bench/hf_gpu_bench.py --config configs/models/tiny-switch.json --device cpu --dtype fp32 --batch 4 \\
       --src-len 16 --tgt-len 8 --steps 2 --warmup 1            # the logic on a CPU
 
 Precision (--dtype):

@@ -53,7 +53,7 @@ import sys
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-CONFIG = "configs/switch-base-8.json"
+CONFIG = "configs/models/switch-base-8.json"
 SECTION = "gpu"
 
 

@@ -40,8 +40,8 @@ def main():
     rows = []
     if not a.skip_base:
         shape = ["--batch", "2", "--src-len", "128", "--tgt-len", "32", "--steps", "3", "--warmup", "1", "--threads", str(a.threads)]
-        ours = run([bench, "--config", "configs/switch-base-8.json", "--mode", "fwdbwd"] + shape)
-        hf = run([sys.executable, "bench/hf_bench.py", "--config", "configs/switch-base-8.json", "--mode", "fwdbwd"] + shape)
+        ours = run([bench, "--config", "configs/models/switch-base-8.json", "--mode", "fwdbwd"] + shape)
+        hf = run([sys.executable, "bench/hf_bench.py", "--config", "configs/models/switch-base-8.json", "--mode", "fwdbwd"] + shape)
         rows.append(("switch-base-8 forward+backward, batch 2 x (128 + 32) tokens, eval mode", ours, hf))
     cfg = json.loads(subprocess.run([switchc, "train", "--print-config"], check=True, capture_output=True, text=True, cwd=ROOT).stdout)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:

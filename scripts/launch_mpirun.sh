@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Launch recipe: switchc train on N ranks with expert parallelism E under OpenMPI's mpirun.
 #   scripts/launch_mpirun.sh N E [more switchc train arguments...]
-# e.g. scripts/launch_mpirun.sh 8 8 --config configs/finetune-switch-base-8.json --set parallel.transport=nccl
+# e.g. scripts/launch_mpirun.sh 8 8 --config configs/runs/finetune-switch-base-8.json --set parallel.transport=nccl
 #
 # Ranks form N/E data-parallel replicas of E-rank expert-parallel groups; E must divide N and the expert count.
 # Environment it uses or passes through:

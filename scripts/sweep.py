@@ -239,22 +239,35 @@ def main():
             sys.exit(f"sweep: {args.grid}: axis '{n}': 'center' must be one of its values")
     if not args.plots_only and not os.path.exists(args.switchc):
         sys.exit(f"sweep: {args.switchc} does not exist: build first (cmake --build build) or pass --switchc")
+    try:  # the plots come last: a missing matplotlib must not cost a whole sweep first
+        import matplotlib  # noqa: F401
+    except ImportError:
+        sys.exit("sweep: matplotlib is not installed (the plots need it): pip install -r scripts/requirements.txt")
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     results = []
     seeds = grid.get("seeds") or [None]
     numeric = ["final_eval_loss", "best_eval_loss", "exact_match", "token_accuracy", "tokens_per_s", "peak_rss_mb", "dropped_frac",
                "expert_load_max_over_mean", "expert_load_cv"]
-    for p in points_of(grid):
+    pts = points_of(grid)
+    total, k_run, t_start, ran = len(pts) * len(seeds), 0, time.time(), 0
+    for p in pts:
         name = point_name(grid, p)
         runs = []
         for seed in seeds:
             rd = os.path.join(out, name if seed is None else f"{name}__seed={seed}")
+            k_run += 1
+            if not args.plots_only:
+                el = time.time() - t_start
+                eta = f", ETA {el / ran * (total - k_run + 1) / 60:.1f} min" if ran else ""
+                print(f"sweep: [{k_run}/{total}] {os.path.basename(rd)} (elapsed {el / 60:.1f} min{eta})", flush=True)
             if args.plots_only:
                 s = os.path.join(rd, "summary.json")
                 done = json.load(open(s)) if os.path.exists(s) else None
             else:
+                t_point = time.time()
                 done = run_point(args, grid, p, rd, seed)
+                ran += time.time() - t_point > 2  # points run now (not skipped) set the ETA
             if done is not None:
                 runs.append((rd, done))
         if not runs:

@@ -59,7 +59,7 @@ Test(model_config, errors_name_the_key) {
 
 Test(model_config, switch_base_8_loads_with_the_real_parameter_count) {
     model_config c;
-    sx_status s = model_config_load(SX_SOURCE_DIR "/configs/switch-base-8.json", &c);
+    sx_status s = model_config_load(SX_SOURCE_DIR "/configs/models/switch-base-8.json", &c);
     cr_assert(s.ok, "%s", s.msg);
     cr_expect_eq(c.encoder_sparse_step, 2);
     cr_expect_eq(c.d_ff, 3072);

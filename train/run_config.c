@@ -342,7 +342,27 @@ cJSON *run_config_to_json(const run_config *r) {
 }
 
 void run_config_print_help(FILE *out) {
-    fprintf(out, "Run config keys (JSON sections; override any with --set section.key=value):\n");
+    run_config d;
+    run_config_defaults(&d);
+    fprintf(out, "Run config keys (JSON sections; override any with --set section.key=value). Defaults are the library's (a\n"
+                 "--config file or --init-from starts from them); `switchc train --print-config` shows the demo's values.\n");
     fprintf(out, "  model                  an HF config.json object, or the path of one (SPEC.md 1.1; knobs under \"switchc\")\n");
-    for (int i = 0; i < NFIELDS; i++) fprintf(out, "  %-8s %-22s %s\n", FIELDS[i].section, FIELDS[i].key, FIELDS[i].help);
+    for (int i = 0; i < NFIELDS; i++) {
+        const field *f = &FIELDS[i];
+        const char *p = (const char *)&d + f->offset;
+        char def[160], range[96] = "";
+        switch (f->type) {
+        case F_INT: snprintf(def, sizeof def, "%d", *(const int *)p); break;
+        case F_I64: snprintf(def, sizeof def, "%lld", (long long)*(const int64_t *)p); break;
+        case F_U64: snprintf(def, sizeof def, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+        case F_DOUBLE:
+            if (isnan(*(const double *)p)) snprintf(def, sizeof def, "null");
+            else snprintf(def, sizeof def, "%g", *(const double *)p);
+            break;
+        case F_BOOL: snprintf(def, sizeof def, "%s", *(const bool *)p ? "true" : "false"); break;
+        case F_STR: snprintf(def, sizeof def, "\"%s\"", p); break;
+        }
+        if (f->type == F_INT || f->type == F_I64 || f->type == F_DOUBLE) snprintf(range, sizeof range, ", range [%g, %g]", f->lo, f->hi);
+        fprintf(out, "  %-8s %-22s %s (default %s%s)\n", f->section, f->key, f->help, def, range);
+    }
 }
