@@ -9,6 +9,7 @@
 
 #include "data/dataset.h"
 #include "train/batches.h"
+#include "train/ckpt.h"
 #include "train/run_config.h"
 #include "train/trainer.h"
 
@@ -293,6 +294,15 @@ Test(batching, trainer_resume_with_bucketing, .timeout = 300) {
     snprintf(c.out_dir, sizeof c.out_dir, "%s_b", dir);
     trainer_opts o1 = {.quiet = true, .loss_trace = resumed, .stop_after = 5}; /* 40 examples: inside window 1 */
     cr_assert(trainer_run(&c, &o1, &res).ok);
+    /* the checkpoint says where the data stands: epoch 0, example 40 of the 300 */
+    char ck[600];
+    snprintf(ck, sizeof ck, "%s_b/ckpt_step00000005.h5", dir);
+    ckpt_reader *rd;
+    cr_assert(ckpt_open(ck, &rd).ok);
+    int64_t pos[3];
+    cr_assert(ckpt_read_i64(rd, "data/position", 1, (int64_t[]){3}, pos).ok);
+    ckpt_close(rd);
+    cr_expect(pos[0] == 0 && pos[1] == 40 && pos[2] == N_EX, "data position %lld %lld %lld", (long long)pos[0], (long long)pos[1], (long long)pos[2]);
     trainer_opts o2 = {.quiet = true, .loss_trace = resumed, .resume = "auto"};
     cr_assert(trainer_run(&c, &o2, &res).ok);
     for (int i = 0; i < 12; i++) cr_expect(straight[i] == resumed[i], "step %d: %.9g vs %.9g after resume", i + 1, straight[i], resumed[i]);

@@ -411,3 +411,37 @@ Test(trainer, checkpoint_reslices_for_any_expert_parallel_size, .timeout = 120) 
         }
     model_free(&whole);
 }
+
+/* A resumed run must be the same run: a changed batch size or learning rate is refused with each key named and both
+ * values; a longer train.steps or another log interval is fine. The checkpoint records the data position. */
+Test(trainer, resume_refuses_settings_that_change_the_run, .timeout = 300) {
+    char d[512], p[700];
+    tmpdir(d, sizeof d, "resumecfg");
+    run_config c;
+    small_run(&c, d);
+    c.steps = 2;
+    trainer_opts o = {.quiet = true};
+    trainer_result r;
+    cr_assert(trainer_run(&c, &o, &r).ok);
+    run_config c2 = c;
+    c2.batch_size = 16;
+    c2.lr = 0.5;
+    trainer_opts ro = {.quiet = true, .resume = "auto"};
+    sx_status s = trainer_run(&c2, &ro, &r);
+    cr_expect(!s.ok && strstr(s.msg, "train.batch_size (8 -> 16)") && strstr(s.msg, "optim.lr") && strstr(s.msg, "2 settings"), "got: %s",
+              s.ok ? "ok" : s.msg);
+    c2 = c;
+    c2.steps = 3;
+    c2.log_every = 1;
+    s = trainer_run(&c2, &ro, &r);
+    cr_expect(s.ok, "a longer run with another log interval resumes: %s", s.msg);
+    cr_expect_eq(r.steps_done, 3);
+    snprintf(p, sizeof p, "%s/ckpt_step00000003.h5", d);
+    ckpt_reader *rd;
+    cr_assert(ckpt_open(p, &rd).ok);
+    int64_t pos[3];
+    cr_assert(ckpt_read_i64(rd, "data/position", 1, (int64_t[]){3}, pos).ok);
+    ckpt_close(rd);
+    cr_expect(pos[0] == 0 && pos[1] == 3 * 8 && pos[2] == -1, "built-in task: epoch 0, example 24, no fixed size; got %lld %lld %lld",
+              (long long)pos[0], (long long)pos[1], (long long)pos[2]);
+}

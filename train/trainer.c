@@ -150,6 +150,7 @@ typedef struct {
     int64_t n_units;           /* optimizer units: a whole tensor, or one expert of a block (train/optim.h) */
     uint8_t *unit_frozen;      /* [n_units] */
     uint8_t *active;           /* [n_units]: the units one step updates */
+    batch_source *src;         /* the training batches (their position goes into checkpoints) */
 } trainer;
 
 /* The HF name of global expert e of descriptor p (or its plain name). */
@@ -319,9 +320,11 @@ static sx_status save_checkpoint(trainer *t) {
         if (s.ok) s = ckpt_write_attr_i64(w, "seed", (int64_t)t->cfg->seed);
         if (s.ok) s = ckpt_write_attr_i64(w, "skipped_total", t->skipped_total);
         if (s.ok) s = ckpt_write_attr_i64(w, "consecutive_skips", t->consecutive_skips);
-        /* the built-in task's data position is the number of examples consumed: a pure function of the step */
-        int64_t pos[2] = {0, t->step * t->cfg->batch_size};
-        if (s.ok) s = ckpt_write_i64(w, "data/position", 1, AG_SHAPE(2), pos);
+        /* where the data stands: the epoch and the index in its (shuffled, bucketed) order of the next example,
+         * and the training set's size (a resume on another dataset would not continue this order) */
+        int64_t pos[3] = {0, 0, batch_source_count(t->src)};
+        batch_source_position(t->src, (uint64_t)(t->step * t->cfg->batch_size), &pos[0], &pos[1]);
+        if (s.ok) s = ckpt_write_i64(w, "data/position", 1, AG_SHAPE(3), pos);
     }
     float *buf = NULL;
     char hf[160], name[300];
@@ -388,6 +391,73 @@ static sx_status save_checkpoint(trainer *t) {
     return ckpt_rotate(t->dir, CKPT_PREFIX, t->cfg->keep_checkpoints);
 }
 
+/* Keys a resumed run may change: how long it runs, what it logs and evaluates, where it runs and over which
+ * transport. Any other difference from the checkpoint's run config would make the continued run a different run
+ * (another batch, model, data order, optimizer): refused, each key named with both values. */
+static bool resume_may_change(const char *sec, const char *key) {
+    static const char *const ok[] = {"train.steps", "train.log_every", "train.eval_every", "train.ckpt_every", "train.keep_checkpoints",
+                                     "train.out_dir", "train.threads", "train.max_nonfinite_skips", "data.eval", "data.eval_examples",
+                                     "data.tokenizer", "data.read_cache_mb", "parallel.expert_parallel", "parallel.transport",
+                                     "parallel.timeout_s"};
+    char full[160];
+    snprintf(full, sizeof full, "%s.%s", sec, key);
+    if (!strcmp(sec, "eval")) return true;
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (!strcmp(full, ok[i])) return true;
+    return false;
+}
+
+static sx_status check_resume_config(ckpt_reader *r, const char *path, const run_config *cfg) {
+    char *text = NULL;
+    SX_TRY(ckpt_read_string(r, "run_config", &text));
+    cJSON *saved = cJSON_Parse(text);
+    free(text);
+    if (!saved) return sx_errorf("%s: the stored run_config is not valid JSON (the file is damaged)", path);
+    cJSON *now = run_config_to_json(cfg);
+    char diffs[1500] = "";
+    size_t len = 0;
+    int n = 0;
+    const cJSON *sec;
+    cJSON_ArrayForEach(sec, now) {
+        const cJSON *old = cJSON_GetObjectItemCaseSensitive(saved, sec->string);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, sec) {
+            if (resume_may_change(sec->string, it->string)) continue;
+            if (!strcmp(sec->string, "model") && !strcmp(it->string, "switchc")) {
+                /* the knobs, but for the evaluation capacity, are the model */
+                const cJSON *ok = old ? cJSON_GetObjectItemCaseSensitive(old, "switchc") : NULL, *k;
+                cJSON_ArrayForEach(k, it) {
+                    if (!strcmp(k->string, "eval_capacity_factor")) continue;
+                    const cJSON *o = ok ? cJSON_GetObjectItemCaseSensitive(ok, k->string) : NULL;
+                    if (o && cJSON_Compare(o, k, true)) continue;
+                    char *a = o ? cJSON_PrintUnformatted(o) : NULL, *b = cJSON_PrintUnformatted(k);
+                    if (len < sizeof diffs - 1)
+                        len += (size_t)snprintf(diffs + len, sizeof diffs - len, "%smodel.switchc.%s (%s -> %s)", n++ ? ", " : "", k->string,
+                                                a ? a : "absent", b);
+                    free(a);
+                    free(b);
+                }
+                continue;
+            }
+            const cJSON *o = old ? cJSON_GetObjectItemCaseSensitive(old, it->string) : NULL;
+            if (!o) continue; /* a key newer than the checkpoint: its default is what the old run did */
+            if (cJSON_Compare(o, it, true)) continue;
+            char *a = cJSON_PrintUnformatted(o), *b = cJSON_PrintUnformatted(it);
+            if (len < sizeof diffs - 1)
+                len += (size_t)snprintf(diffs + len, sizeof diffs - len, "%s%s.%s (%s -> %s)", n++ ? ", " : "", sec->string, it->string, a, b);
+            free(a);
+            free(b);
+        }
+    }
+    cJSON_Delete(saved);
+    cJSON_Delete(now);
+    if (n)
+        return sx_errorf("%s: resuming with %d setting%s changed would continue a different run: %s. Resume with the run's own config "
+                         "(RUN_DIR/config.json), or start a new run (--overwrite or another train.out_dir)",
+                         path, n, n > 1 ? "s" : "", diffs);
+    return sx_ok();
+}
+
 static sx_status load_checkpoint(trainer *t, const char *path) {
     ckpt_reader *r;
     SX_TRY(ckpt_open(path, &r));
@@ -402,6 +472,15 @@ static sx_status load_checkpoint(trainer *t, const char *path) {
         if (s.ok && (uint64_t)v != t->cfg->seed)
             s = sx_errorf("%s: written with seed %lld but the run config says %llu: resuming would change the data and dropout streams", path,
                           (long long)v, (unsigned long long)t->cfg->seed);
+    }
+    if (s.ok) s = check_resume_config(r, path, t->cfg);
+    if (s.ok && ckpt_has(r, "data/position")) {
+        int64_t pos[3];
+        sx_status ps = ckpt_read_i64(r, "data/position", 1, AG_SHAPE(3), pos);
+        if (ps.ok && pos[2] != batch_source_count(t->src))
+            s = sx_errorf("%s: written for a training set of %lld examples, data.train now has %lld: resuming would not continue its "
+                          "epoch %lld at example %lld (start a new run, or restore the dataset)", path, (long long)pos[2],
+                          (long long)batch_source_count(t->src), (long long)pos[0], (long long)pos[1]);
     }
     float *buf = NULL;
     for (int i = 0; s.ok && i < optim_state_count(t->opt); i++) {
@@ -831,6 +910,7 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
     model_init_weights(&t.m, cfg->seed);
     t.stage = malloc(sizeof(float) * (size_t)(t.m.n_floats + 1));
     sx_status s = setup_optimizer(&t);
+    if (s.ok) s = batch_source_open(cfg, false, &t.src);
     if (!s.ok) goto out;
     if (opts->init_from) {
         s = trainer_load_params(&t.m, opts->init_from);
@@ -878,9 +958,7 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
     ag_arena_init(&t.act, "activations", 1 << 22);
     ag_ctx_init(&t.ctx, &t.act);
     t.ctx.training = true;
-    batch_source *src = NULL;
-    s = batch_source_open(cfg, false, &src);
-    if (!s.ok) goto out;
+    batch_source *src = t.src;
     const int64_t Lmax = batch_source_max_len(src);
     const int mbl = mb / W; /* every rank takes mbl rows of each micro-batch */
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(mb * Lmax)), *mask = malloc(sizeof(int32_t) * (size_t)(mb * Lmax)),
@@ -1115,11 +1193,11 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
     free(mask);
     free(labels);
     free(expert_tokens);
-    batch_source_close(src);
     ag_arena_free(&seed_arena);
     ag_ctx_free(&t.ctx);
     ag_arena_free(&t.act);
 out:
+    if (t.src) batch_source_close(t.src);
     free(t.stage);
     if (t.opt) optim_free(t.opt);
     free(t.op);
