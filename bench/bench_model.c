@@ -6,7 +6,9 @@
  * "device": "cuda", "dtype" and peak_mem_mb (the peak of the device arenas' cudaMalloc'ed blocks: parameters,
  * gradients, AdamW state, activations; cuBLAS's own workspace is not counted), and the host's RSS as host_rss_mb.
  * The AdamW step of --mode trainstep runs on the device too (ag_cuda_adamw_step per parameter, train/optim.c's
- * arithmetic: "optimizer": "device"). */
+ * arithmetic: "optimizer": "device"). On the CPU, --mode trainstep is the trainer's own step (train/step.h: the
+ * forward, backward, norm, non-finite check and AdamW of a real run, lr 1e-4, weight decay 0.01, no clipping, as
+ * bench/hf_bench.py's torch loop). */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,24 @@
 #include "train/metrics.h"
 #include "train/model.h"
 #include "train/optim.h"
+#include "train/step.h"
+
+/* The one fixed batch of the benchmark, as the step's batch callback. */
+typedef struct {
+    const int32_t *ids, *mask, *labels;
+    int S, T;
+} fixed_batch;
+
+static sx_status fixed_get(void *user, uint64_t first, int B, int32_t *ids, int32_t *mask, int32_t *labels, int64_t *S, int64_t *T) {
+    (void)first;
+    const fixed_batch *f = user;
+    memcpy(ids, f->ids, sizeof(int32_t) * (size_t)(B * f->S));
+    memcpy(mask, f->mask, sizeof(int32_t) * (size_t)(B * f->S));
+    memcpy(labels, f->labels, sizeof(int32_t) * (size_t)(B * f->T));
+    *S = f->S;
+    *T = f->T;
+    return sx_ok();
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -99,9 +119,19 @@ int main(int argc, char **argv) {
         ag_arena_init_device(&opt_state, "adamw-state", 2 * bytes + 256, AG_DEV_CUDA);
         dm = ag_arena_calloc(&opt_state, bytes);
         dv = ag_arena_calloc(&opt_state, bytes);
-    } else if (trainstep) {
-        optim_config oc = {.kind = OPTIM_ADAMW, .lr = 1e-4, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01};
-        if (!(s = optim_init(&opt, &oc, op, m.n_params)).ok) {
+    }
+    run_config rc;
+    par_ctx local;
+    train_step *ts = NULL;
+    if (trainstep && !cuda) {
+        run_config_defaults(&rc);
+        rc.model = c;
+        rc.batch_size = B;
+        rc.lr = 1e-4;
+        rc.weight_decay = 0.01;
+        rc.grad_clip = 0;
+        par_init_local(&local);
+        if (!(s = train_step_init(&ts, &m, &rc, &local, S > T ? S : T)).ok) {
             fprintf(stderr, "bench_model: %s\n", s.msg);
             return 1;
         }
@@ -129,6 +159,16 @@ int main(int argc, char **argv) {
             if (cuda) ag_cuda_synchronize("bench_model warm-up");
             t0 = now_s();
         }
+        if (ts) { /* the trainer's step */
+            fixed_batch fb = {ids, mask, labels, S, T};
+            train_step_stats st;
+            s = train_step_run(ts, fixed_get, &fb, it, 1e-4, false, NULL, NULL, &st);
+            if (!s.ok) {
+                fprintf(stderr, "bench_model: %s\n", s.msg);
+                return 1;
+            }
+            continue;
+        }
         model_zero_grads(&m);
         model_batch b = {B, S, T, ids, mask, labels, NULL};
         model_output o;
@@ -139,8 +179,6 @@ int main(int argc, char **argv) {
                 int64_t o = m.params[i].offset;
                 ag_cuda_adamw_step(m.dw + o, m.dg + o, dm + o, dv + o, m.params[i].numel, 1e-4, 0.9, 0.999, 1e-8, 0.01, m.params[i].decay, it + 1);
             }
-        } else if (trainstep) {
-            optim_step(opt, m.w, m.g, 1e-4, NULL);
         }
         ag_ctx_reset(&ctx);
     }
@@ -155,8 +193,9 @@ int main(int argc, char **argv) {
     else
         printf("{\"impl\": \"switchc\", \"mode\": \"%s\", \"batch\": %d, \"src_len\": %d, \"tgt_len\": %d, \"threads\": %d, \"sec_per_step\": %.6f, "
                "\"tokens_per_s\": %.1f, \"peak_rss_mb\": %.1f, \"params\": %lld, \"activation_arena_mb\": %.1f}\n",
-               mode, B, S, T, threads, sec, (double)B * (S + T) / sec, train_peak_rss_mb(), (long long)model_param_count(&m), act.peak / 1048576.0);
+               mode, B, S, T, threads, sec, (double)B * (S + T) / sec, train_peak_rss_mb(), (long long)model_param_count(&m), (ts ? (double)train_step_activation_peak(ts) : (double)act.peak) / 1048576.0);
     optim_free(opt);
+    train_step_free(ts);
     if (opt_state.capacity) ag_arena_free(&opt_state);
     free(op);
     free(ids);

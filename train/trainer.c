@@ -6,15 +6,14 @@
 #include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
-#include <signal.h>
-#include <unistd.h>
-#include <fnmatch.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -23,6 +22,7 @@
 #include "train/hf_model.h"
 #include "train/metrics.h"
 #include "train/optim.h"
+#include "train/step.h"
 #include "train/schedule.h"
 #include "train/batches.h"
 #include "train/task.h"
@@ -134,11 +134,8 @@ sx_status trainer_write_model(const model *m, const run_config *cfg, const char 
 typedef struct {
     const run_config *cfg;
     model m;
-    optim *opt;
-    optim_param *op;
+    train_step *ts;            /* the one training step (train/step.h): optimizer, gradient sync, clipping */
     sched_config sched;
-    ag_arena act;
-    ag_ctx ctx;
     int64_t step;              /* optimizer steps completed */
     int64_t skipped_total;
     int consecutive_skips;
@@ -146,142 +143,17 @@ typedef struct {
     par_ctx *par;
     par_ctx local_par;
     bool rank0;                /* world rank 0 prints and writes files */
-    float *stage;              /* gradient packing for the all-reduces, sized once */
-    int64_t n_units;           /* optimizer units: a whole tensor, or one expert of a block (train/optim.h) */
-    uint8_t *unit_frozen;      /* [n_units] */
-    uint8_t *active;           /* [n_units]: the units one step updates */
     batch_source *src;         /* the training batches (their position goes into checkpoints) */
 } trainer;
 
-/* The HF name of global expert e of descriptor p (or its plain name). */
-static const char *global_hf_name(const param_desc *p, int e, char *buf, size_t cap) {
-    if (!p->n_experts) {
-        snprintf(buf, cap, "%s", p->name);
-        return buf;
-    }
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-    snprintf(buf, cap, p->name, e);
-#pragma GCC diagnostic pop
-    return buf;
-}
-
-/* Splits a comma-separated pattern list into pats (pointers into buf). */
-static int split_patterns(const char *list, char *buf, size_t cap, char **pats, int max) {
-    snprintf(buf, cap, "%s", list);
-    int n = 0;
-    for (char *tok = strtok(buf, ","); tok && n < max; tok = strtok(NULL, ",")) {
-        while (*tok == ' ') tok++;
-        char *end = tok + strlen(tok);
-        while (end > tok && end[-1] == ' ') *--end = 0;
-        if (*tok) pats[n++] = tok;
-    }
-    return n;
-}
-
-/* train.freeze / train.train_only: fnmatch patterns over the HF parameter names of the whole model, one name per
- * expert ("decoder.block.1.layer.2.mlp.experts.expert_3.wi.weight"), so a pattern can name single experts. A
- * pattern that matches no name is an error (a typo would otherwise freeze nothing, silently). Sets t->unit_frozen
- * for this rank's units and reports the counts in HF tensors. */
-static sx_status setup_freeze(trainer *t) {
-    const run_config *cfg = t->cfg;
-    const model *m = &t->m;
-    const int E = m->cfg.num_experts;
-    char fbuf[sizeof cfg->freeze], obuf[sizeof cfg->train_only], name[192];
-    char *fp[64], *op[64];
-    int nf = split_patterns(cfg->freeze, fbuf, sizeof fbuf, fp, 64), no = split_patterns(cfg->train_only, obuf, sizeof obuf, op, 64);
-    int fhits[64] = {0}, ohits[64] = {0};
-    int64_t tensors = 0, tensors_frozen = 0, numel = 0, numel_frozen = 0, u = 0;
-    for (int i = 0; i < m->n_params; i++) {
-        const param_desc *p = &m->params[i];
-        int ng = p->n_experts ? E : 1;
-        int64_t per = p->n_experts ? p->numel / p->n_experts : p->numel;
-        for (int e = 0; e < ng; e++) {
-            global_hf_name(p, e, name, sizeof name);
-            bool fz = false, only = no == 0;
-            for (int k = 0; k < nf; k++)
-                if (fnmatch(fp[k], name, 0) == 0) fhits[k]++, fz = true;
-            for (int k = 0; k < no; k++)
-                if (fnmatch(op[k], name, 0) == 0) ohits[k]++, only = true;
-            bool frozen = fz || !only;
-            tensors++;
-            numel += per;
-            tensors_frozen += frozen;
-            numel_frozen += frozen ? per : 0;
-            bool mine = !p->n_experts || (e >= p->expert_offset && e < p->expert_offset + p->n_experts);
-            if (mine) t->unit_frozen[u++] = frozen;
-        }
-    }
-    SX_ASSERT(u == t->n_units, "freeze: %lld units, the optimizer has %lld", (long long)u, (long long)t->n_units);
-    for (int k = 0; k < nf; k++)
-        if (!fhits[k])
-            return sx_errorf("train.freeze: pattern '%s' matches no parameter (patterns match HF names such as '%s' or "
-                             "'encoder.block.1.layer.1.mlp.experts.expert_0.wi.weight')", fp[k], m->params[0].name);
-    for (int k = 0; k < no; k++)
-        if (!ohits[k])
-            return sx_errorf("train.train_only: pattern '%s' matches no parameter (patterns match HF names such as '%s' or "
-                             "'encoder.block.1.layer.1.mlp.router.classifier.weight')", op[k], m->params[0].name);
-    if (tensors_frozen == tensors) return sx_errorf("train.freeze/train.train_only: every parameter is frozen, nothing would train");
-    if (tensors_frozen && t->rank0)
-        printf("switchc: %lld of %lld parameter tensors (HF names) frozen; %lld of %lld parameters train\n", (long long)tensors_frozen,
-               (long long)tensors, (long long)(numel - numel_frozen), (long long)numel);
-    return sx_ok();
-}
-
-static sx_status setup_optimizer(trainer *t) {
-    const run_config *cfg = t->cfg;
-    model *m = &t->m;
-    t->op = calloc((size_t)m->n_params, sizeof(optim_param));
-    t->n_units = 0;
-    for (int i = 0; i < m->n_params; i++) t->n_units += m->params[i].n_experts ? m->params[i].n_experts : 1;
-    t->unit_frozen = calloc((size_t)t->n_units + 1, 1);
-    t->active = calloc((size_t)t->n_units + 1, 1);
-    SX_TRY(setup_freeze(t));
-    int64_t u = 0;
-    for (int i = 0; i < m->n_params; i++) {
-        const param_desc *p = &m->params[i];
-        optim_param *o = &t->op[i];
-        o->name = p->name;
-        o->offset = p->offset;
-        o->ndim = p->ndim;
-        memcpy(o->shape, p->shape, sizeof o->shape);
-        o->decay = p->decay;
-        o->batch_dims = p->n_experts ? 1 : 0; /* each expert its own unit, as HF's one weight per expert */
-        int nu = p->n_experts ? p->n_experts : 1;
-        bool all = true;
-        for (int k = 0; k < nu; k++) all &= t->unit_frozen[u + k] != 0;
-        o->frozen = all; /* no state; a partly frozen block keeps state and skips its frozen units */
-        u += nu;
-    }
-    optim_config oc;
-    memset(&oc, 0, sizeof oc);
-    oc.kind = strcmp(cfg->optimizer, "adafactor") ? OPTIM_ADAMW : OPTIM_ADAFACTOR;
-    oc.lr = cfg->lr;
-    oc.weight_decay = cfg->weight_decay;
-    oc.beta1 = cfg->beta1;
-    oc.beta2 = cfg->beta2;
-    oc.eps = cfg->eps;
-    oc.decay_rate = cfg->adafactor_decay_rate;
-    oc.clip_threshold = cfg->adafactor_clip_threshold;
-    oc.eps1 = 1e-30;
-    oc.eps2 = 1e-3;
-    oc.relative_step = cfg->adafactor_relative_step;
-    oc.scale_parameter = cfg->adafactor_scale_parameter;
-    oc.warmup_init = false;
-    /* optim.beta1 unset (NaN): the optimizer's own default, AdamW 0.9, Adafactor none (HF's beta1=None) */
-    bool b1_unset = isnan(cfg->beta1);
-    oc.beta1 = b1_unset ? 0.9 : cfg->beta1;
-    oc.beta1_adafactor = oc.kind == OPTIM_ADAFACTOR && !b1_unset ? cfg->beta1 : 0.0;
-    SX_TRY(optim_init(&t->opt, &oc, t->op, m->n_params));
-    for (int i = 0; i < m->n_params; i++)
-        SX_ASSERT(optim_unit_first(t->opt, i) + (m->params[i].n_experts ? m->params[i].n_experts : 1) <=
-                      optim_unit_count(t->opt), "optimizer units");
+/* The learning-rate schedule of the run (HF's lambdas, train/schedule.h). */
+static sx_status setup_schedule(trainer *t) {
     memset(&t->sched, 0, sizeof t->sched);
-    SX_TRY(sched_parse_kind(cfg->schedule, &t->sched.kind));
-    t->sched.lr = cfg->lr;
-    t->sched.warmup_steps = cfg->warmup_steps;
-    t->sched.total_steps = cfg->steps;
-    t->sched.min_lr = cfg->min_lr;
+    SX_TRY(sched_parse_kind(t->cfg->schedule, &t->sched.kind));
+    t->sched.lr = t->cfg->lr;
+    t->sched.warmup_steps = t->cfg->warmup_steps;
+    t->sched.total_steps = t->cfg->steps;
+    t->sched.min_lr = t->cfg->min_lr;
     return sx_ok();
 }
 
@@ -351,22 +223,22 @@ static sx_status save_checkpoint(trainer *t) {
             s = ckpt_write_f32(w, name, p->ndim - 1, p->shape + 1, all + e * per);
         }
     }
-    for (int i = 0; i < optim_state_count(t->opt); i++) {
+    for (int i = 0; i < optim_state_count(train_step_optim(t->ts)); i++) {
         const char *sname;
         float *data;
         int64_t n, wn;
-        optim_state_get(t->opt, i, &sname, &data, &n);
-        const float *all = whole(t, data, n, m->params[optim_state_param(t->opt, i)].n_experts > 0, &buf, &wn);
+        optim_state_get(train_step_optim(t->ts), i, &sname, &data, &n);
+        const float *all = whole(t, data, n, m->params[optim_state_param(train_step_optim(t->ts), i)].n_experts > 0, &buf, &wn);
         if (!t->rank0 || !s.ok) continue;
         snprintf(name, sizeof name, "optim/%s", sname);
         s = ckpt_write_f32(w, name, 1, AG_SHAPE(wn), all);
     }
     /* each unit's step count (torch's state["step"]): experts idle in a step keep theirs */
-    int64_t *steps = optim_step_counts(t->opt), *sbuf = malloc(sizeof(int64_t) * (size_t)(m->cfg.num_experts + 1));
+    int64_t *steps = optim_step_counts(train_step_optim(t->ts)), *sbuf = malloc(sizeof(int64_t) * (size_t)(m->cfg.num_experts + 1));
     for (int i = 0; i < m->n_params; i++) {
         const param_desc *p = &m->params[i];
-        if (t->op[i].frozen) continue;
-        int64_t first = optim_unit_first(t->opt, i), nu = p->n_experts ? p->n_experts : 1, wn = nu;
+        if (train_step_frozen(t->ts, i)) continue;
+        int64_t first = optim_unit_first(train_step_optim(t->ts), i), nu = p->n_experts ? p->n_experts : 1, wn = nu;
         const int64_t *all = steps + first;
         if (p->n_experts && t->par->ep_size > 1) {
             sx_status gs = par_allgather(t->par->ep, steps + first, sbuf, nu, PAR_I64);
@@ -483,15 +355,15 @@ static sx_status load_checkpoint(trainer *t, const char *path) {
                           (long long)batch_source_count(t->src), (long long)pos[0], (long long)pos[1]);
     }
     float *buf = NULL;
-    for (int i = 0; s.ok && i < optim_state_count(t->opt); i++) {
+    for (int i = 0; s.ok && i < optim_state_count(train_step_optim(t->ts)); i++) {
         const char *name;
         float *data;
         int64_t n;
-        optim_state_get(t->opt, i, &name, &data, &n);
+        optim_state_get(train_step_optim(t->ts), i, &name, &data, &n);
         char dn[300];
         snprintf(dn, sizeof dn, "optim/%s", name);
         /* expert states are stored whole: this rank takes its experts' slice */
-        bool expert = t->m.params[optim_state_param(t->opt, i)].n_experts > 0;
+        bool expert = t->m.params[optim_state_param(train_step_optim(t->ts), i)].n_experts > 0;
         int64_t wn = expert ? n * t->m.ep_size : n;
         if (!ckpt_has(r, dn)) {
             s = sx_errorf("%s: no optimizer state '%s' (was it written with another optimizer?)", path, name);
@@ -503,12 +375,12 @@ static sx_status load_checkpoint(trainer *t, const char *path) {
     }
     free(buf);
     /* step counts per unit; a checkpoint from before they were recorded gives every unit the global step */
-    int64_t *steps = optim_step_counts(t->opt), *sbuf = malloc(sizeof(int64_t) * (size_t)(t->m.cfg.num_experts + 1));
+    int64_t *steps = optim_step_counts(train_step_optim(t->ts)), *sbuf = malloc(sizeof(int64_t) * (size_t)(t->m.cfg.num_experts + 1));
     bool legacy = false;
     for (int i = 0; s.ok && i < t->m.n_params; i++) {
         const param_desc *p = &t->m.params[i];
-        if (t->op[i].frozen) continue;
-        int64_t first = optim_unit_first(t->opt, i), nu = p->n_experts ? p->n_experts : 1, wn = p->n_experts ? nu * t->m.ep_size : 1;
+        if (train_step_frozen(t->ts, i)) continue;
+        int64_t first = optim_unit_first(train_step_optim(t->ts), i), nu = p->n_experts ? p->n_experts : 1, wn = p->n_experts ? nu * t->m.ep_size : 1;
         char dn[300];
         snprintf(dn, sizeof dn, "optim_steps/%s", p->name);
         if (!ckpt_has(r, dn)) {
@@ -797,88 +669,205 @@ static void on_stop_signal(int sig) {
 
 /* ---- the loop ------------------------------------------------------------------------------------------------------ */
 
-typedef struct {
-    double loss, ce, z, aux;
-    int64_t tokens, dropped, routed;
-    int64_t *expert_tokens; /* [E] summed over layers */
-} step_stats;
+/* ---- the run, in named phases ---------------------------------------------------------------------------------- */
 
-/* Gradients of one step, made global: dense parameters summed over every rank, expert blocks over the data-parallel
- * replicas of the same shard (the tokens of the whole EP group already reached them through the all-to-all). Each
- * rank's loss is its share of the global loss, so sums are exactly the single-process gradients. */
-static sx_status sync_grads(trainer *t) {
-    const model *m = &t->m;
-    for (int pass = 0; pass < 2; pass++) { /* 0: dense over the world, 1: experts over the DP group */
-        par_group *g = pass ? t->par->dp : t->par->world;
-        if (par_group_size(g) == 1) continue;
-        int64_t k = 0;
-        for (int i = 0; i < m->n_params; i++)
-            if ((m->params[i].n_experts > 0) == pass) {
-                memcpy(t->stage + k, m->g + m->params[i].offset, sizeof(float) * (size_t)m->params[i].numel);
-                k += m->params[i].numel;
-            }
-        SX_TRY(par_allreduce_sum(g, t->stage, k, PAR_F32));
-        k = 0;
-        for (int i = 0; i < m->n_params; i++)
-            if ((m->params[i].n_experts > 0) == pass) {
-                memcpy(m->g + m->params[i].offset, t->stage + k, sizeof(float) * (size_t)m->params[i].numel);
-                k += m->params[i].numel;
-            }
+/* What a run keeps beside the step: metrics, progress and totals. */
+typedef struct {
+    train_metrics *metrics;
+    train_progress prog;
+    run_totals tot;
+    int64_t *layer_tokens;     /* [n_sparse, E]: kept tokens over the run */
+    int n_sparse;
+    double t_log, a2a_log, last_loss;
+    int64_t tok_since_log;
+} run_state;
+
+static sx_status batch_get(void *src, uint64_t first, int B, int32_t *ids, int32_t *mask, int32_t *labels, int64_t *S, int64_t *T) {
+    return batch_source_get(src, first, B, ids, mask, labels, S, T);
+}
+
+/* The run directory (claimed for a fresh run), the model, the step, the schedule and the training batches. */
+static sx_status open_run(trainer *t, const trainer_opts *opts) {
+    const run_config *cfg = t->cfg;
+    const int W = t->par->world_size, mb = cfg->micro_batch_size ? cfg->micro_batch_size : cfg->batch_size;
+    if (mb % W) return sx_errorf("train.micro_batch_size %d (or batch_size) must be a multiple of the %d ranks", mb, W);
+    if (t->par->ep_size != cfg->expert_parallel)
+        return sx_errorf("parallel.expert_parallel = %d but the ranks were grouped by %d", cfg->expert_parallel, t->par->ep_size);
+    snprintf(t->dir, sizeof t->dir, "%s", cfg->out_dir);
+    if (t->rank0) {
+        SX_TRY(mkdir_p(t->dir));
+        remove_stale_temps(t->dir);
+        if (!opts->resume) SX_TRY(claim_run_dir(t->dir, opts->overwrite));
+    }
+    SX_TRY(par_barrier(t->par->world));
+    SX_TRY(model_init_ep(&t->m, &cfg->model, t->par->ep));
+    model_init_weights(&t->m, cfg->seed);
+    SX_TRY(setup_schedule(t));
+    SX_TRY(batch_source_open(cfg, false, &t->src));
+    return train_step_init(&t->ts, &t->m, cfg, t->par, batch_source_max_len(t->src));
+}
+
+/* --init-from's parameters, then --resume's checkpoint (parameters, optimizer, counters). */
+static sx_status restore(trainer *t, const trainer_opts *opts) {
+    if (opts->init_from) {
+        SX_TRY(trainer_load_params(&t->m, opts->init_from));
+        if (t->rank0) printf("switchc: initialised from %s\n", opts->init_from);
+    }
+    if (!opts->resume) return sx_ok();
+    char path[1024];
+    bool found = true;
+    if (!strcmp(opts->resume, "auto")) SX_TRY(ckpt_find_latest(t->dir, CKPT_PREFIX, path, sizeof path, &found));
+    else snprintf(path, sizeof path, "%s", opts->resume);
+    if (found) {
+        SX_TRY(load_checkpoint(t, path));
+        if (t->rank0) printf("switchc: resumed from %s at step %lld\n", path, (long long)t->step);
+    } else if (t->rank0) {
+        printf("switchc: no checkpoint in %s: starting from step 0\n", t->dir);
     }
     return sx_ok();
 }
 
-/* The global L2 norm of the (synchronised) gradient over trainable parameters: the dense part is the same on every
- * rank, the expert part is summed over the EP group. Non-finite values make the norm non-finite. */
-static double global_grad_norm(trainer *t) {
-    double sq[2] = {0, 0};
-    const model *m = &t->m;
-    for (int i = 0; i < m->n_params; i++) {
-        if (t->op[i].frozen) continue;
-        const float *g = m->g + m->params[i].offset;
-        double acc = 0;
-        for (int64_t j = 0; j < m->params[i].numel; j++) acc += (double)g[j] * g[j];
-        sq[m->params[i].n_experts > 0] += acc;
-    }
-    sx_status s = par_allreduce_sum(t->par->ep, &sq[1], 1, PAR_F64);
-    SX_ASSERT(s.ok, "gradient norm: %s", s.msg);
-    return sqrt(sq[0] + sq[1]);
+/* RUN_DIR/config.json (the effective config) and the metrics writers, on rank 0. */
+static sx_status record_run(trainer *t, run_state *rs) {
+    if (!t->rank0) return sx_ok();
+    char p[800];
+    snprintf(p, sizeof p, "%s/config.json", t->dir);
+    cJSON *j = run_config_to_json(t->cfg);
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    FILE *f = fopen(p, "w");
+    bool ok = f && fputs(text, f) >= 0;
+    if (f && fclose(f) != 0) ok = false;
+    free(text);
+    if (!ok) return sx_errorf("%s: cannot write the effective config: %s", p, strerror(errno));
+    return train_metrics_open(t->dir, &rs->metrics);
 }
 
-static void scale_grads(trainer *t, float c) {
-    for (int i = 0; i < t->m.n_params; i++) {
-        if (t->op[i].frozen) continue;
-        float *g = t->m.g + t->m.params[i].offset;
-        for (int64_t j = 0; j < t->m.params[i].numel; j++) g[j] *= c;
-    }
+/* A step with a non-finite loss or gradient updated nothing: counted, and too many in a row end the run. */
+static sx_status count_skip(trainer *t, const train_step_stats *st) {
+    t->skipped_total++;
+    t->consecutive_skips++;
+    if (t->rank0)
+        fprintf(stderr, "\nswitchc: step %lld: non-finite %s: step skipped (%d in a row, %lld in all)\n", (long long)t->step + 1,
+                isfinite(st->loss) ? "gradient" : "loss", t->consecutive_skips, (long long)t->skipped_total);
+    if (t->consecutive_skips >= t->cfg->max_nonfinite_skips)
+        return sx_errorf("%d consecutive steps had a non-finite loss or gradient (train.max_nonfinite_skips): stopping at step %lld; "
+                         "the last good checkpoint in %s is kept (lower optim.lr or set train.grad_clip)",
+                         t->consecutive_skips, (long long)t->step, t->dir);
+    return sx_ok();
 }
 
-/* The units this step updates (t->active): every unit not frozen, less, with optim.idle_experts = skip, the experts
- * that no token of the global batch reached (kept, after capacity) in their layer: they have no gradient, and torch
- * skips a parameter whose grad is None (no decay, no moment decay, no step count). Frozen units of a partly frozen
- * block get a zero gradient, so the norm and clipping see only what trains, as in torch. step_tokens [layer, expert]
- * is global; route_param holds each layer's expert blocks (-1 absent). */
-static void select_units(trainer *t, const int64_t *step_tokens, const int *route_param, int n_sparse) {
-    const model *m = &t->m;
-    const int E = m->cfg.num_experts;
-    for (int64_t u = 0; u < t->n_units; u++) t->active[u] = !t->unit_frozen[u];
-    for (int i = 0; i < m->n_params; i++) {
-        const param_desc *p = &m->params[i];
-        if (!p->n_experts || t->op[i].frozen) continue;
-        int64_t first = optim_unit_first(t->opt, i), per = p->numel / p->n_experts;
-        for (int k = 0; k < p->n_experts; k++)
-            if (t->unit_frozen[first + k]) memset(m->g + p->offset + k * per, 0, sizeof(float) * (size_t)per);
+/* The metric line of a step: metrics.jsonl / TensorBoard, and stdout. */
+static sx_status log_step(trainer *t, run_state *rs, const train_step_stats *st, double lr, bool quiet) {
+    const int E = t->m.cfg.num_experts, n = st->n_sparse;
+    double el = now_s() - rs->t_log;
+    int64_t busiest = 0, idlest = INT64_MAX, tot = 0, idle = 0;
+    for (int e = 0; e < E; e++) {
+        int64_t c = 0;
+        for (int r = 0; r < n; r++) c += st->layer_tokens[r * E + e];
+        tot += c;
+        busiest = c > busiest ? c : busiest;
+        idlest = c < idlest ? c : idlest;
     }
-    if (strcmp(t->cfg->idle_experts, "skip")) return;
-    for (int r = 0; r < n_sparse; r++)
-        for (int j = 0; j < 4; j++) {
-            int i = route_param[4 * r + j];
-            if (i < 0) continue;
-            const param_desc *p = &m->params[i];
-            int64_t first = optim_unit_first(t->opt, i);
-            for (int k = 0; k < p->n_experts; k++)
-                if (step_tokens[r * E + p->expert_offset + k] == 0) t->active[first + k] = 0;
+    for (int q = 0; q < n * E; q++) idle += st->layer_tokens[q] == 0;
+    double a2a = par_alltoall_seconds() - rs->a2a_log;
+    double vals[] = {st->loss, st->ce, st->aux, st->z, lr, st->grad_norm, el > 0 ? (double)rs->tok_since_log / el : 0,
+                     st->routed ? (double)st->dropped / (double)st->routed : 0, tot ? (double)busiest / (double)tot : 0,
+                     tot ? (double)idlest / (double)tot : 0, (double)t->skipped_total, el > 0 ? a2a / el : 0,
+                     n ? (double)idle / (double)(n * E) : 0};
+    const char *names[] = {"train/loss", "train/ce", "train/aux_loss", "train/z_loss", "train/lr", "train/grad_norm", "train/tokens_per_s",
+                           "train/dropped_frac", "train/busiest_expert_share", "train/idlest_expert_share", "train/skipped_steps",
+                           "train/alltoall_time_share", "train/idle_expert_frac"};
+    if (t->rank0) SX_TRY(train_metrics_log(rs->metrics, t->step, 13, names, vals));
+    if (!quiet && t->rank0) {
+        if (rs->prog.tty) fputs("\r\033[K", stderr); /* the progress bar's line, redrawn by the next update */
+        printf("step %6lld | loss %.4f | ce %.4f | aux %.4f | z %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | dropped %.1f%% | experts max %.0f%% min %.0f%%\n",
+               (long long)t->step, vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6], 100 * vals[7], 100 * vals[8], 100 * vals[9]);
+        fflush(stdout);
+    }
+    rs->t_log = now_s();
+    rs->a2a_log = par_alltoall_seconds();
+    rs->tok_since_log = 0;
+    return sx_ok();
+}
+
+/* A held-out evaluation during the run: metrics, routing statistics, the console line. */
+static sx_status evaluate_now(trainer *t, run_state *rs, bool quiet, trainer_result *res) {
+    eval_result ev;
+    SX_TRY(trainer_evaluate(&t->m, t->cfg, false, &ev));
+    double vals[] = {ev.loss, ev.token_acc, ev.exact_match};
+    const char *names[] = {"eval/loss", "eval/token_acc", "eval/exact_match"};
+    if (t->rank0) SX_TRY(train_metrics_log(rs->metrics, t->step, 3, names, vals));
+    SX_TRY(route_stats(&t->m, t->cfg, false, rs->metrics, t->step));
+    if (!quiet && t->rank0) {
+        if (rs->prog.tty) fputs("\r\033[K", stderr);
+        printf("eval  %6lld | loss %.4f | token acc %.4f | exact match %.4f (%lld held-out examples)\n", (long long)t->step, ev.loss, ev.token_acc,
+               ev.exact_match, (long long)ev.examples);
+        fflush(stdout);
+    }
+    if (ev.loss < rs->tot.best_eval_loss) rs->tot.best_eval_loss = ev.loss;
+    rs->tot.last_eval = ev;
+    rs->tot.have_eval = true;
+    if (res) {
+        res->eval_loss = ev.loss;
+        res->eval_token_acc = ev.token_acc;
+        res->eval_exact_match = ev.exact_match;
+    }
+    return sx_ok();
+}
+
+/* The loop: steps until stop_at (or a stop signal), with logging, evaluation and checkpoints on their intervals. */
+static sx_status train_loop(trainer *t, run_state *rs, const trainer_opts *opts, trainer_result *res) {
+    const run_config *cfg = t->cfg;
+    int64_t start_step = t->step, stop_at = cfg->steps;
+    if (opts->stop_after > 0 && start_step + opts->stop_after < stop_at) stop_at = start_step + opts->stop_after;
+    while (t->step < stop_at) {
+        double lr = sched_lr(&t->sched, t->step), t0 = now_s(); /* HF: lambda(updates done) */
+        train_step_stats st;
+        SX_TRY(train_step_run(t->ts, batch_get, t->src, t->step, lr, stop_signal != 0, t->step == start_step ? opts->on_first_grads : NULL,
+                              opts->user, &st));
+        if (!st.finite) SX_TRY(count_skip(t, &st));
+        else t->consecutive_skips = 0;
+        t->step++;
+        rs->last_loss = st.loss;
+        rs->tot.train_seconds += now_s() - t0;
+        rs->tot.tokens += st.tokens;
+        rs->tot.dropped += st.dropped;
+        rs->tot.routed += st.routed;
+        for (int q = 0; q < st.n_sparse * t->m.cfg.num_experts; q++) rs->layer_tokens[q] += st.layer_tokens[q];
+        if (opts->loss_trace) opts->loss_trace[t->step - 1] = st.loss;
+        rs->tok_since_log += st.tokens;
+        if (!opts->quiet && t->rank0) {
+            char extra[64];
+            snprintf(extra, sizeof extra, "loss %.4f", st.loss);
+            train_progress_update(&rs->prog, t->step, extra);
         }
+        if (t->step % cfg->log_every == 0 || t->step == cfg->steps) SX_TRY(log_step(t, rs, &st, lr, opts->quiet));
+        if ((cfg->eval_every && t->step % cfg->eval_every == 0) || t->step == cfg->steps) SX_TRY(evaluate_now(t, rs, opts->quiet, res));
+        if ((cfg->ckpt_every && t->step % cfg->ckpt_every == 0) || t->step == stop_at || st.stop) SX_TRY(save_checkpoint(t));
+        if (st.stop)
+            return sx_errorf("stopped by %s after step %lld of %lld: checkpoint %s/%s%08lld.h5 written; continue with --resume",
+                             stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGTERM ? "SIGTERM" : "a signal on another rank", (long long)t->step,
+                             (long long)cfg->steps, t->dir, CKPT_PREFIX, (long long)t->step);
+    }
+    return sx_ok();
+}
+
+/* The end of a run: summary.json, and for a finished run the final held-out report. */
+static sx_status finish_run(trainer *t, run_state *rs, const trainer_opts *opts) {
+    /* every rank leaves with the last checkpoint written (rank 0 writes it; the others may read it next) */
+    SX_TRY(par_barrier(t->par->world));
+    if (t->rank0) SX_TRY(write_summary(t, &rs->tot, rs->layer_tokens, rs->n_sparse, rs->last_loss));
+    if (t->step != t->cfg->steps || opts->quiet) return sx_ok();
+    eval_result ev;
+    SX_TRY(trainer_evaluate(&t->m, t->cfg, true, &ev));
+    if (t->rank0) {
+        printf("held-out exact match: %.4f (%lld examples), token accuracy %.4f, loss %.4f\n", ev.exact_match, (long long)ev.examples, ev.token_acc,
+               ev.loss);
+        printf("run directory %s: checkpoint %s%08lld.h5, summary.json, metrics.jsonl (plot: tensorboard --logdir %s)\n", t->dir, CKPT_PREFIX,
+               (long long)t->step, t->dir);
+    }
+    return route_stats(&t->m, t->cfg, t->rank0, NULL, t->step);
 }
 
 sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_result *res) {
@@ -887,322 +876,53 @@ sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_r
     trainer t;
     memset(&t, 0, sizeof t);
     t.cfg = cfg;
-    if (opts->par) {
-        t.par = opts->par;
-    } else {
-        par_init_local(&t.local_par);
-        t.par = &t.local_par;
-    }
+    if (!opts->par) par_init_local(&t.local_par);
+    t.par = opts->par ? opts->par : &t.local_par;
     t.rank0 = t.par->world_rank == 0;
-    const int W = t.par->world_size;
-    const int mb = cfg->micro_batch_size ? cfg->micro_batch_size : cfg->batch_size, n_micro = cfg->batch_size / mb;
-    if (mb % W) return sx_errorf("train.micro_batch_size %d (or batch_size) must be a multiple of the %d ranks", mb, W);
-    if (t.par->ep_size != cfg->expert_parallel)
-        return sx_errorf("parallel.expert_parallel = %d but the ranks were grouped by %d", cfg->expert_parallel, t.par->ep_size);
-    snprintf(t.dir, sizeof t.dir, "%s", cfg->out_dir);
-    if (t.rank0) {
-        SX_TRY(mkdir_p(t.dir));
-        remove_stale_temps(t.dir);
-        if (!opts->resume) SX_TRY(claim_run_dir(t.dir, opts->overwrite));
-    }
-    SX_TRY(par_barrier(t.par->world));
-    SX_TRY(model_init_ep(&t.m, &cfg->model, t.par->ep));
-    model_init_weights(&t.m, cfg->seed);
-    t.stage = malloc(sizeof(float) * (size_t)(t.m.n_floats + 1));
-    sx_status s = setup_optimizer(&t);
-    if (s.ok) s = batch_source_open(cfg, false, &t.src);
-    if (!s.ok) goto out;
-    if (opts->init_from) {
-        s = trainer_load_params(&t.m, opts->init_from);
-        if (!s.ok) goto out;
-        if (t.rank0) printf("switchc: initialised from %s\n", opts->init_from);
-    }
-    if (opts->resume) {
-        char path[1024];
-        bool found = true;
-        if (!strcmp(opts->resume, "auto")) {
-            s = ckpt_find_latest(t.dir, CKPT_PREFIX, path, sizeof path, &found);
-            if (!s.ok) goto out;
-        } else {
-            snprintf(path, sizeof path, "%s", opts->resume);
-        }
-        if (found) {
-            s = load_checkpoint(&t, path);
-            if (!s.ok) goto out;
-            if (t.rank0) printf("switchc: resumed from %s at step %lld\n", path, (long long)t.step);
-        } else if (t.rank0) {
-            printf("switchc: no checkpoint in %s: starting from step 0\n", t.dir);
-        }
-    }
-    /* the effective config, for the record */
-    if (t.rank0) {
-        char p[800];
-        snprintf(p, sizeof p, "%s/config.json", t.dir);
-        cJSON *j = run_config_to_json(cfg);
-        char *text = cJSON_Print(j);
-        cJSON_Delete(j);
-        FILE *f = fopen(p, "w");
-        if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
-            free(text);
-            s = sx_errorf("%s: cannot write the effective config: %s", p, strerror(errno));
-            goto out;
-        }
-        free(text);
-    }
-    train_metrics *metrics = NULL;
-    if (t.rank0) {
-        s = train_metrics_open(t.dir, &metrics);
-        if (!s.ok) goto out;
-    }
-
-    ag_arena_init(&t.act, "activations", 1 << 22);
-    ag_ctx_init(&t.ctx, &t.act);
-    t.ctx.training = true;
-    batch_source *src = t.src;
-    const int64_t Lmax = batch_source_max_len(src);
-    const int mbl = mb / W; /* every rank takes mbl rows of each micro-batch */
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(mb * Lmax)), *mask = malloc(sizeof(int32_t) * (size_t)(mb * Lmax)),
-            *labels = malloc(sizeof(int32_t) * (size_t)(mb * Lmax));
-    const int E = t.m.cfg.num_experts;
-    int64_t *expert_tokens = calloc((size_t)E + 1, sizeof(int64_t));
-    const int n_sparse = model_config_sparse_count(t.m.cfg.encoder_sparse_step, t.m.cfg.num_layers) +
-                         model_config_sparse_count(t.m.cfg.decoder_sparse_step, t.m.cfg.num_decoder_layers);
-    int64_t *layer_tokens = calloc((size_t)(n_sparse * E + 1), sizeof(int64_t)); /* [layer, expert] over the run */
-    int64_t *step_tokens = calloc((size_t)(n_sparse * E + 1), sizeof(int64_t));  /* [layer, expert] of one step, global */
-    int *route_param = malloc(sizeof(int) * (size_t)(4 * n_sparse + 1));           /* the expert blocks of each route */
-    run_totals tot_run = {0};
-    tot_run.best_eval_loss = INFINITY;
-    ag_arena seed_arena;
-    ag_arena_init(&seed_arena, "loss-seed", 4096);
-    ag_tensor *seed = ag_new(&seed_arena, AG_F32, 1);
-    ((float *)seed->data)[0] = 1.0f / (float)n_micro; /* the step's loss is the mean over its micro-batches */
-
-    struct sigaction stop_sa = {0}, old_int, old_term;
-    stop_sa.sa_handler = on_stop_signal;
-    sigemptyset(&stop_sa.sa_mask);
-    stop_signal = 0;
-    sigaction(SIGINT, &stop_sa, &old_int);
-    sigaction(SIGTERM, &stop_sa, &old_term);
-    bool interrupted = false;
-
-    train_progress prog;
-    train_progress_init(&prog, cfg->steps);
-    double t_log = now_s(), a2a_log = par_alltoall_seconds();
-    int64_t tok_since_log = 0;
-    int64_t start_step = t.step, stop_at = cfg->steps;
-    if (opts->stop_after > 0 && start_step + opts->stop_after < stop_at) stop_at = start_step + opts->stop_after;
-    double last_loss = NAN;
-    if (t.rank0)
-        printf("switchc: training %lld parameters (%s, %d experts) on task '%s' for %lld steps, batch %d%s, %d rank%s (expert parallel %d), run directory %s\n",
-               (long long)model_param_count_global(&t.m), cfg->model_source, E,
-               cfg->task, (long long)cfg->steps, cfg->batch_size, n_micro > 1 ? " (micro-batches)" : "", W, W > 1 ? "s" : "", t.par->ep_size, t.dir);
-    while (t.step < stop_at) {
-        double lr = sched_lr(&t.sched, t.step), t_step0 = now_s(); /* HF: lambda(updates done) */
-        memset(t.m.g, 0, sizeof(float) * (size_t)t.m.n_floats);
-        step_stats st = {0};
-        memset(expert_tokens, 0, sizeof(int64_t) * (size_t)E);
-        memset(step_tokens, 0, sizeof(int64_t) * (size_t)(n_sparse * E));
-        for (int k = 0; k < n_micro; k++) {
-            int64_t S, T;
-            uint64_t first = (uint64_t)(t.step * cfg->batch_size + k * mb);
-            /* every rank builds the whole micro-batch (padded to its longest example, as one process would) and
-             * keeps its rows; the valid-label count of the whole batch normalises the loss */
-            s = batch_source_get(src, first, mb, ids, mask, labels, &S, &T);
-            if (!s.ok) break;
-            int64_t valid = 0, mine = 0, r0 = (int64_t)t.par->world_rank * mbl;
-            for (int64_t q = 0; q < (int64_t)mb * T; q++) {
-                valid += labels[q] >= 0;
-                mine += labels[q] >= 0 && q / T >= r0 && q / T < r0 + mbl;
-            }
-            model_batch b = {mbl, S, T, ids + r0 * S, mask + r0 * S, labels + r0 * T, NULL, valid, W};
-            model_output o;
-            model_forward(&t.m, &t.ctx, &b, (model_rng){cfg->seed, (uint64_t)(t.step * n_micro + k), (uint64_t)t.par->world_rank}, &o);
-            ag_backward_seed(&t.ctx, o.loss, seed);
-            /* this rank's shares of the global values: summed over ranks below */
-            st.loss += ((float *)o.loss->data)[0] / n_micro;
-            st.ce += ((float *)o.ce->data)[0] * (valid ? (double)mine / (double)valid : 0) / n_micro;
-            if (o.enc_z) st.z += ((float *)o.enc_z->data)[0] / n_micro / W;
-            if (o.dec_z) st.z += ((float *)o.dec_z->data)[0] / n_micro / W;
-            if (o.enc_aux) st.aux += ((float *)o.enc_aux->data)[0] / n_micro / W;
-            if (o.dec_aux) st.aux += ((float *)o.dec_aux->data)[0] / n_micro / W;
-            SX_ASSERT(o.n_routes == n_sparse, "%d routed layers, expected %d", o.n_routes, n_sparse);
-            for (int r = 0; r < o.n_routes; r++) {
-                st.dropped += o.routes[r].n_dropped;
-                st.routed += o.routes[r].n_tokens;
-                for (int e = 0; e < E; e++) step_tokens[r * E + e] += o.routes[r].tokens_per_expert[e];
-                const block_params *bp = o.routes[r].stack ? &t.m.dec[o.routes[r].block] : &t.m.enc[o.routes[r].block];
-                const int blocks[4] = {bp->wi, bp->wi0, bp->wi1, bp->wo};
-                memcpy(route_param + 4 * r, blocks, sizeof blocks);
-            }
-            st.tokens += (int64_t)mbl * (S + T);
-            ag_ctx_reset(&t.ctx);
-        }
-        if (!s.ok) break;
-        s = sync_grads(&t);
-        if (!s.ok) break;
-        if (t.step == start_step && opts->on_first_grads) opts->on_first_grads(&t.m, opts->user);
-        /* the step's numbers, summed over ranks (shares of the loss; token and routing counts) */
-        {
-            /* v[7]: a stop signal on any rank stops every rank after this step */
-            double v[8] = {st.loss, st.ce, st.z, st.aux, (double)st.dropped, (double)st.routed, (double)st.tokens, stop_signal ? 1.0 : 0.0};
-            s = par_allreduce_sum(t.par->world, v, 8, PAR_F64);
-            interrupted = v[7] > 0;
-            if (s.ok) s = par_allreduce_sum(t.par->world, step_tokens, n_sparse * E, PAR_I64);
-            if (!s.ok) break;
-            st.loss = v[0];
-            st.ce = v[1];
-            st.z = v[2];
-            st.aux = v[3];
-            st.dropped = (int64_t)v[4];
-            st.routed = (int64_t)v[5];
-            st.tokens = (int64_t)v[6];
-            for (int r = 0; r < n_sparse; r++)
-                for (int e = 0; e < E; e++) {
-                    expert_tokens[e] += step_tokens[r * E + e];
-                    layer_tokens[r * E + e] += step_tokens[r * E + e];
-                }
-        }
-        select_units(&t, step_tokens, route_param, n_sparse);
-        double gnorm = global_grad_norm(&t);
-        bool finite = isfinite(st.loss) && isfinite(gnorm);
-        if (!finite) {
-            t.skipped_total++;
-            t.consecutive_skips++;
-            if (t.rank0)
-                fprintf(stderr, "\nswitchc: step %lld: non-finite %s: step skipped (%d in a row, %lld in all)\n", (long long)t.step + 1,
-                        isfinite(st.loss) ? "gradient" : "loss", t.consecutive_skips, (long long)t.skipped_total);
-            if (t.consecutive_skips >= cfg->max_nonfinite_skips) {
-                s = sx_errorf("%d consecutive steps had a non-finite loss or gradient (train.max_nonfinite_skips): stopping at step %lld; "
-                              "the last good checkpoint in %s is kept (lower optim.lr or set train.grad_clip)",
-                              t.consecutive_skips, (long long)t.step, t.dir);
-                break;
-            }
-        } else {
-            t.consecutive_skips = 0;
-            /* torch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1 */
-            if (cfg->grad_clip > 0 && cfg->grad_clip / (gnorm + 1e-6) < 1) scale_grads(&t, (float)(cfg->grad_clip / (gnorm + 1e-6)));
-            optim_step(t.opt, t.m.w, t.m.g, lr, t.active);
-        }
-        t.step++;
-        last_loss = st.loss;
-        tot_run.train_seconds += now_s() - t_step0;
-        tot_run.tokens += st.tokens;
-        tot_run.dropped += st.dropped;
-        tot_run.routed += st.routed;
-        if (opts->loss_trace) opts->loss_trace[t.step - 1] = st.loss;
-        tok_since_log += st.tokens;
-        if (!opts->quiet && t.rank0) {
-            char extra[64];
-            snprintf(extra, sizeof extra, "loss %.4f", st.loss);
-            train_progress_update(&prog, t.step, extra);
-        }
-        if (t.step % cfg->log_every == 0 || t.step == cfg->steps) {
-            double el = now_s() - t_log;
-            int64_t busiest = 0, idlest = INT64_MAX, tot = 0;
-            for (int e = 0; e < E; e++) {
-                tot += expert_tokens[e];
-                if (expert_tokens[e] > busiest) busiest = expert_tokens[e];
-                if (expert_tokens[e] < idlest) idlest = expert_tokens[e];
-            }
-            int64_t idle = 0;
-            for (int q = 0; q < n_sparse * E; q++) idle += step_tokens[q] == 0;
-            double a2a = par_alltoall_seconds() - a2a_log;
-            double vals[] = {st.loss, st.ce, st.aux, st.z, lr, gnorm, el > 0 ? (double)tok_since_log / el : 0,
-                             st.routed ? (double)st.dropped / (double)st.routed : 0, tot ? (double)busiest / (double)tot : 0,
-                             tot ? (double)idlest / (double)tot : 0, (double)t.skipped_total, el > 0 ? a2a / el : 0,
-                             n_sparse ? (double)idle / (double)(n_sparse * E) : 0};
-            const char *names[] = {"train/loss", "train/ce", "train/aux_loss", "train/z_loss", "train/lr", "train/grad_norm", "train/tokens_per_s",
-                                   "train/dropped_frac", "train/busiest_expert_share", "train/idlest_expert_share", "train/skipped_steps",
-                                   "train/alltoall_time_share", "train/idle_expert_frac"};
-            if (t.rank0) s = train_metrics_log(metrics, t.step, 13, names, vals);
-            if (!s.ok) break;
-            if (!opts->quiet && t.rank0) {
-                if (prog.tty) fputs("\r\033[K", stderr); /* the progress bar's line, redrawn by the next update */
-                printf("step %6lld | loss %.4f | ce %.4f | aux %.4f | z %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | dropped %.1f%% | experts max %.0f%% min %.0f%%\n",
-                       (long long)t.step, vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6], 100 * vals[7], 100 * vals[8], 100 * vals[9]);
-                fflush(stdout);
-            }
-            t_log = now_s();
-            a2a_log = par_alltoall_seconds();
-            tok_since_log = 0;
-        }
-        bool last = t.step == stop_at || interrupted;
-        if ((cfg->eval_every && t.step % cfg->eval_every == 0 && t.step != cfg->steps) || t.step == cfg->steps) {
-            eval_result ev;
-            s = trainer_evaluate(&t.m, cfg, false, &ev);
-            if (!s.ok) break;
-            double vals[] = {ev.loss, ev.token_acc, ev.exact_match};
-            const char *names[] = {"eval/loss", "eval/token_acc", "eval/exact_match"};
-            if (t.rank0) s = train_metrics_log(metrics, t.step, 3, names, vals);
-            if (s.ok) s = route_stats(&t.m, cfg, false, metrics, t.step);
-            if (!s.ok) break;
-            if (!opts->quiet && t.rank0) {
-                if (prog.tty) fputs("\r\033[K", stderr);
-                printf("eval  %6lld | loss %.4f | token acc %.4f | exact match %.4f (%lld held-out examples)\n", (long long)t.step, ev.loss,
-                       ev.token_acc, ev.exact_match, (long long)ev.examples);
-                fflush(stdout);
-            }
-            if (ev.loss < tot_run.best_eval_loss) tot_run.best_eval_loss = ev.loss;
-            tot_run.last_eval = ev;
-            tot_run.have_eval = true;
-            if (res) {
-                res->eval_loss = ev.loss;
-                res->eval_token_acc = ev.token_acc;
-                res->eval_exact_match = ev.exact_match;
-            }
-        }
-        if ((cfg->ckpt_every && t.step % cfg->ckpt_every == 0) || last) {
-            s = save_checkpoint(&t);
-            if (!s.ok) break;
-        }
-        if (interrupted) {
-            s = sx_errorf("stopped by %s after step %lld of %lld: checkpoint %s/%s%08lld.h5 written; continue with --resume",
-                          stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGTERM ? "SIGTERM" : "a signal", (long long)t.step,
-                          (long long)cfg->steps, t.dir, CKPT_PREFIX, (long long)t.step);
-            break;
-        }
-    }
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
-    if (!opts->quiet && t.rank0) train_progress_done(&prog);
-    if (metrics) train_metrics_close(metrics);
-    /* every rank leaves with the last checkpoint written (rank 0 writes it; the others may read it next) */
-    if (s.ok) s = par_barrier(t.par->world);
-    if (s.ok && t.rank0) s = write_summary(&t, &tot_run, layer_tokens, n_sparse, last_loss);
-    free(layer_tokens);
-    free(step_tokens);
-    free(route_param);
-    if (s.ok && t.step == cfg->steps && !opts->quiet) {
-        eval_result ev;
-        s = trainer_evaluate(&t.m, cfg, true, &ev);
-        if (s.ok && t.rank0) {
-            printf("held-out exact match: %.4f (%lld examples), token accuracy %.4f, loss %.4f\n", ev.exact_match, (long long)ev.examples, ev.token_acc, ev.loss);
-            printf("run directory %s: checkpoint %s%08lld.h5, summary.json, metrics.jsonl (plot: tensorboard --logdir %s)\n", t.dir, CKPT_PREFIX,
-                   (long long)t.step, t.dir);
-        }
-        if (s.ok) {
-            route_stats(&t.m, cfg, t.rank0, NULL, t.step);
-        }
+    run_state rs;
+    memset(&rs, 0, sizeof rs);
+    rs.tot.best_eval_loss = INFINITY;
+    rs.last_loss = NAN;
+    sx_status s = open_run(&t, opts);
+    if (s.ok) s = restore(&t, opts);
+    if (s.ok) s = record_run(&t, &rs);
+    if (s.ok) {
+        rs.n_sparse = model_config_sparse_count(t.m.cfg.encoder_sparse_step, t.m.cfg.num_layers) +
+                      model_config_sparse_count(t.m.cfg.decoder_sparse_step, t.m.cfg.num_decoder_layers);
+        rs.layer_tokens = calloc((size_t)(rs.n_sparse * t.m.cfg.num_experts + 1), sizeof(int64_t));
+        train_progress_init(&rs.prog, cfg->steps);
+        rs.t_log = now_s();
+        rs.a2a_log = par_alltoall_seconds();
+        if (t.rank0)
+            printf("switchc: training %lld parameters (%s, %d experts) on task '%s' for %lld steps, batch %d%s, %d rank%s (expert parallel %d), "
+                   "run directory %s\n",
+                   (long long)model_param_count_global(&t.m), cfg->model_source, t.m.cfg.num_experts, cfg->task, (long long)cfg->steps,
+                   cfg->batch_size, cfg->micro_batch_size && cfg->micro_batch_size < cfg->batch_size ? " (micro-batches)" : "",
+                   t.par->world_size, t.par->world_size > 1 ? "s" : "", t.par->ep_size, t.dir);
+        /* SIGINT / SIGTERM: stop at the step boundary with a checkpoint (a second one ends the process) */
+        struct sigaction stop_sa = {0}, old_int, old_term;
+        stop_sa.sa_handler = on_stop_signal;
+        sigemptyset(&stop_sa.sa_mask);
+        stop_signal = 0;
+        sigaction(SIGINT, &stop_sa, &old_int);
+        sigaction(SIGTERM, &stop_sa, &old_term);
+        s = train_loop(&t, &rs, opts, res);
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        if (!opts->quiet && t.rank0) train_progress_done(&rs.prog);
+        if (rs.metrics) train_metrics_close(rs.metrics);
+        rs.metrics = NULL;
+        if (s.ok) s = finish_run(&t, &rs, opts);
     }
     if (res) {
         res->steps_done = t.step;
-        res->final_loss = last_loss;
+        res->final_loss = rs.last_loss;
         res->skipped_steps = t.skipped_total;
     }
-    free(ids);
-    free(mask);
-    free(labels);
-    free(expert_tokens);
-    ag_arena_free(&seed_arena);
-    ag_ctx_free(&t.ctx);
-    ag_arena_free(&t.act);
-out:
+    if (rs.metrics) train_metrics_close(rs.metrics);
+    free(rs.layer_tokens);
     if (t.src) batch_source_close(t.src);
-    free(t.stage);
-    if (t.opt) optim_free(t.opt);
-    free(t.op);
-    free(t.unit_frozen);
-    free(t.active);
+    train_step_free(t.ts);
     model_free(&t.m);
     return s;
 }
