@@ -4,6 +4,8 @@
 #include "moe/route.h"
 
 #include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "autograd/sx_error.h"
@@ -98,4 +100,82 @@ void moe_route_cpu(const float *probs, int64_t N, int E, int K, int64_t group_to
 
 void moe_route_cpu_f64(const double *probs, int64_t N, int E, int K, int64_t group_tokens, int64_t capacity, moe_route_result *r) {
     route(NULL, probs, N, E, K, group_tokens, capacity, r);
+}
+
+/* ---- expert choice ----------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    double p;
+    int64_t t;
+} ec_cand;
+
+/* Higher probability first; on equal probabilities the earlier token (a stable top-k). */
+static int ec_cmp(const void *a, const void *b) {
+    const ec_cand *x = a, *y = b;
+    if (x->p != y->p) return x->p > y->p ? -1 : 1;
+    return (x->t > y->t) - (x->t < y->t);
+}
+
+static void route_ec(const float *pf, const double *pd, int64_t N, int E, int64_t group_tokens, int64_t capacity, moe_route_result *r) {
+    SX_ASSERT(E >= 1 && capacity >= 1, "moe expert-choice route: %d experts, capacity %lld (must be >= 1)", E, (long long)capacity);
+    SX_ASSERT(N >= 0 && N * (int64_t)E <= INT32_MAX, "moe route: %lld tokens x %d experts do not fit the int32 row indices", (long long)N, E);
+    const int64_t G = group_tokens > 0 ? group_tokens : (N > 0 ? N : 1);
+    SX_ASSERT(N % G == 0, "moe: %lld tokens are not a whole number of groups of %lld", (long long)N, (long long)G);
+    const int64_t C = capacity < G ? capacity : G;
+    double h = 0;
+    for (int64_t t = 0; t < N; t++) {
+        int32_t best = 0;
+        for (int e = 0; e < E; e++) {
+            double p = prob_at(pf, pd, t * E + e);
+            if (p > 0) h -= p * log(p);
+            if (p > prob_at(pf, pd, t * E + best)) best = e;
+            r->choice[t * E + e] = e;
+            r->keep[t * E + e] = 0;
+        }
+        r->loss_index[t] = best;
+    }
+    r->entropy_sum = h;
+    /* each expert's top-C tokens of every group */
+    ec_cand *c = malloc(sizeof(ec_cand) * (size_t)(G > 0 ? G : 1));
+    for (int64_t g0 = 0; g0 < N; g0 += G)
+        for (int e = 0; e < E; e++) {
+            for (int64_t i = 0; i < G; i++) c[i] = (ec_cand){prob_at(pf, pd, (g0 + i) * E + e), g0 + i};
+            qsort(c, (size_t)G, sizeof *c, ec_cmp);
+            for (int64_t i = 0; i < C; i++) r->keep[c[i].t * E + e] = 1;
+        }
+    free(c);
+    /* the permutation by expert, each expert's tokens in token order */
+    int64_t *o = r->off, *tpe = r->tokens_per_expert;
+    memset(tpe, 0, sizeof(int64_t) * (size_t)E);
+    for (int64_t t = 0; t < N; t++)
+        for (int e = 0; e < E; e++) tpe[e] += r->keep[t * E + e];
+    o[0] = 0;
+    for (int e = 0; e < E; e++) o[e + 1] = o[e] + tpe[e];
+    for (int e = 0; e < E; e++) tpe[e] = o[e];
+    r->n_dropped = 0;
+    for (int64_t t = 0; t < N; t++) {
+        bool any = false;
+        for (int e = 0; e < E; e++) {
+            if (!r->keep[t * E + e]) {
+                r->slot[t * E + e] = -1;
+                continue;
+            }
+            any = true;
+            int64_t row = tpe[e]++;
+            r->perm[row] = (int32_t)t;
+            r->gidx[row] = (int32_t)(t * E + e);
+            r->slot[t * E + e] = (int32_t)row;
+        }
+        r->n_dropped += !any;
+    }
+    for (int e = 0; e < E; e++) tpe[e] = o[e + 1] - o[e];
+    r->n_kept = o[E];
+}
+
+void moe_route_expert_choice_cpu(const float *probs, int64_t N, int E, int64_t group_tokens, int64_t capacity, moe_route_result *r) {
+    route_ec(probs, NULL, N, E, group_tokens, capacity, r);
+}
+
+void moe_route_expert_choice_cpu_f64(const double *probs, int64_t N, int E, int64_t group_tokens, int64_t capacity, moe_route_result *r) {
+    route_ec(NULL, probs, N, E, group_tokens, capacity, r);
 }

@@ -35,6 +35,16 @@ typedef struct {
 void moe_route_cpu(const float *probs, int64_t N, int E, int K, int64_t group_tokens, int64_t capacity, moe_route_result *r);
 void moe_route_cpu_f64(const double *probs, int64_t N, int E, int K, int64_t group_tokens, int64_t capacity, moe_route_result *r);
 
+/* Expert-choice routing (Zhou et al. 2022, "Mixture-of-Experts with Expert Choice Routing"): in each group of
+ * group_tokens tokens every expert takes the `capacity` tokens of highest probability for it (all of them when the
+ * group is smaller; ties: the earlier token), so a token is processed by 0..E experts and every expert is full.
+ * Rows are (token t, expert e) pairs at index t*E + e: the result's arrays are sized as for K = E, choice[t*E + e] =
+ * e and keep[t*E + e] = 1 iff expert e chose t; perm / gidx / off list each expert's tokens in token order.
+ * loss_index is the token's argmax (no load-balancing loss is needed: the load is balanced by construction) and
+ * n_dropped counts the tokens no expert chose. capacity must be >= 1. */
+void moe_route_expert_choice_cpu(const float *probs, int64_t N, int E, int64_t group_tokens, int64_t capacity, moe_route_result *r);
+void moe_route_expert_choice_cpu_f64(const double *probs, int64_t N, int E, int64_t group_tokens, int64_t capacity, moe_route_result *r);
+
 #ifdef __cplusplus
 }
 #endif

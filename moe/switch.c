@@ -154,9 +154,11 @@ void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w
                         ag_rng_key dropout_key, moe_output *out) {
     char sx[96];
     SX_ASSERT(x->ndim == 2 && ag_dtype_is_float(x->dtype), "moe_switch_forward: x must be float [N, D], got %s", ag_shape_str(x, sx, sizeof sx));
-    const int E = cfg->num_experts, K = cfg->top_k;
+    const bool ec = cfg->routing == MOE_ROUTING_EXPERT_CHOICE;
+    const int E = cfg->num_experts, K = ec ? cfg->num_experts : cfg->top_k; /* expert choice: a row per (token, expert) */
     const int64_t N = x->shape[0], D = x->shape[1];
-    SX_ASSERT(K >= 1 && K <= 2 && K <= E, "moe: top-%d routing with %d experts", K, E);
+    SX_ASSERT(ec || (K >= 1 && K <= 2 && K <= E), "moe: top-%d routing with %d experts", K, E);
+    SX_ASSERT(!ec || cfg->capacity >= 1, "moe: expert-choice routing needs a capacity >= 1, got %lld", (long long)cfg->capacity);
     SX_ASSERT(w->router_w->shape[0] == E && w->router_w->shape[1] == D, "moe: router weight does not match [E=%d, D=%lld]", E, (long long)D);
     const int64_t G = cfg->group_tokens > 0 ? cfg->group_tokens : (N > 0 ? N : 1);
     SX_ASSERT(N % G == 0, "moe: %lld tokens are not a whole number of groups of %lld", (long long)N, (long long)G);
@@ -175,7 +177,11 @@ void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w
         for (int64_t i = 0; i < N * D; i++) ag_set(noise, i, lo + span * ag_rng_uniform(jitter_key, (uint64_t)i));
         xr = ag_mul(ctx, x, ag_ctx_from_host(ctx, noise));
     }
+    /* the router in fp32 whatever the context's precision (the paper's selective precision): no bf16 operands */
+    const bool mixed = ctx->mixed_bf16;
+    ctx->mixed_bf16 = false;
     ag_tensor *logits = ag_matmul(ctx, xr, w->router_w, false, true); /* [N, E] */
+    ctx->mixed_bf16 = mixed;
     if (w->router_b) logits = ag_add(ctx, logits, w->router_b);
     ag_tensor *probs = ag_softmax(ctx, logits, NULL, NULL);
     /* 2-4. The routing decision on the host (moe/route.c): choices, entropy, capacity per group, and the permutation
@@ -203,7 +209,11 @@ void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w
         .gidx = gidx->data,
         .loss_index = ag_arena_alloc(ha, sizeof(int32_t) * (size_t)(N + 1)),
     };
-    if (hp->dtype == AG_F32)
+    if (ec && hp->dtype == AG_F32)
+        moe_route_expert_choice_cpu(hp->data, N, E, G, cfg->capacity, &rt);
+    else if (ec)
+        moe_route_expert_choice_cpu_f64(hp->data, N, E, G, cfg->capacity, &rt);
+    else if (hp->dtype == AG_F32)
         moe_route_cpu(hp->data, N, E, K, G, cfg->capacity, &rt);
     else
         moe_route_cpu_f64(hp->data, N, E, K, G, cfg->capacity, &rt);
@@ -230,8 +240,10 @@ void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w
     out->expert_index = ag_arena_alloc(ha, sizeof(int32_t) * (size_t)(N + 1));
     out->kept = ag_arena_alloc(ha, (size_t)(N + 1));
     for (int64_t t = 0; t < N; t++) {
-        out->expert_index[t] = rt.choice[t * K];
-        out->kept[t] = rt.keep[t * K];
+        out->expert_index[t] = ec ? rt.loss_index[t] : rt.choice[t * K];
+        bool any = !ec && rt.keep[t * K];
+        for (int e = 0; ec && e < E; e++) any |= rt.keep[t * E + e] != 0;
+        out->kept[t] = any;
     }
     out->loss_index = rt.loss_index;
     out->n_dropped = rt.n_dropped;

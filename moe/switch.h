@@ -1,5 +1,6 @@
 /* The Switch layer (SPEC.md 4-5, 9): router in fp32 (jitter in training only, on the router input only), top-1
- * (or top-2) tokens-choose routing with per-group capacity and left-to-right priority, tokens permuted by expert,
+ * (or top-2) tokens-choose routing with per-group capacity and left-to-right priority, or expert-choice routing,
+ * tokens permuted by expert,
  * the experts of a layer as one grouped computation over an [E, F, D] block, the gated combine, and what the
  * router losses and routing statistics need. Knows nothing about T5; moves no bytes between ranks itself. */
 #ifndef SX_MOE_SWITCH_H
@@ -13,11 +14,17 @@
 
 typedef enum { MOE_ACT_RELU, MOE_ACT_GELU_ERF, MOE_ACT_GELU_TANH } moe_act;
 
+/* Who chooses: tokens choose their top-k experts (Switch, GShard), or experts choose their top-C tokens (Zhou et al.
+ * 2022; an expert sees every token of its group, so a decoder would look at future tokens: encoder stacks only). */
+typedef enum { MOE_ROUTING_TOKENS_CHOOSE, MOE_ROUTING_EXPERT_CHOICE } moe_routing;
+
 typedef struct {
     int num_experts;
-    int top_k;                 /* 1 or 2 */
+    moe_routing routing;
+    int top_k;                 /* 1 or 2 (tokens choose) */
     /* capacity: per group of 'group_tokens' consecutive tokens (HF: one sequence), at most 'capacity' tokens per
-     * expert; capacity < 0 means dropless. */
+     * expert; capacity < 0 means dropless (tokens choose only). Expert choice: each expert takes exactly
+     * min(capacity, group_tokens) tokens of each group. */
     int64_t group_tokens;
     int64_t capacity;
     double jitter;             /* multiplicative U(1-j, 1+j) on the router input, training only */
@@ -45,7 +52,7 @@ typedef struct {
     ag_tensor *logits;         /* [N, E] fp32 raw router logits (for the z-loss and the load-balancing loss) */
     int32_t *expert_index;     /* [N] top-1 expert before capacity */
     int32_t *loss_index;       /* [N] HF's index for the aux loss: the kept expert, 0 for a dropped token (SPEC 4.2) */
-    uint8_t *kept;             /* [N] 1 if the token's (first) choice was dispatched */
+    uint8_t *kept;             /* [N] 1 if the token's (first) choice was dispatched (expert choice: any expert took it) */
     int64_t *tokens_per_expert;/* [E] tokens dispatched (all choices) */
     int64_t n_tokens, n_dropped;
     double entropy_sum;        /* sum over tokens of the router entropy */
