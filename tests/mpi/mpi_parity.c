@@ -208,6 +208,63 @@ int main(int argc, char **argv) {
         model_free(&m);
     }
 
+    /* routing statistics for 128 experts: the metrics of the E-rank run (busiest / idlest expert shares, idle
+     * experts) are the single-process run's, for experts past 64 as for the first (they once logged rank-local
+     * counts there) */
+    {
+        run_config c128, r128;
+        char d[256], rd[256];
+        snprintf(d, sizeof d, "mpi_parity_e128_np%d_ep%d", par.world_size, E);
+        snprintf(rd, sizeof rd, "mpi_parity_e128_ref_np%d_ep%d", par.world_size, E);
+        config(&c128, d, E, false);
+        config(&r128, rd, 1, false);
+        for (run_config *c = &c128; c; c = c == &c128 ? &r128 : NULL) {
+            c->model.num_experts = 128;
+            c->model.expert_capacity = 2;
+            c->steps = 2;
+            c->log_every = 1;
+            c->ckpt_every = 0;
+        }
+        if (par.world_rank == 0) {
+            par_ctx local;
+            par_init_local(&local);
+            trainer_opts ro = {.quiet = true, .overwrite = true, .par = &local};
+            trainer_result rr;
+            s = trainer_run(&r128, &ro, &rr);
+            if (!s.ok) par_abort(&par, "128 experts, one process: %s", s.msg);
+        }
+        trainer_opts o128 = {.quiet = true, .overwrite = true, .par = &par};
+        trainer_result r2;
+        s = trainer_run(&c128, &o128, &r2);
+        if (!s.ok) par_abort(&par, "128 experts: %s", s.msg);
+        if (par.world_rank == 0) {
+            const char *keys[] = {"\"train/busiest_expert_share\"", "\"train/idlest_expert_share\"", "\"train/idle_expert_frac\"",
+                                  "\"train/dropped_frac\""};
+            char pa[300], pb[300], la[8192], lb[8192];
+            snprintf(pa, sizeof pa, "%s/metrics.jsonl", d);
+            snprintf(pb, sizeof pb, "%s/metrics.jsonl", rd);
+            FILE *fa = fopen(pa, "r"), *fb = fopen(pb, "r");
+            int lines = 0, bad = 0;
+            while (fa && fb && fgets(la, sizeof la, fa) && fgets(lb, sizeof lb, fb)) {
+                for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+                    const char *x = strstr(la, keys[k]), *y = strstr(lb, keys[k]);
+                    if (!x || !y) continue;
+                    double vx = atof(strchr(x, ':') + 1), vy = atof(strchr(y, ':') + 1);
+                    if (fabs(vx - vy) > 1e-12) {
+                        printf("128 experts: %s %.9g on %d ranks vs %.9g in one process\n", keys[k], vx, par.world_size, vy);
+                        bad++;
+                    }
+                }
+                lines++;
+            }
+            if (fa) fclose(fa);
+            if (fb) fclose(fb);
+            if (lines < 2) bad++;
+            printf("np %d ep %d: 128-expert routing statistics over %d metric lines: %d differ\n", par.world_size, E, lines, bad);
+            failures += bad > 0;
+        }
+    }
+
     int all = failures;
     par_bcast(par.world, &all, 1, PAR_I32, 0);
     par_finalize(&par);
