@@ -173,8 +173,12 @@ void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w
     ag_tensor *xr = x;
     if (ctx->training && cfg->jitter > 0) {
         ag_tensor *noise = ag_new(ha, x->dtype, N, D);
-        float lo = (float)(1.0 - cfg->jitter), span = (float)(2.0 * cfg->jitter);
-        for (int64_t i = 0; i < N * D; i++) ag_set(noise, i, lo + span * ag_rng_uniform(jitter_key, (uint64_t)i));
+        float lo = (float)(1.0 - cfg->jitter), span = (float)(2.0 * cfg->jitter), u[256];
+        for (int64_t i0 = 0; i0 < N * D; i0 += 256) { /* every bit of the generator: 4 uniforms per Philox block */
+            int64_t m = N * D - i0 < 256 ? N * D - i0 : 256;
+            ag_rng_uniform_words(jitter_key, (uint64_t)i0, m, u);
+            for (int64_t j = 0; j < m; j++) ag_set(noise, i0 + j, lo + span * u[j]);
+        }
         xr = ag_mul(ctx, x, ag_ctx_from_host(ctx, noise));
     }
     /* the router in fp32 whatever the context's precision (the paper's selective precision): no bf16 operands */

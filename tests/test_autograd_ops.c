@@ -244,6 +244,31 @@ Test(ops, dropout_statistics_and_determinism) {
     cr_expect(ag_dropout(&C, x, 0.3, ag_rng_make(1, 2, 3)) == x, "dropout is the identity in eval mode");
 }
 
+/* The backward's stored mask is the forward's: the gradient flows exactly where an element was kept (an odd size,
+ * so the last mask word and the last 256-chunk are partial). */
+Test(ops, dropout_backward_uses_the_forward_mask) {
+    C.training = true;
+    int64_t n = 1003;
+    ag_tensor *x = ag_new(&A, AG_F32, n);
+    for (int64_t i = 0; i < n; i++) ag_set(x, i, 1.0 + (double)(i % 7));
+    x->requires_grad = true;
+    x->grad = NULL;
+    ag_tensor *y = ag_dropout(&C, x, 0.4, ag_rng_make(5, 6, 7));
+    ag_backward(&C, ag_sum(&C, y));
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) {
+        bool k = ag_get(y, i) != 0;
+        kept += k;
+        cr_assert(k ? fabs(ag_get(x->grad, i) - 1.0 / 0.6) < 1e-6 : ag_get(x->grad, i) == 0, "element %lld: kept %d but gradient %g", (long long)i, k,
+                  ag_get(x->grad, i));
+    }
+    cr_expect(kept > 0 && kept < n);
+    x->grad = NULL;
+    x->requires_grad = false;
+    ag_ctx_reset(&C);
+    C.training = false;
+}
+
 Test(ops, reshape_permute_reductions) {
     ag_tensor *x = RND(16, 2, 3, 1, 5);
     ag_tensor *r = ag_reshapev(&C, x, 6, -1);
@@ -354,6 +379,31 @@ Test(core, philox_streams) {
     /* mean 1/2 with sd sqrt(1/12/n) ~ 9e-4; 6 sd */
     cr_expect(fabs(s / n - 0.5) < 6 * sqrt(1.0 / 12 / n), "uniform mean %.5f", s / n);
     cr_expect(fabs(s2 / n - s * s / n / n - 1.0 / 12) < 2e-3, "uniform variance %.5f", s2 / n - s * s / n / n);
+}
+
+/* ag_rng_words is ag_philox's four words per block, in order, from any start (aligned or not, batched or tail);
+ * the uniforms are their top 24 bits; the dropout threshold rounds p * 2^32 up. */
+Test(core, rng_words_are_the_philox_words) {
+    ag_rng_key k = ag_rng_make(9, 4, 2);
+    const uint64_t starts[] = {0, 1, 2, 3, 5, 31, 32, 33, 1000003};
+    const int64_t lens[] = {0, 1, 3, 4, 7, 31, 32, 33, 64, 65, 200};
+    uint32_t got[256], o[4];
+    float u[256];
+    for (size_t a = 0; a < sizeof starts / sizeof starts[0]; a++)
+        for (size_t b = 0; b < sizeof lens / sizeof lens[0]; b++) {
+            ag_rng_words(k, starts[a], lens[b], got);
+            ag_rng_uniform_words(k, starts[a], lens[b], u);
+            for (int64_t i = 0; i < lens[b]; i++) {
+                uint64_t w = starts[a] + (uint64_t)i;
+                ag_philox(k, w >> 2, o);
+                cr_assert_eq(got[i], o[w & 3], "start %llu len %lld: word %lld", (unsigned long long)starts[a], (long long)lens[b], (long long)i);
+                cr_assert(u[i] == (float)(o[w & 3] >> 8) * (1.0f / 16777216.0f));
+            }
+        }
+    cr_expect_eq(ag_dropout_threshold(0), 0u, "p = 0 keeps everything");
+    cr_expect_eq(ag_dropout_threshold(0.5), 2147483648u);
+    cr_expect_eq(ag_dropout_threshold(1e-12), 1u, "rounded up: a positive rate drops something");
+    cr_expect_eq(ag_dropout_threshold(0.9999999999999), 4294967295u);
 }
 
 Test(core, no_grad_records_nothing_and_grads_accumulate) {

@@ -136,6 +136,13 @@ __device__ __forceinline__ float sx_rng_uniform(uint64_t key, uint64_t counter_h
     return (float)(o[0] >> 8) * (1.0f / 16777216.0f);
 }
 
+/* ag_rng_words: word (i & 3) of the Philox block i >> 2. */
+__device__ __forceinline__ uint32_t sx_rng_word(uint64_t key, uint64_t counter_hi, uint64_t i) {
+    uint32_t o[4];
+    sx_philox(key, counter_hi, i >> 2, o);
+    return o[i & 3];
+}
+
 /* ag_bf16_from_f32: round to nearest even, NaN kept quiet. */
 __device__ __forceinline__ uint16_t sx_bf16_from_f32(float x) {
     uint32_t u = __float_as_uint(x);

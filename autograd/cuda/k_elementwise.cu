@@ -198,14 +198,15 @@ extern "C" void ag_cuda_gelu_tanh_bwd(ag_ctx *ctx, ag_node *n) { unary_bwd(ctx, 
 extern "C" void ag_cuda_gelu_erf_fwd(ag_ctx *ctx, ag_node *n) { unary_fwd(n, UN_GELU_ERF, "gelu_erf"); }
 extern "C" void ag_cuda_gelu_erf_bwd(ag_ctx *ctx, ag_node *n) { unary_bwd(ctx, n, UN_GELU_ERF, "gelu_erf backward"); }
 
-/* ---- dropout: keep element i where ag_rng_uniform(key, i) >= p, scaled by 1 / (1 - p) (computed as the CPU does) -- */
+/* ---- dropout: keep element i where its word of ag_rng_words(key, i) >= ag_dropout_threshold(p), scaled by
+ * 1 / (1 - p) (the CPU's mask bit for bit; the backward draws the words again instead of keeping the mask) ------ */
 
-__global__ void dropout_fwd_k(const float *x, float *y, int64_t n, uint64_t key, uint64_t ctr, float p, float s) {
-    SX_GRID_STRIDE(i, n) y[i] = sx_rng_uniform(key, ctr, (uint64_t)i) >= p ? x[i] * s : 0.f;
+__global__ void dropout_fwd_k(const float *x, float *y, int64_t n, uint64_t key, uint64_t ctr, uint32_t thr, float s) {
+    SX_GRID_STRIDE(i, n) y[i] = sx_rng_word(key, ctr, (uint64_t)i) >= thr ? x[i] * s : 0.f;
 }
-__global__ void dropout_bwd_k(const float *dy, float *dx, int64_t n, uint64_t key, uint64_t ctr, float p, float s) {
+__global__ void dropout_bwd_k(const float *dy, float *dx, int64_t n, uint64_t key, uint64_t ctr, uint32_t thr, float s) {
     SX_GRID_STRIDE(i, n) {
-        if (sx_rng_uniform(key, ctr, (uint64_t)i) >= p) dx[i] += dy[i] * s;
+        if (sx_rng_word(key, ctr, (uint64_t)i) >= thr) dx[i] += dy[i] * s;
     }
 }
 
@@ -213,16 +214,18 @@ extern "C" void ag_cuda_dropout_fwd(ag_ctx *ctx, ag_node *n) {
     SX_REQUIRE_F32("dropout", n->in[0]);
     int64_t cnt = n->out->numel;
     float p = (float)n->fp[0], s = 1.0f / (1.0f - p);
+    uint32_t thr = ag_dropout_threshold(n->fp[0]);
     if (!cnt) return;
-    dropout_fwd_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->in[0]), sx_f32(n->out), cnt, n->key.key, n->key.counter_hi, p, s);
+    dropout_fwd_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->in[0]), sx_f32(n->out), cnt, n->key.key, n->key.counter_hi, thr, s);
     SX_LAUNCHED("dropout");
 }
 extern "C" void ag_cuda_dropout_bwd(ag_ctx *ctx, ag_node *n) {
     float *dx = sx_grad(ctx, n->in[0]);
     int64_t cnt = n->out->numel;
     float p = (float)n->fp[0], s = 1.0f / (1.0f - p);
+    uint32_t thr = ag_dropout_threshold(n->fp[0]);
     if (!cnt) return;
-    dropout_bwd_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->out->grad), dx, cnt, n->key.key, n->key.counter_hi, p, s);
+    dropout_bwd_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->out->grad), dx, cnt, n->key.key, n->key.counter_hi, thr, s);
     SX_LAUNCHED("dropout backward");
 }
 
