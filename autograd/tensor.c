@@ -382,6 +382,9 @@ void ag_philox(ag_rng_key k, uint64_t index, uint32_t out[4]) {
 
 /* 8 Philox blocks at a time in lanes: the rounds over independent counters vectorise. */
 #define RNG_LANES 8
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 static void philox_lanes(ag_rng_key k, uint64_t block0, uint32_t out[RNG_LANES * 4]) {
     uint32_t c0[RNG_LANES], c1[RNG_LANES], c2[RNG_LANES], c3[RNG_LANES];
     for (int j = 0; j < RNG_LANES; j++) {
