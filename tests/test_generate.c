@@ -1,5 +1,6 @@
 /* Generation: KV-cached greedy decoding must give the same tokens as recomputing the whole prefix with the full
- * forward at every step; beam search with one beam equals greedy; beam search returns hypotheses ending in EOS. */
+ * forward at every step; generation is deterministic; beam search (length_penalty 0) finds a finished sequence at
+ * least as likely as greedy's. Parity with HF's beam search and greedy: test_beam_parity.c. */
 #include <criterion/criterion.h>
 #include <string.h>
 

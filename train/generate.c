@@ -1,13 +1,14 @@
-/* Greedy and beam-search decoding on the KV cache. Beam search keeps num_beams hypotheses per input, extends each
- * by every token, keeps the best 2*num_beams candidates, retires those ending in EOS with a length-normalised score,
- * and stops an input once num_beams hypotheses are finished and no running beam can beat the worst of them. */
+/* Greedy and beam-search decoding on the KV cache, step for step as HF's generate (transformers 4.57.6): greedy takes
+ * the first maximal logit; beam search follows _beam_search (top 2*num_beams candidates, finished hypotheses scored
+ * sum log p / len^length_penalty, HF's early-stopping rule, the running beams finalised at the length limit). */
 #include "train/generate.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void greedy(model *m, ag_ctx *ctx, model_decoder_cache *dc, int64_t B, const gen_config *g, int32_t *out, int *lens) {
+static void greedy(model *m, ag_ctx *ctx, model_decoder_cache *dc, int64_t B, const gen_config *g, int32_t *out,
+                   int *lens) {
     const model_config *c = &m->cfg;
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)B);
     bool *done = calloc((size_t)B, 1);
@@ -40,17 +41,51 @@ static void greedy(model *m, ag_ctx *ctx, model_decoder_cache *dc, int64_t B, co
     free(done);
 }
 
-typedef struct {
-    double score;
-    int32_t *ids;
-    int len;
-} hyp;
+/* HF keeps its beam scores in float32 and pushes candidates out of a selection by adding -1e9 (an exact float32) */
+#define BEAM_NEG 1.0e9f
 
-static void beam(model *m, ag_ctx *ctx, const int32_t *ids, const int32_t *mask, int64_t B, int64_t S, const gen_config *g, int32_t *out, int *lens) {
+typedef struct {
+    float score;  /* running score + log p(tok), float32 as HF */
+    int32_t beam; /* 0..nb-1 within the input */
+    int32_t tok;
+} beam_cand;
+
+/* Stable descending order of key[0..n) into idx (insertion sort: n <= 3 * num_beams). Equal keys keep their order,
+ * earlier (lower torch index) first: torch.topk's order on exact ties is unspecified (on the CPU it is not the index
+ * order), so on an exact float32 tie between two different hypotheses the choice may differ from HF's. */
+static void order_desc(const float *key, int n, int *idx) {
+    for (int i = 0; i < n; i++) {
+        int k = i;
+        while (k > 0 && key[idx[k - 1]] < key[i]) {
+            idx[k] = idx[k - 1];
+            k--;
+        }
+        idx[k] = i;
+    }
+}
+
+/* HF's _beam_search (transformers 4.57.6), per input b, at step t (t+1 tokens generated once it is done):
+ *  1. candidates: the top 2*nb of running score + log_softmax over all nb beams x V tokens (torch.topk);
+ *  2. a candidate "hits" when its token is EOS or t is the last step;
+ *  3. next running beams: the top nb candidates after adding -1e9 to those that hit;
+ *  4. finished hypotheses: of the first nb candidates (the rest are only spares for 3), those that hit, scored
+ *     score / (t+1)^length_penalty, merged with the kept ones, best nb kept. At the last step every one of the first
+ *     nb candidates hits: the beams still running at the length limit are finalised like EOS-ended ones;
+ *  5. the input closes (its finished set is frozen) when all nb are finished and either early_stopping is TRUE, or
+ *     the best running beam / len^length_penalty <= the worst finished, len = t+1 (max_len under NEVER with
+ *     length_penalty > 0). Generation stops when every input is closed or at max_len.
+ * The answer is the best finished hypothesis. len counts generated tokens only: HF divides by cur_len + 1 -
+ * decoder_prompt_len, and the decoder start token is the prompt. Beams 1..nb-1 start at -1e9 as in HF, so the first
+ * step extends beam 0 only. HF's empty finished slots hold -1e9 and every real score beats them, so only real
+ * hypotheses are kept here; on an exact tie the kept one goes first. Exact with vocab_size > num_beams: below that,
+ * the first step must pick among -1e9 ties, which torch orders its own way. */
+static void beam(model *m, ag_ctx *ctx, const int32_t *ids, const int32_t *mask, int64_t B, int64_t S,
+                 const gen_config *g, int32_t *out, int *lens) {
     const model_config *c = &m->cfg;
-    int nb = g->num_beams, L = g->max_len;
+    int nb = g->num_beams, L = g->max_len, K2 = 2 * nb;
     int64_t R = B * nb, V = c->vocab_size;
-    /* every input repeated num_beams times */
+    SX_ASSERT(V >= 2, "beam search: vocab_size %lld", (long long)V);
+    /* every input repeated num_beams times (routing capacity is per sequence, so copies route as the original) */
     int32_t *rid = malloc(sizeof(int32_t) * (size_t)(R * S)), *rmask = malloc(sizeof(int32_t) * (size_t)(R * S));
     for (int64_t r = 0; r < R; r++) {
         memcpy(rid + r * S, ids + (r / nb) * S, sizeof(int32_t) * (size_t)S);
@@ -58,97 +93,114 @@ static void beam(model *m, ag_ctx *ctx, const int32_t *ids, const int32_t *mask,
     }
     model_decoder_cache *dc = model_decode_begin(m, ctx, rid, rmask, R, S, L);
     ag_ctx_reset(ctx);
-    double *score = malloc(sizeof(double) * (size_t)R);
-    int32_t *seq = calloc((size_t)(R * L), sizeof(int32_t)), *nseq = calloc((size_t)(R * L), sizeof(int32_t));
+    float *run = malloc(sizeof(float) * (size_t)R);                           /* [B, nb] running scores */
+    int32_t *seq = calloc((size_t)(R * L), sizeof(int32_t));                  /* [B, nb, L] running prefixes */
+    int32_t *nseq = calloc((size_t)(R * L), sizeof(int32_t));
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)R), *src = malloc(sizeof(int32_t) * (size_t)R);
-    hyp *fin = calloc((size_t)(B * nb), sizeof(hyp));
-    int *n_fin = calloc((size_t)B, sizeof(int));
+    float *fscore = malloc(sizeof(float) * (size_t)R);                        /* [B, nb] finished, best first */
+    int32_t *fseq = calloc((size_t)(R * L), sizeof(int32_t));                 /* [B, nb, L] */
+    int *flen = calloc((size_t)R, sizeof(int)), *n_fin = calloc((size_t)B, sizeof(int));
     bool *closed = calloc((size_t)B, 1);
-    int K2 = 2 * nb;
-    double *cs = malloc(sizeof(double) * (size_t)K2);
-    int64_t *cidx = malloc(sizeof(int64_t) * (size_t)K2);
+    beam_cand *cand = malloc(sizeof(beam_cand) * (size_t)K2);
+    float *key = malloc(sizeof(float) * (size_t)(3 * nb));
+    int *idx = malloc(sizeof(int) * (size_t)(3 * nb)), *from = malloc(sizeof(int) * (size_t)(3 * nb));
+    float *tscore = malloc(sizeof(float) * (size_t)nb);
+    int32_t *tseq = malloc(sizeof(int32_t) * (size_t)(nb * L));
+    int *tlen = malloc(sizeof(int) * (size_t)nb);
     for (int64_t r = 0; r < R; r++) {
-        score[r] = (r % nb) ? -INFINITY : 0.0; /* only the first beam is live at the start */
+        run[r] = (r % nb) ? -BEAM_NEG : 0.0f; /* HF: only the first beam is live at the start */
         tok[r] = c->decoder_start_token_id;
     }
     for (int t = 0; t < L; t++) {
-        ag_tensor *logits = model_decode_step(m, ctx, dc, tok);
+        ag_tensor *logits = model_decode_step(m, ctx, dc, tok); /* [R, V] */
         const float *lg = logits->data;
+        bool last = t == L - 1;
+        float denom = (float)pow((double)(t + 1), g->length_penalty);
         for (int64_t b = 0; b < B; b++) {
-            /* top 2*nb of score + log_softmax over all beams of input b */
-            for (int k = 0; k < K2; k++) {
-                cs[k] = -INFINITY;
-                cidx[k] = -1;
+            if (closed[b]) { /* frozen: its rows are stepped along but never read again */
+                for (int j = 0; j < nb; j++) {
+                    src[b * nb + j] = (int32_t)(b * nb + j);
+                    tok[b * nb + j] = c->pad_token_id;
+                }
+                continue;
             }
+            /* 1. top 2*nb candidates in flat (beam, token) order on ties */
+            int n_c = 0;
             for (int j = 0; j < nb; j++) {
                 int64_t r = b * nb + j;
-                if (closed[b] || score[r] == -INFINITY) continue;
                 const float *row = lg + r * V;
                 double mx = row[0], s = 0;
                 for (int64_t v = 1; v < V; v++) mx = fmax(mx, row[v]);
                 for (int64_t v = 0; v < V; v++) s += exp(row[v] - mx);
                 double lse = mx + log(s);
                 for (int64_t v = 0; v < V; v++) {
-                    double cand = score[r] + row[v] - lse;
-                    if (cand <= cs[K2 - 1]) continue;
-                    int k = K2 - 1;
-                    while (k > 0 && cs[k - 1] < cand) {
-                        cs[k] = cs[k - 1];
-                        cidx[k] = cidx[k - 1];
+                    float sc = run[r] + (float)(row[v] - lse);
+                    if (n_c == K2 && !(sc > cand[K2 - 1].score)) continue;
+                    int k = n_c < K2 ? n_c++ : K2 - 1;
+                    while (k > 0 && cand[k - 1].score < sc) {
+                        cand[k] = cand[k - 1];
                         k--;
                     }
-                    cs[k] = cand;
-                    cidx[k] = (int64_t)j * V + v;
+                    cand[k] = (beam_cand){sc, j, (int32_t)v};
                 }
             }
-            int filled = 0;
-            for (int k = 0; k < K2 && filled < nb && !closed[b]; k++) {
-                if (cidx[k] < 0) break;
-                int j = (int)(cidx[k] / V);
-                int32_t v = (int32_t)(cidx[k] % V);
-                int64_t r = b * nb + j;
-                if (v == c->eos_token_id) {
-                    /* a finished hypothesis: keep the best nb by length-normalised score */
-                    double ns = cs[k] / pow((double)(t + 1), g->length_penalty);
-                    hyp *H = fin + b * nb;
-                    int slot = n_fin[b] < nb ? n_fin[b]++ : -1;
-                    if (slot < 0) {
-                        int worst = 0;
-                        for (int q = 1; q < nb; q++)
-                            if (H[q].score < H[worst].score) worst = q;
-                        if (H[worst].score < ns) slot = worst;
-                    }
-                    if (slot >= 0) {
-                        free(H[slot].ids);
-                        H[slot].score = ns;
-                        H[slot].len = t + 1;
-                        H[slot].ids = malloc(sizeof(int32_t) * (size_t)(t + 1));
-                        memcpy(H[slot].ids, seq + r * L, sizeof(int32_t) * (size_t)t);
-                        H[slot].ids[t] = v;
-                    }
-                    continue;
-                }
-                int64_t dst = b * nb + filled++;
+            SX_ASSERT(n_c == K2, "beam search: %d candidates for %d beams", n_c, nb);
+            /* 3. next running beams */
+            for (int k = 0; k < K2; k++) {
+                bool hit = last || cand[k].tok == c->eos_token_id;
+                key[k] = cand[k].score + (hit ? -BEAM_NEG : 0.0f);
+            }
+            order_desc(key, K2, idx);
+            for (int i = 0; i < nb; i++) {
+                const beam_cand *cd = &cand[idx[i]];
+                int64_t dst = b * nb + i, r = b * nb + cd->beam;
                 src[dst] = (int32_t)r;
                 memcpy(nseq + dst * L, seq + r * L, sizeof(int32_t) * (size_t)t);
-                nseq[dst * L + t] = v;
-                tok[dst] = v;
-                score[dst] = cs[k];
+                nseq[dst * L + t] = cd->tok;
+                tok[dst] = cd->tok;
+                run[dst] = key[idx[i]];
             }
-            for (; filled < nb; filled++) {
-                int64_t dst = b * nb + filled;
-                src[dst] = (int32_t)(b * nb);
-                score[dst] = -INFINITY;
-                tok[dst] = c->pad_token_id;
+            /* 4. the kept finished hypotheses (first, best first) and the new ones, best nb kept */
+            float *fs = fscore + b * nb;
+            int n = 0;
+            for (int q = 0; q < n_fin[b]; q++) {
+                key[n] = fs[q];
+                from[n++] = q;
             }
-            /* done when nb hypotheses are finished and the best running beam cannot beat the worst of them
-             * (scores only fall as a beam grows, so its best possible normalised score is its current one) */
-            if (n_fin[b] == nb && !closed[b]) {
-                double worst = INFINITY;
-                for (int q = 0; q < nb; q++) worst = fmin(worst, fin[b * nb + q].score);
-                double best_run = score[b * nb] / pow((double)(t + 1), g->length_penalty);
-                if (score[b * nb] == -INFINITY || best_run <= worst) closed[b] = true;
+            for (int k = 0; k < nb; k++)
+                if (last || cand[k].tok == c->eos_token_id) {
+                    key[n] = cand[k].score / denom;
+                    from[n++] = nb + k;
+                }
+            order_desc(key, n, idx);
+            int keep = n < nb ? n : nb;
+            for (int i = 0; i < keep; i++) {
+                int f = from[idx[i]];
+                tscore[i] = key[idx[i]];
+                if (f < nb) {
+                    memcpy(tseq + i * L, fseq + (b * nb + f) * L, sizeof(int32_t) * (size_t)L);
+                    tlen[i] = flen[b * nb + f];
+                } else {
+                    const beam_cand *cd = &cand[f - nb];
+                    memcpy(tseq + i * L, seq + (b * nb + cd->beam) * L, sizeof(int32_t) * (size_t)t);
+                    tseq[i * L + t] = cd->tok;
+                    tlen[i] = t + 1;
+                }
             }
+            memcpy(fs, tscore, sizeof(float) * (size_t)keep);
+            memcpy(fseq + b * nb * L, tseq, sizeof(int32_t) * (size_t)(keep * L));
+            memcpy(flen + b * nb, tlen, sizeof(int) * (size_t)keep);
+            n_fin[b] = keep;
+            /* 5. close the input? (HF's _check_early_stop_heuristic: a slot not yet finished counts as -1e9) */
+            int hyp_len = (g->early_stopping == GEN_EARLY_STOP_NEVER && g->length_penalty > 0) ? L : t + 1;
+            float best_run = run[b * nb] / (float)pow((double)hyp_len, g->length_penalty);
+            float worst = -BEAM_NEG;
+            if (n_fin[b] == nb) {
+                worst = fs[0];
+                for (int q = 1; q < nb; q++) worst = fminf(worst, fs[q]);
+            }
+            bool improvable = best_run > worst;
+            if (!improvable || (g->early_stopping == GEN_EARLY_STOP_TRUE && n_fin[b] == nb)) closed[b] = true;
         }
         int32_t *sw = seq;
         seq = nseq;
@@ -156,41 +208,43 @@ static void beam(model *m, ag_ctx *ctx, const int32_t *ids, const int32_t *mask,
         ag_ctx_reset(ctx);
         bool all = true;
         for (int64_t b = 0; b < B; b++) all &= closed[b];
-        if (all || t == L - 1) break;
+        if (all || last) break;
         model_decode_reorder(m, dc, src);
     }
     for (int64_t b = 0; b < B; b++) {
+        SX_ASSERT(n_fin[b] >= 1, "beam search: input %lld ended without a hypothesis", (long long)b);
         for (int t = 0; t < L; t++) out[b * L + t] = c->pad_token_id;
-        hyp *best = NULL;
-        for (int q = 0; q < n_fin[b]; q++)
-            if (!best || fin[b * nb + q].score > best->score) best = &fin[b * nb + q];
-        if (best) {
-            memcpy(out + b * L, best->ids, sizeof(int32_t) * (size_t)best->len);
-            lens[b] = best->len;
-        } else { /* nothing reached EOS: the best running beam */
-            memcpy(out + b * L, seq + b * nb * L, sizeof(int32_t) * (size_t)L);
-            lens[b] = L;
-        }
-        for (int q = 0; q < n_fin[b]; q++) free(fin[b * nb + q].ids);
+        memcpy(out + b * L, fseq + b * nb * L, sizeof(int32_t) * (size_t)flen[b * nb]);
+        lens[b] = flen[b * nb];
     }
     model_decode_end(dc);
     free(rid);
     free(rmask);
-    free(score);
+    free(run);
     free(seq);
     free(nseq);
     free(tok);
     free(src);
-    free(fin);
+    free(fscore);
+    free(fseq);
+    free(flen);
     free(n_fin);
     free(closed);
-    free(cs);
-    free(cidx);
+    free(cand);
+    free(key);
+    free(idx);
+    free(from);
+    free(tscore);
+    free(tseq);
+    free(tlen);
 }
 
-void generate(model *m, ag_ctx *ctx, const int32_t *input_ids, const int32_t *attention_mask, int64_t B, int64_t S, const gen_config *g,
-              int32_t *out, int *lens) {
+void generate(model *m, ag_ctx *ctx, const int32_t *input_ids, const int32_t *attention_mask, int64_t B, int64_t S,
+              const gen_config *g, int32_t *out, int *lens) {
     SX_ASSERT(g->max_len >= 1 && g->num_beams >= 1, "generate: max_len %d, num_beams %d", g->max_len, g->num_beams);
+    SX_ASSERT(isfinite(g->length_penalty), "generate: length_penalty %g is not finite", g->length_penalty);
+    SX_ASSERT(g->early_stopping >= GEN_EARLY_STOP_FALSE && g->early_stopping <= GEN_EARLY_STOP_NEVER,
+              "generate: early_stopping %d", (int)g->early_stopping);
     if (g->num_beams > 1) {
         beam(m, ctx, input_ids, attention_mask, B, S, g, out, lens);
         return;

@@ -1,5 +1,6 @@
 /* The switchc command line: one executable, one subcommand per job (DESIGN.md 7). Each subcommand has --help;
  * errors are one clear line on stderr and a non-zero exit. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,20 +336,29 @@ static void generate_help(void) {
            "                       e.g. --set data.tokenizer=spiece.model: checkpoints record it)\n"
            "  --extra-ids N        T5 sentinels after the pieces (default: what the training data was prepared with when\n"
            "                       it is reachable, else 100)\n"
-           "  --max-len N          generated tokens at most, EOS included (default 32)\n"
+           "  --max-len N          generated tokens at most, EOS included (default 32): HF's max_new_tokens, or its\n"
+           "                       max_length - 1 (which counts the decoder start token)\n"
            "  --beams K            beam search with K beams (default 1: greedy)\n"
-           "  --length-penalty P   beam score = log p / length^P (default 1.0, HF's)\n"
+           "  --length-penalty P   beam score = log p / length^P, length = generated tokens (default 1.0, HF's);\n"
+           "                       P > 0 favours longer hypotheses, P < 0 shorter ones\n"
+           "  --early-stopping E   when beam search stops, as HF's early_stopping (default false):\n"
+           "                         false  once K hypotheses are finished and the best running beam, scored at its\n"
+           "                                current length, cannot beat the worst of them\n"
+           "                         true   as soon as K hypotheses are finished\n"
+           "                         never  as false, but with P > 0 a running beam is scored at --max-len\n"
+           "                       beams still running at --max-len compete with the finished ones\n"
            "\n"
            "Examples:\n"
            "  switchc generate --model switch-base-8/ --input \"The capital of France is <extra_id_0>.\"\n"
            "  switchc generate --model runs/text/ckpt_step00000300.h5 --spm spiece.model --input \"sum: two plus three\"\n"
-           "  switchc generate --checkpoint runs/default/ckpt_step00003000.h5 --ids \"5 7 3 1\" --beams 4\n");
+           "  switchc generate --checkpoint runs/default/ckpt_step00003000.h5 --ids \"5 7 3 1\" --beams 4\n"
+           "  switchc generate --model switch-base-8/ --input \"...\" --beams 4 --early-stopping true\n");
 }
 
 static int cmd_generate(int argc, char **argv) {
     const char *ckpt = NULL, *ids_arg = NULL, *text = NULL, *spm_path = NULL;
     int extra_ids = -1;
-    gen_config g = {32, 1, 1.0};
+    gen_config g = {32, 1, 1.0, GEN_EARLY_STOP_FALSE};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             generate_help();
@@ -371,7 +381,16 @@ static int cmd_generate(int argc, char **argv) {
             g.num_beams = atoi(argv[++i]);
             if (g.num_beams <= 0) return usage_error("generate", "--beams '%s' must be a positive integer", argv[i]);
         } else if (!strcmp(argv[i], "--length-penalty") && i + 1 < argc) {
-            g.length_penalty = atof(argv[++i]);
+            char *end;
+            g.length_penalty = strtod(argv[++i], &end);
+            if (end == argv[i] || *end || !isfinite(g.length_penalty))
+                return usage_error("generate", "--length-penalty '%s' must be a finite number", argv[i]);
+        } else if (!strcmp(argv[i], "--early-stopping") && i + 1 < argc) {
+            const char *e = argv[++i];
+            if (!strcmp(e, "false")) g.early_stopping = GEN_EARLY_STOP_FALSE;
+            else if (!strcmp(e, "true")) g.early_stopping = GEN_EARLY_STOP_TRUE;
+            else if (!strcmp(e, "never")) g.early_stopping = GEN_EARLY_STOP_NEVER;
+            else return usage_error("generate", "--early-stopping '%s' must be true, false or never", e);
         } else {
             return usage_error("generate", "unknown argument '%s'", argv[i]);
         }
