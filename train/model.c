@@ -306,25 +306,6 @@ int model_find_param(const model *m, const char *hf_name, int *expert) {
 
 /* ---- position buckets and masks ---------------------------------------------------------------------------------- */
 
-int model_relative_bucket(int64_t rel, bool bidirectional, int num_buckets, int max_distance) {
-    int bucket = 0, nb = num_buckets;
-    int64_t n;
-    if (bidirectional) {
-        nb /= 2;
-        if (rel > 0) bucket += nb;
-        n = rel < 0 ? -rel : rel;
-    } else {
-        n = rel < 0 ? -rel : 0;
-    }
-    int max_exact = nb / 2;
-    if (n < max_exact) return bucket + (int)n;
-    /* float32 arithmetic truncated toward zero, as HF's torch.log(...float()) / math.log(...) * (...) (SPEC 3.5) */
-    float v = logf((float)n / (float)max_exact) / (float)log((double)max_distance / max_exact) * (float)(nb - max_exact);
-    int64_t large = max_exact + (int64_t)v;
-    if (large > nb - 1) large = nb - 1;
-    return bucket + (int)large;
-}
-
 void model_shift_right(const model_config *c, const int32_t *labels, int64_t B, int64_t T, int32_t *out) {
     for (int64_t b = 0; b < B; b++) {
         out[b * T] = c->decoder_start_token_id;
@@ -344,9 +325,13 @@ void model_shift_right(const model_config *c, const int32_t *labels, int64_t B, 
 static ag_tensor *position_bias(ag_ctx *ctx, const model *m, int table, int64_t Lq, int64_t Lk, bool bidirectional) {
     ag_tensor *buckets = ag_new(ag_ctx_host_arena(ctx), AG_I32, Lq, Lk);
     int32_t *bk = buckets->data;
+    /* the bucket depends on k - q alone: one per relative position in [-(Lq-1), Lk-1] */
+    int32_t *by_rel = ag_arena_alloc(ag_ctx_host_arena(ctx), sizeof(int32_t) * (size_t)(Lq + Lk - 1));
+    for (int64_t r = 1 - Lq; r < Lk; r++)
+        by_rel[r + Lq - 1] = model_relative_bucket(r, bidirectional, m->cfg.relative_attention_num_buckets,
+                                                   m->cfg.relative_attention_max_distance);
     for (int64_t q = 0; q < Lq; q++)
-        for (int64_t k = 0; k < Lk; k++)
-            bk[q * Lk + k] = model_relative_bucket(k - q, bidirectional, m->cfg.relative_attention_num_buckets, m->cfg.relative_attention_max_distance);
+        for (int64_t k = 0; k < Lk; k++) bk[q * Lk + k] = by_rel[k - q + Lq - 1];
     ag_tensor *vals = ag_embedding(ctx, m->t[table], ag_ctx_from_host(ctx, buckets)); /* [Lq, Lk, H] */
     ag_tensor *hqk = ag_permute(ctx, vals, (const int[]){2, 0, 1});   /* [H, Lq, Lk] */
     return ag_reshapev(ctx, hqk, 1, m->cfg.num_heads, Lq, Lk);

@@ -11,6 +11,7 @@
 #include "moe/switch.h"
 #include "parallel/par.h"
 #include "train/model_config.h"
+#include "train/relpos.h" /* model_relative_bucket */
 
 typedef enum { PK_EMBED, PK_HEAD, PK_ATTN_Q, PK_ATTN_K, PK_ATTN_V, PK_ATTN_O, PK_RELBIAS, PK_NORM, PK_WI, PK_WO, PK_ROUTER, PK_ROUTER_BIAS } param_kind;
 
@@ -146,7 +147,5 @@ void model_decode_end(model_decoder_cache *dc);
 
 /* HF's _shift_right: [start, labels[:-1]] with -100 -> pad. */
 void model_shift_right(const model_config *c, const int32_t *labels, int64_t B, int64_t T, int32_t *out);
-/* T5's relative position bucket (SPEC 3.5), float32 arithmetic as HF. */
-int model_relative_bucket(int64_t relative_position, bool bidirectional, int num_buckets, int max_distance);
 
 #endif
