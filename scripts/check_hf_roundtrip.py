@@ -5,9 +5,11 @@
    saves it as model.safetensors and as a bf16 pytorch_model.bin (the form google/switch-base-8 ships);
 2. `switchc convert` reads each form; `switchc logits` must match HF's float32 logits on a batch within 1e-5
    relative (for the bf16 file: HF's logits after loading that file in float32);
-3. `switchc export-hf` writes the converted model back; transformers loads the export and its logits must match
-   switchc's, again within 1e-5;
-4. with --base, the peak memory of `switchc convert` (its max RSS) is reported against the fp32 model size.
+3. `switchc export-hf` writes the converted model back (into a folder whose parents do not exist yet);
+   transformers loads the export with output_loading_info=True, which must list no missing, unexpected or mismatched
+   key, and its logits must match switchc's within 1e-6 relative;
+4. steps 1-3 run for a tied model and an untied one (tie_word_embeddings false: lm_head.weight, no d_model^-0.5);
+5. with --base, the peak memory of `switchc convert` (its max RSS) is reported against the fp32 model size.
 
   python3 scripts/check_hf_roundtrip.py [--switchc build/switchc] [--base] [--workdir DIR]
 Exit status 0 when every check holds.
@@ -63,22 +65,17 @@ def rel(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--switchc", default=os.path.join(ROOT, "build", "switchc"))
-    ap.add_argument("--base", action="store_true", help="switch-base-8's shape (needs ~15 GB of disk and ~10 GB of memory)")
-    ap.add_argument("--workdir", default=None)
-    a = ap.parse_args()
-    if transformers.__version__ != "4.57.6":
-        sys.exit(f"needs transformers 4.57.6, found {transformers.__version__}")
-    work = a.workdir or tempfile.mkdtemp(prefix="switchc_hf_")
+def check_model(a, work, tied):
+    """steps 1-3 for one model; returns whether every check holds"""
     os.makedirs(work, exist_ok=True)
+    label = "tied" if tied else "untied"
     if a.base:
-        cfg = SwitchTransformersConfig(**json.load(open(os.path.join(ROOT, "configs", "switch-base-8.json"))))
+        base = json.load(open(os.path.join(ROOT, "configs", "switch-base-8.json")))
+        cfg = SwitchTransformersConfig(**base, tie_word_embeddings=tied)
     else:
         cfg = SwitchTransformersConfig(vocab_size=100, d_model=32, d_kv=8, num_heads=4, d_ff=64, num_layers=4, num_decoder_layers=4,
                                        num_sparse_encoder_layers=2, num_sparse_decoder_layers=2, num_experts=8, router_jitter_noise=0.0,
-                                       decoder_start_token_id=0)
+                                       decoder_start_token_id=0, tie_word_embeddings=tied)
     torch.manual_seed(0)
     model = SwitchTransformersForConditionalGeneration(cfg).float().eval()
     with torch.no_grad():  # keep routing diverse at random init
@@ -108,16 +105,38 @@ def main():
         ours = sx_logits(a.switchc, ckpt, bpath, work, shape)
         e = rel(ours, ref)
         ok &= e <= 1e-5
-        print(f"convert {name}: switchc logits vs HF float32: rel error {e:.3e} {'ok' if e <= 1e-5 else 'FAIL'}"
+        print(f"{label}: convert {name}: switchc logits vs HF float32: rel error {e:.3e} {'ok' if e <= 1e-5 else 'FAIL'}"
               + (f"; convert peak RSS {peak / 1024:.0f} MB = {peak * 1024 / fp32_bytes:.2f}x the fp32 model ({fp32_bytes / 2**20:.0f} MB)" if a.base else ""))
         if d == st_dir:
-            exp = os.path.join(work, "exported")
+            exp = os.path.join(work, "exported", "parents", "made")  # export-hf creates the missing parents
             run([a.switchc, "export-hf", "--checkpoint", ckpt, "--output", exp])
-            back = SwitchTransformersForConditionalGeneration.from_pretrained(exp, dtype=torch.float32).eval()
+            back, info = SwitchTransformersForConditionalGeneration.from_pretrained(exp, dtype=torch.float32,
+                                                                                    output_loading_info=True)
+            back.eval()
+            clean = not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"))
             e2 = rel(hf_logits(back, batch), ours)
-            ok &= e2 <= 1e-5
-            print(f"export-hf: transformers loads the export; its logits vs switchc's: rel error {e2:.3e} {'ok' if e2 <= 1e-5 else 'FAIL'}")
+            good = clean and e2 <= 1e-6
+            ok &= good
+            print(f"{label}: export-hf: transformers loads the export: missing {info['missing_keys']}, "
+                  f"unexpected {info['unexpected_keys']}, mismatched {info['mismatched_keys']}; "
+                  f"its logits vs switchc's: rel error {e2:.3e} {'ok' if good else 'FAIL'}")
             del back
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--switchc", default=os.path.join(ROOT, "build", "switchc"))
+    ap.add_argument("--base", action="store_true", help="switch-base-8's shape (needs ~15 GB of disk and ~10 GB of memory)")
+    ap.add_argument("--workdir", default=None)
+    a = ap.parse_args()
+    if transformers.__version__ != "4.57.6":
+        sys.exit(f"needs transformers 4.57.6, found {transformers.__version__}")
+    work = a.workdir or tempfile.mkdtemp(prefix="switchc_hf_")
+    os.makedirs(work, exist_ok=True)
+    ok = True
+    for tied in (True, False):
+        ok &= check_model(a, os.path.join(work, "tied" if tied else "untied"), tied)
     if not a.workdir:
         shutil.rmtree(work)
     print("all checks hold" if ok else "SOME CHECKS FAILED")

@@ -97,6 +97,75 @@ Test(hf, export_round_trips) {
     model_free(&b);
 }
 
+/* The exported key set is what transformers 4.57.6 loads with no missing and no unexpected key: every parameter of
+ * the table; tied, shared.weight alone (as save_pretrained writes it); untied, lm_head.weight plus copies of
+ * shared.weight as encoder.embed_tokens.weight and decoder.embed_tokens.weight, which from_pretrained otherwise
+ * reports missing and re-initialises. The output folder is created with its missing parents. */
+static void check_export_keys(bool tied) {
+    model_config c;
+    model_config_defaults(&c);
+    c.vocab_size = 13;
+    c.d_model = 8;
+    c.d_kv = 4;
+    c.num_heads = 2;
+    c.d_ff = 12;
+    c.num_layers = 2;
+    c.num_decoder_layers = 2;
+    c.num_sparse_encoder_layers = 1;
+    c.num_sparse_decoder_layers = 1;
+    c.encoder_sparse_step = 2;
+    c.decoder_sparse_step = 2;
+    c.num_experts = 2;
+    c.tie_word_embeddings = tied;
+    model m;
+    cr_assert(model_init_inference(&m, &c).ok);
+    model_init_weights(&m, 5);
+    char dir[600], st[700];
+    snprintf(dir, sizeof dir, "%s/hf_keys_test_%d/%s/nested", SX_BINARY_DIR, (int)getpid(), tied ? "tied" : "untied");
+    sx_status s = hf_export(&m, dir);
+    cr_assert(s.ok, "%s", s.msg);
+    snprintf(st, sizeof st, "%s/model.safetensors", dir);
+    hf_weights *w;
+    cr_assert(hf_weights_open(st, &w).ok);
+    int expected = 0;
+    char name[160];
+    for (int i = 0; i < m.n_params; i++) {
+        int ne = m.params[i].n_experts ? m.params[i].n_experts : 1;
+        for (int e = 0; e < ne; e++, expected++)
+            cr_expect(hf_weights_find(w, model_param_hf_name(&m, i, e, name, sizeof name)), "%s: '%s' is missing", st, name);
+    }
+    const char *aliases[2] = {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"};
+    int64_t V = c.vocab_size, D = c.d_model;
+    float *buf = malloc(sizeof(float) * (size_t)(V * D));
+    for (int a = 0; a < 2; a++) {
+        const hf_tensor_info *t = hf_weights_find(w, aliases[a]);
+        if (tied) {
+            cr_expect(!t, "tied: '%s' is written (save_pretrained writes shared.weight alone)", aliases[a]);
+            continue;
+        }
+        cr_assert(t, "untied: '%s' is missing: transformers would re-initialise it", aliases[a]);
+        cr_assert(t->ndim == 2 && t->shape[0] == V && t->shape[1] == D);
+        cr_assert(hf_weights_read_f32(w, aliases[a], buf, V * D).ok);
+        cr_expect(!memcmp(buf, m.w + m.params[m.shared].offset, sizeof(float) * (size_t)(V * D)), "'%s' is not shared.weight", aliases[a]);
+        expected++;
+    }
+    cr_expect_eq(!hf_weights_find(w, "lm_head.weight"), tied, "lm_head.weight must be written exactly when untied");
+    cr_expect_eq(hf_weights_count(w), expected, "%d tensors in the export, expected %d", hf_weights_count(w), expected);
+    free(buf);
+    hf_weights_close(w);
+    /* and it loads back into switchc bit for bit */
+    model b;
+    cr_assert(model_init_inference(&b, &c).ok);
+    s = hf_load_weights(&b, dir);
+    cr_assert(s.ok, "%s", s.msg);
+    cr_expect(!memcmp(m.w, b.w, sizeof(float) * (size_t)m.n_floats));
+    model_free(&b);
+    model_free(&m);
+}
+
+Test(hf, export_key_set_tied) { check_export_keys(true); }
+Test(hf, export_key_set_untied) { check_export_keys(false); }
+
 Test(hf, mismatched_config_and_missing_tensors_are_named) {
     model_config c;
     model m;

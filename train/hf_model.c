@@ -91,13 +91,36 @@ sx_status hf_load_weights(model *m, const char *dir) {
     return s;
 }
 
+/* mkdir -p: the folder and any missing parents, as save_pretrained makes them. */
+static sx_status make_dirs(const char *dir) {
+    char p[1100];
+    int n = snprintf(p, sizeof p, "%s", dir);
+    if (n <= 0 || n >= (int)sizeof p) return sx_errorf("%s: path too long", dir);
+    for (char *c = p + 1; ; c++) {
+        if (*c != '/' && *c) continue;
+        char keep = *c;
+        *c = 0;
+        struct stat st;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) return sx_errorf("%s: cannot create: %s", p, strerror(errno));
+        if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) return sx_errorf("%s: exists and is not a directory", p);
+        if (!keep) break;
+        *c = keep;
+    }
+    return sx_ok();
+}
+
 sx_status hf_export(const model *m, const char *dir) {
     if (m->ep_size != 1) return sx_errorf("export-hf: load the checkpoint without expert parallelism");
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return sx_errorf("%s: cannot create: %s", dir, strerror(errno));
-    int total = 0;
+    SX_TRY(make_dirs(dir));
+    /* Untied, transformers 4.57.6 does not take encoder/decoder.embed_tokens from shared.weight: without them in the
+     * file it reports both missing and re-initialises them (its own save_pretrained drops them and fails the same
+     * way). Tied, shared.weight alone loads cleanly, as save_pretrained writes it. */
+    int n_alias = m->cfg.tie_word_embeddings ? 0 : 2;
+    int total = n_alias;
     for (int i = 0; i < m->n_params; i++) total += m->params[i].n_experts ? m->params[i].n_experts : 1;
     hf_out_tensor *t = calloc((size_t)total, sizeof *t);
     char (*names)[160] = calloc((size_t)total, sizeof *names);
+    SX_ASSERT(t && names, "out of memory");
     int k = 0;
     for (int i = 0; i < m->n_params; i++) {
         const param_desc *p = &m->params[i];
@@ -110,6 +133,11 @@ sx_status hf_export(const model *m, const char *dir) {
             memcpy(t[k].shape, p->n_experts ? p->shape + 1 : p->shape, sizeof(int64_t) * (size_t)t[k].ndim);
             t[k].data = m->w + p->offset + e * per;
         }
+    }
+    for (int a = 0; a < n_alias; a++, k++) {
+        const param_desc *p = &m->params[m->shared];
+        t[k] = (hf_out_tensor){TIED[1 + a], p->ndim, {0}, m->w + p->offset}; /* encoder., decoder.embed_tokens */
+        memcpy(t[k].shape, p->shape, sizeof(int64_t) * (size_t)p->ndim);
     }
     char path[1100];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);

@@ -115,7 +115,10 @@ static int cmd_export(int argc, char **argv) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: switchc export-hf --checkpoint CKPT.h5 --output DIR [--tokenizer PATH.model|HF_DIR | --no-tokenizer]\n\n"
                    "Writes DIR/config.json and DIR/model.safetensors (float32, HF names) so that transformers'\n"
-                   "SwitchTransformersForConditionalGeneration.from_pretrained(DIR) loads the model and gives the same logits.\n\n"
+                   "SwitchTransformersForConditionalGeneration.from_pretrained(DIR) loads the model with no missing or\n"
+                   "unexpected key and gives the same logits (an untied model also gets encoder.embed_tokens.weight and\n"
+                   "decoder.embed_tokens.weight, copies of shared.weight, which transformers needs). DIR and its missing\n"
+                   "parents are created.\n\n"
                    "The tokenizer goes with it: --tokenizer names a SentencePiece .model (copied as spiece.model) or an HF\n"
                    "folder (its spiece.model, plus tokenizer_config.json, special_tokens_map.json and tokenizer.json when\n"
                    "present); without the flag, the checkpoint's run config key data.tokenizer is used when it is set.\n"
