@@ -117,6 +117,7 @@ typedef enum {
     AG_OP_RELU,
     AG_OP_GELU_TANH,
     AG_OP_GELU_ERF,
+    AG_OP_ACT,             /* y = f(x) for the other activations of ag_act_kind (ip[0]) */
     AG_OP_RMSNORM,         /* y = w * x / sqrt(mean(x^2) + eps), T5 (SPEC 3.2) */
     AG_OP_SOFTMAX,         /* y = softmax(x + bias + mask) over the last dim (bias, mask broadcast) */
     AG_OP_LOG_SOFTMAX,
@@ -211,6 +212,20 @@ ag_tensor *ag_scale(ag_ctx *ctx, ag_tensor *x, double s);
 ag_tensor *ag_relu(ag_ctx *ctx, ag_tensor *x);
 ag_tensor *ag_gelu_tanh(ag_ctx *ctx, ag_tensor *x);
 ag_tensor *ag_gelu_erf(ag_ctx *ctx, ag_tensor *x);
+/* The FFN activations, one per formula of Hugging Face's ACT2FN (names in train/model_config.c), in float32 as HF's
+ * modules compute them:
+ *   RELU max(x, 0)                       GELU_ERF 0.5 x (1 + erf(x / sqrt 2))       GELU_TANH the tanh approximation
+ *   SILU x / (1 + exp(-x))               QUICK_GELU x sigmoid(1.702 x)              SIGMOID 1 / (1 + exp(-x))
+ *   TANH tanh x                          RELU6 min(max(x, 0), 6)                    RELU2 max(x, 0)^2
+ *   LEAKY_RELU x > 0 ? x : 0.01 x        MISH x tanh(log1p(exp x))                  GELU_10 clip(gelu_erf(x), -10, 10)
+ *   LAPLACE 0.5 (1 + erf((x - 0.707107) / (0.282095 sqrt 2)))                       LINEAR x (no op)
+ * RELU and the GELUs are the ops above; LINEAR returns x itself; the rest is AG_OP_ACT. */
+typedef enum {
+    AG_ACT_RELU, AG_ACT_GELU_ERF, AG_ACT_GELU_TANH, AG_ACT_SILU, AG_ACT_QUICK_GELU, AG_ACT_SIGMOID, AG_ACT_TANH,
+    AG_ACT_RELU6, AG_ACT_RELU2, AG_ACT_LEAKY_RELU, AG_ACT_MISH, AG_ACT_GELU_10, AG_ACT_LAPLACE, AG_ACT_LINEAR,
+    AG_ACT_COUNT
+} ag_act_kind;
+ag_tensor *ag_act(ag_ctx *ctx, ag_act_kind kind, ag_tensor *x);
 ag_tensor *ag_rmsnorm(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, double eps);
 /* bias, mask: NULL or broadcastable to x; the sum is x + (bias + mask) as HF adds them (SPEC 3.5). */
 ag_tensor *ag_softmax(ag_ctx *ctx, ag_tensor *x, ag_tensor *bias, ag_tensor *mask);

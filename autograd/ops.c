@@ -153,6 +153,22 @@ ag_tensor *ag_gelu_tanh(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_GEL
 ag_tensor *ag_gelu_erf(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_GELU_ERF, "gelu_erf", x); }
 ag_tensor *ag_square(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_SQUARE, "square", x); }
 
+ag_tensor *ag_act(ag_ctx *ctx, ag_act_kind kind, ag_tensor *x) {
+    switch (kind) {
+    case AG_ACT_RELU: return ag_relu(ctx, x);
+    case AG_ACT_GELU_ERF: return ag_gelu_erf(ctx, x);
+    case AG_ACT_GELU_TANH: return ag_gelu_tanh(ctx, x);
+    case AG_ACT_LINEAR: return x;
+    default: break;
+    }
+    SX_ASSERT(kind >= 0 && kind < AG_ACT_COUNT, "act: unknown activation %d", (int)kind);
+    check_float("act", x);
+    ag_node n = node_new(AG_OP_ACT, 1, x, NULL, NULL, NULL);
+    n.out = out_like(ctx, x);
+    n.ip[0] = kind;
+    return ag_run(ctx, &n);
+}
+
 ag_tensor *ag_scale(ag_ctx *ctx, ag_tensor *x, double s) {
     check_float("scale", x);
     ag_node n = node_new(AG_OP_SCALE, 1, x, NULL, NULL, NULL);

@@ -107,6 +107,30 @@ Test(grad, elementwise) {
     expect_ok("relu", gc_check(f_relu, (ag_tensor *[]){x}, 1, NULL, H, false), TOL);
 }
 
+/* AG_OP_ACT, every kind: inputs in [-3, 7) reach relu6's top and mish's and silu's tails; the kinks (0 for relu6
+ * and leaky_relu, 6 for relu6) are kept 0.05 away, far beyond h. */
+static ag_tensor *f_act(ag_ctx *c, ag_tensor **in, void *u) { return ag_act(c, *(ag_act_kind *)u, in[0]); }
+Test(grad, activations) {
+    static const struct {
+        ag_act_kind k;
+        const char *name;
+    } kinds[] = {{AG_ACT_SILU, "silu"},       {AG_ACT_QUICK_GELU, "quick_gelu"}, {AG_ACT_SIGMOID, "sigmoid"},
+                 {AG_ACT_TANH, "tanh"},       {AG_ACT_RELU6, "relu6"},           {AG_ACT_RELU2, "relu2"},
+                 {AG_ACT_LEAKY_RELU, "leaky_relu"}, {AG_ACT_MISH, "mish"},       {AG_ACT_GELU_10, "gelu_10"},
+                 {AG_ACT_LAPLACE, "laplace"}};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        ag_tensor *x = input(40 + i, true, 2, AG_SHAPE(4, 9), -3, 7);
+        for (int64_t j = 0; j < x->numel; j++) {
+            double v = ag_get(x, j);
+            if (fabs(v) < 0.05) v = v < 0 ? -0.05 : 0.05;
+            if (fabs(v - 6) < 0.05) v = v < 6 ? 5.95 : 6.05;
+            ag_set(x, j, v);
+        }
+        ag_act_kind k = kinds[i].k;
+        expect_ok(kinds[i].name, gc_check(f_act, (ag_tensor *[]){x}, 1, &k, H, false), TOL);
+    }
+}
+
 /* ---- rmsnorm ------------------------------------------------------------------------------------------------- */
 static ag_tensor *f_rmsnorm(ag_ctx *c, ag_tensor **in, void *u) { return ag_rmsnorm(c, in[0], in[1], u ? *(double *)u : 1e-6); }
 Test(grad, rmsnorm) {

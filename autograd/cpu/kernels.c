@@ -14,6 +14,7 @@
 #define EXP expf
 #define TANH tanhf
 #define ERF erff
+#define LOG1P log1pf
 #define SQRT sqrtf
 #include "autograd/cpu/kernels_t.h"
 #undef T
@@ -22,6 +23,7 @@
 #undef EXP
 #undef TANH
 #undef ERF
+#undef LOG1P
 #undef SQRT
 
 #define T double
@@ -30,6 +32,7 @@
 #define EXP exp
 #define TANH tanh
 #define ERF erf
+#define LOG1P log1p
 #define SQRT sqrt
 #include "autograd/cpu/kernels_t.h"
 #undef T
@@ -38,6 +41,7 @@
 #undef EXP
 #undef TANH
 #undef ERF
+#undef LOG1P
 #undef SQRT
 
 /* One wrapper per kernel, choosing the instantiation by the dtype of input 0 (the op constructors guarantee that
@@ -60,6 +64,7 @@ DISPATCH_PAIR(square)
 DISPATCH_PAIR(relu)
 DISPATCH_PAIR(gelu_tanh)
 DISPATCH_PAIR(gelu_erf)
+DISPATCH_PAIR(act)
 DISPATCH_PAIR(rmsnorm)
 DISPATCH_PAIR(softmax)
 DISPATCH_PAIR(log_softmax)
@@ -106,6 +111,7 @@ static const ag_op_entry cpu_table[] = {
     [AG_OP_RELU] = {"relu", relu_fwd, relu_bwd},
     [AG_OP_GELU_TANH] = {"gelu_tanh", gelu_tanh_fwd, gelu_tanh_bwd},
     [AG_OP_GELU_ERF] = {"gelu_erf", gelu_erf_fwd, gelu_erf_bwd},
+    [AG_OP_ACT] = {"act", act_fwd, act_bwd},
     [AG_OP_RMSNORM] = {"rmsnorm", rmsnorm_fwd, rmsnorm_bwd},
     [AG_OP_SOFTMAX] = {"softmax", softmax_fwd, softmax_bwd},
     [AG_OP_LOG_SOFTMAX] = {"log_softmax", log_softmax_fwd, log_softmax_bwd},

@@ -207,6 +207,84 @@ static void FN(gelu_erf_bwd)(ag_ctx *ctx, ag_node *n) {
     }
 }
 
+/* AG_OP_ACT: the activations of ag_act_kind other than relu and the gelus (formulas in ag.h), and their
+ * derivatives. Where HF's torch op clamps (relu6, gelu_10), the gradient is torch's (2.15): it passes strictly inside
+ * the bounds only (relu6: 0 < x < 6; gelu_10: -10 < gelu(x) < 10), and is 0 on them. */
+static inline T FN(sigmoid)(T v) { return 1 / (1 + EXP(-v)); }
+static inline T FN(gelu_erf_of)(T v) { return (T)0.5 * v * (1 + ERF(v * (T)0.7071067811865476)); }
+#define LAPLACE_MU ((T)0.707107)
+#define LAPLACE_S ((T)(0.282095 * 1.4142135623730951)) /* sigma sqrt 2 */
+static inline T FN(act_f)(int kind, T v) {
+    switch (kind) {
+    case AG_ACT_SILU: return v / (1 + EXP(-v));
+    case AG_ACT_QUICK_GELU: return v * FN(sigmoid)((T)1.702 * v);
+    case AG_ACT_SIGMOID: return FN(sigmoid)(v);
+    case AG_ACT_TANH: return TANH(v);
+    case AG_ACT_RELU6: return v < 0 ? 0 : v > 6 ? 6 : v;
+    case AG_ACT_RELU2: return v > 0 ? v * v : 0;
+    case AG_ACT_LEAKY_RELU: return v > 0 ? v : (T)0.01 * v;
+    case AG_ACT_MISH: return v * TANH(LOG1P(EXP(v)));
+    case AG_ACT_GELU_10: {
+        T g = FN(gelu_erf_of)(v);
+        return g < -10 ? -10 : g > 10 ? 10 : g;
+    }
+    case AG_ACT_LAPLACE: return (T)0.5 * (1 + ERF((v - LAPLACE_MU) / LAPLACE_S));
+    }
+    SX_FATAL("act: unknown activation %d", kind);
+}
+static inline T FN(act_df)(int kind, T v) {
+    switch (kind) {
+    case AG_ACT_SILU: {
+        T s = FN(sigmoid)(v);
+        return s * (1 + v * (1 - s));
+    }
+    case AG_ACT_QUICK_GELU: {
+        T s = FN(sigmoid)((T)1.702 * v);
+        return s + (T)1.702 * v * s * (1 - s);
+    }
+    case AG_ACT_SIGMOID: {
+        T s = FN(sigmoid)(v);
+        return s * (1 - s);
+    }
+    case AG_ACT_TANH: {
+        T t = TANH(v);
+        return 1 - t * t;
+    }
+    case AG_ACT_RELU6: return v > 0 && v < 6 ? 1 : 0;
+    case AG_ACT_RELU2: return v > 0 ? 2 * v : 0;
+    case AG_ACT_LEAKY_RELU: return v > 0 ? 1 : (T)0.01;
+    case AG_ACT_MISH: {
+        T t = TANH(LOG1P(EXP(v)));
+        return t + v * FN(sigmoid)(v) * (1 - t * t);
+    }
+    case AG_ACT_GELU_10: {
+        T g = FN(gelu_erf_of)(v);
+        if (g <= -10 || g >= 10) return 0;
+        T cdf = (T)0.5 * (1 + ERF(v * (T)0.7071067811865476)), pdf = EXP((T)-0.5 * v * v) * (T)0.3989422804014327;
+        return cdf + v * pdf;
+    }
+    case AG_ACT_LAPLACE: {
+        T u = (v - LAPLACE_MU) / LAPLACE_S;
+        return EXP(-u * u) * (T)0.5641895835477563 / LAPLACE_S; /* d/dx 0.5 erf(u) = exp(-u^2) / (sqrt(pi) s) */
+    }
+    }
+    SX_FATAL("act: unknown activation %d", kind);
+}
+#undef LAPLACE_MU
+#undef LAPLACE_S
+static void FN(act_fwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]);
+    T *y = DATA(n->out);
+    int kind = (int)n->ip[0];
+    for (int64_t i = 0; i < n->out->numel; i++) y[i] = FN(act_f)(kind, x[i]);
+}
+static void FN(act_bwd)(ag_ctx *ctx, ag_node *n) {
+    const T *x = DATA(n->in[0]), *dy = DATA(n->out->grad);
+    T *dx = GRAD(ctx, n->in[0]);
+    int kind = (int)n->ip[0];
+    for (int64_t i = 0; i < n->out->numel; i++) dx[i] += dy[i] * FN(act_df)(kind, x[i]);
+}
+
 /* ---- rmsnorm (T5LayerNorm, SPEC 3.2): y = w * (x * rsqrt(mean(x^2) + eps)) ---------------------------------------- */
 
 static void FN(rmsnorm_fwd)(ag_ctx *ctx, ag_node *n) {

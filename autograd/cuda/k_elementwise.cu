@@ -198,6 +198,92 @@ extern "C" void ag_cuda_gelu_tanh_bwd(ag_ctx *ctx, ag_node *n) { unary_bwd(ctx, 
 extern "C" void ag_cuda_gelu_erf_fwd(ag_ctx *ctx, ag_node *n) { unary_fwd(n, UN_GELU_ERF, "gelu_erf"); }
 extern "C" void ag_cuda_gelu_erf_bwd(ag_ctx *ctx, ag_node *n) { unary_bwd(ctx, n, UN_GELU_ERF, "gelu_erf backward"); }
 
+/* ---- AG_OP_ACT: the other activations of ag_act_kind, as the CPU computes them (autograd/cpu/kernels_t.h) ------- */
+
+#define LAPLACE_MU 0.707107f
+#define LAPLACE_S ((float)(0.282095 * 1.4142135623730951))
+
+__device__ __forceinline__ float sigmoid_f(float v) { return 1.f / (1.f + expf(-v)); }
+
+__device__ __forceinline__ float act_f(int kind, float v) {
+    switch (kind) {
+    case AG_ACT_SILU: return v / (1.f + expf(-v));
+    case AG_ACT_QUICK_GELU: return v * sigmoid_f(1.702f * v);
+    case AG_ACT_SIGMOID: return sigmoid_f(v);
+    case AG_ACT_TANH: return tanhf(v);
+    case AG_ACT_RELU6: return v < 0 ? 0.f : v > 6 ? 6.f : v;
+    case AG_ACT_RELU2: return v > 0 ? v * v : 0.f;
+    case AG_ACT_LEAKY_RELU: return v > 0 ? v : 0.01f * v;
+    case AG_ACT_MISH: return v * tanhf(log1pf(expf(v)));
+    case AG_ACT_GELU_10: {
+        float g = 0.5f * v * (1 + erff(v * 0.7071067811865476f));
+        return g < -10 ? -10.f : g > 10 ? 10.f : g;
+    }
+    default: return 0.5f * (1 + erff((v - LAPLACE_MU) / LAPLACE_S)); /* AG_ACT_LAPLACE */
+    }
+}
+
+__device__ __forceinline__ float act_df(int kind, float v) {
+    switch (kind) {
+    case AG_ACT_SILU: {
+        float s = sigmoid_f(v);
+        return s * (1 + v * (1 - s));
+    }
+    case AG_ACT_QUICK_GELU: {
+        float s = sigmoid_f(1.702f * v);
+        return s + 1.702f * v * s * (1 - s);
+    }
+    case AG_ACT_SIGMOID: {
+        float s = sigmoid_f(v);
+        return s * (1 - s);
+    }
+    case AG_ACT_TANH: {
+        float t = tanhf(v);
+        return 1 - t * t;
+    }
+    case AG_ACT_RELU6: return v > 0 && v < 6 ? 1.f : 0.f;
+    case AG_ACT_RELU2: return v > 0 ? 2 * v : 0.f;
+    case AG_ACT_LEAKY_RELU: return v > 0 ? 1.f : 0.01f;
+    case AG_ACT_MISH: {
+        float t = tanhf(log1pf(expf(v)));
+        return t + v * sigmoid_f(v) * (1 - t * t);
+    }
+    case AG_ACT_GELU_10: {
+        float g = 0.5f * v * (1 + erff(v * 0.7071067811865476f));
+        if (g <= -10 || g >= 10) return 0.f;
+        float cdf = 0.5f * (1 + erff(v * 0.7071067811865476f)), pdf = expf(-0.5f * v * v) * 0.3989422804014327f;
+        return cdf + v * pdf;
+    }
+    default: { /* AG_ACT_LAPLACE */
+        float u = (v - LAPLACE_MU) / LAPLACE_S;
+        return expf(-u * u) * 0.5641895835477563f / LAPLACE_S;
+    }
+    }
+}
+
+__global__ void act_fwd_k(const float *x, float *y, int64_t n, int kind) {
+    SX_GRID_STRIDE(i, n) y[i] = act_f(kind, x[i]);
+}
+__global__ void act_bwd_k(const float *x, const float *dy, float *dx, int64_t n, int kind) {
+    SX_GRID_STRIDE(i, n) dx[i] += dy[i] * act_df(kind, x[i]);
+}
+
+extern "C" void ag_cuda_act_fwd(ag_ctx *ctx, ag_node *n) {
+    SX_REQUIRE_F32("act", n->in[0]);
+    int64_t cnt = n->out->numel;
+    if (!cnt) return;
+    act_fwd_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->in[0]), sx_f32(n->out), cnt, (int)n->ip[0]);
+    SX_LAUNCHED("act");
+}
+extern "C" void ag_cuda_act_bwd(ag_ctx *ctx, ag_node *n) {
+    float *dx = sx_grad(ctx, n->in[0]);
+    int64_t cnt = n->out->numel;
+    if (!cnt) return;
+    act_bwd_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->in[0]), sx_f32(n->out->grad), dx, cnt,
+                                                               (int)n->ip[0]);
+    SX_LAUNCHED("act backward");
+}
+
 /* ---- dropout: keep element i where its word of ag_rng_words(key, i) >= ag_dropout_threshold(p), scaled by
  * 1 / (1 - p) (the CPU's mask bit for bit; the backward draws the words again instead of keeping the mask) ------ */
 

@@ -22,6 +22,7 @@ static const ag_op_entry cuda_table[] = {
     [AG_OP_RELU] = PAIR(relu),
     [AG_OP_GELU_TANH] = PAIR(gelu_tanh),
     [AG_OP_GELU_ERF] = PAIR(gelu_erf),
+    [AG_OP_ACT] = PAIR(act),
     [AG_OP_RMSNORM] = PAIR(rmsnorm),
     [AG_OP_SOFTMAX] = PAIR(softmax),
     [AG_OP_LOG_SOFTMAX] = PAIR(log_softmax),

@@ -119,6 +119,7 @@ static ag_tensor *f_relu(ag_ctx *c, ag_tensor **in, const void *a) { return ag_r
 static ag_tensor *f_square(ag_ctx *c, ag_tensor **in, const void *a) { return ag_square(c, in[0]); }
 static ag_tensor *f_gelu_tanh(ag_ctx *c, ag_tensor **in, const void *a) { return ag_gelu_tanh(c, in[0]); }
 static ag_tensor *f_gelu_erf(ag_ctx *c, ag_tensor **in, const void *a) { return ag_gelu_erf(c, in[0]); }
+static ag_tensor *f_act(ag_ctx *c, ag_tensor **in, const void *a) { return ag_act(c, *(const ag_act_kind *)a, in[0]); }
 
 /* scale, relu, square: one IEEE operation per element (the backward's single add into a zero gradient too): exact.
  * The gelus: the device's tanhf/erff/expf against glibc's, a few ulp: atol 1e-6 (outputs near 0 for x << 0), rtol
@@ -135,6 +136,24 @@ Test(gpu_ops, unary) {
         g_check_op("square", f_square, NULL, in, 1, false, EXACT, EXACT);
         g_check_op("gelu_tanh", f_gelu_tanh, NULL, in, 1, false, (gtol){1e-6, 1e-5}, (gtol){1e-6, 1e-5});
         g_check_op("gelu_erf", f_gelu_erf, NULL, in, 1, false, (gtol){1e-6, 1e-5}, (gtol){1e-6, 1e-5});
+    }
+}
+
+/* AG_OP_ACT, every kind, on [-8, 12): the clamps of relu6 and gelu_10 and both tails. Device expf/tanhf/erff/log1pf
+ * against glibc's: a few ulp, as for the gelus. */
+Test(gpu_ops, activations) {
+    GPU_OR_SKIP("gpu_ops::activations");
+    static const char *const names[AG_ACT_COUNT] = {
+        [AG_ACT_SILU] = "act silu",     [AG_ACT_QUICK_GELU] = "act quick_gelu", [AG_ACT_SIGMOID] = "act sigmoid",
+        [AG_ACT_TANH] = "act tanh",     [AG_ACT_RELU6] = "act relu6",           [AG_ACT_RELU2] = "act relu2",
+        [AG_ACT_LEAKY_RELU] = "act leaky_relu", [AG_ACT_MISH] = "act mish",     [AG_ACT_GELU_10] = "act gelu_10",
+        [AG_ACT_LAPLACE] = "act laplace"};
+    ag_tensor *x = leaf(g_rand(&L, 47, -8, 12, 2, AG_SHAPE(3, 333)));
+    ag_tensor *in[1] = {x};
+    for (int k = 0; k < AG_ACT_COUNT; k++) {
+        if (!names[k]) continue; /* relu, the gelus and linear are other ops (or none) */
+        ag_act_kind kind = (ag_act_kind)k;
+        g_check_op(names[k], f_act, &kind, in, 1, false, (gtol){1e-6, 1e-5}, (gtol){1e-6, 1e-5});
     }
 }
 
