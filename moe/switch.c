@@ -16,21 +16,13 @@ int64_t moe_capacity_from_factor(double cf, int64_t group_tokens, int num_expert
     return c > min_capacity ? c : min_capacity;
 }
 
-static ag_tensor *act_apply(ag_ctx *ctx, moe_act a, ag_tensor *h) {
-    switch (a) {
-    case MOE_ACT_RELU: return ag_relu(ctx, h);
-    case MOE_ACT_GELU_ERF: return ag_gelu_erf(ctx, h);
-    case MOE_ACT_GELU_TANH: return ag_gelu_tanh(ctx, h);
-    }
-    SX_FATAL("unknown expert activation %d", (int)a);
-}
-
 static ag_tensor *experts_local(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w, ag_tensor *xe, ag_tensor *off, ag_rng_key dropout_key) {
     ag_tensor *h;
     if (cfg->gated)
-        h = ag_mul(ctx, act_apply(ctx, cfg->act, ag_grouped_matmul(ctx, xe, w->wi0, off, true)), ag_grouped_matmul(ctx, xe, w->wi1, off, true));
+        h = ag_mul(ctx, ag_act(ctx, cfg->act, ag_grouped_matmul(ctx, xe, w->wi0, off, true)),
+                   ag_grouped_matmul(ctx, xe, w->wi1, off, true));
     else
-        h = act_apply(ctx, cfg->act, ag_grouped_matmul(ctx, xe, w->wi, off, true)); /* [Nk, F] */
+        h = ag_act(ctx, cfg->act, ag_grouped_matmul(ctx, xe, w->wi, off, true)); /* [Nk, F] */
     h = ag_dropout(ctx, h, cfg->expert_dropout, dropout_key);
     return ag_grouped_matmul(ctx, h, w->wo, off, true); /* [Nk, D] */
 }

@@ -12,8 +12,6 @@
 #include "autograd/ag.h"
 #include "parallel/par.h"
 
-typedef enum { MOE_ACT_RELU, MOE_ACT_GELU_ERF, MOE_ACT_GELU_TANH } moe_act;
-
 /* Who chooses: tokens choose their top-k experts (Switch, GShard), or experts choose their top-C tokens (Zhou et al.
  * 2022; an expert sees every token of its group, so a decoder would look at future tokens: encoder stacks only). */
 typedef enum { MOE_ROUTING_TOKENS_CHOOSE, MOE_ROUTING_EXPERT_CHOICE } moe_routing;
@@ -29,7 +27,7 @@ typedef struct {
     int64_t capacity;
     double jitter;             /* multiplicative U(1-j, 1+j) on the router input, training only */
     double expert_dropout;     /* inside the experts, after the activation */
-    moe_act act;
+    ag_act_kind act;           /* the experts' activation (ag_act) */
     bool gated;                /* act(x wi_0^T) * (x wi_1^T) */
     /* Expert parallelism: NULL keeps every expert here; otherwise the group's ranks each hold num_experts / size
      * consecutive experts (moe_weights then hold this rank's slice) and tokens travel by all-to-all(v). */

@@ -100,7 +100,7 @@ def routed_flops(cfg, batch, src_len, tgt_len):
     V = cfg["vocab_size"]
     Le = cfg.get("num_layers", 12)
     Ld = cfg.get("num_decoder_layers") or Le
-    gated = cfg.get("is_gated_act", False) or str(cfg.get("feed_forward_proj", "")).startswith("gated-")
+    gated = bool(cfg.get("switchc", {}).get("gated_ffn", False))  # is_gated_act / feed_forward_proj mean nothing (HF)
     ffn = (3 if gated else 2) * 2 * d * f
     es, ds = sparse_steps(cfg)
     nse, nsd = n_sparse(es, Le), n_sparse(ds, Ld)

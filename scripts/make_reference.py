@@ -41,15 +41,19 @@ CASES = {
     "step1": dict(num_sparse_encoder_layers=4, num_layers=4),
     # exact (erf) gelu, ungated, with a router bias
     "gelu_router_bias": dict(dense_act_fn="gelu", router_bias=True),
-    # T5 v1.1 gated-gelu FFNs (HF's Switch code has none: see gated() below)
-    "gated_gelu": dict(dense_act_fn="gelu_new", is_gated_act=True, feed_forward_proj="gated-gelu"),
+    # T5 v1.1 gated-gelu FFNs: a switchc knob (HF's Switch code has none: see gated() below)
+    "gated_gelu": dict(dense_act_fn="gelu_new", switchc={"gated_ffn": True}),
+    # silu FFNs; is_gated_act and feed_forward_proj "gated-gelu" as Google's configs carry them, which HF's Switch code
+    # never reads: the FFNs stay wi/wo with ACT2FN["silu"]
+    "silu_gated_keys_ignored": dict(dense_act_fn="silu", is_gated_act=True, feed_forward_proj="gated-gelu"),
 }
 
 
 def gated(model, config):
-    """HF Switch has no gated FFN (issue #25347). For the gated case, every dense FFN and every expert is replaced by
-    transformers' T5DenseGatedActDense (wi_0, wi_1, wo: act(x wi_0^T) * (x wi_1^T) wo^T), which takes and returns
-    the same tensors as SwitchTransformersDenseActDense; the act is config.dense_act_fn (gelu_new = tanh gelu)."""
+    """HF Switch has no gated FFN (issue #25347), and is_gated_act / feed_forward_proj do not give it one. For the
+    switchc knob switchc.gated_ffn, every dense FFN and every expert is replaced by transformers'
+    T5DenseGatedActDense (wi_0, wi_1, wo: act(x wi_0^T) * (x wi_1^T) wo^T), which takes and returns the same tensors
+    as SwitchTransformersDenseActDense; the act is config.dense_act_fn (gelu_new = tanh gelu)."""
     from transformers.models.switch_transformers import modeling_switch_transformers as M
     n = 0
     for name, mod in list(model.named_modules()):
@@ -86,7 +90,7 @@ def make_case(name, over, seed):
     torch.manual_seed(seed)
     config = SwitchTransformersConfig(**cfg)
     model = SwitchTransformersForConditionalGeneration(config)
-    if cfg.get("is_gated_act"):
+    if cfg.get("switchc", {}).get("gated_ffn"):
         gated(model, config)
     init_weights(model, seed)
     model.eval()

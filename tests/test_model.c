@@ -49,7 +49,7 @@ Test(model_config, errors_name_the_key) {
     cr_expect(!s.ok && strstr(s.msg, "num_experts"), "got: %s", s.msg);
     s = parse("{\"num_layers\": 4, \"encoder_sparse_step\": 5}", &c);
     cr_expect(!s.ok && strstr(s.msg, "encoder_sparse_step"), "got: %s", s.msg);
-    s = parse("{\"dense_act_fn\": \"swish\"}", &c);
+    s = parse("{\"dense_act_fn\": \"swiglu\"}", &c);
     cr_expect(!s.ok && strstr(s.msg, "dense_act_fn"), "got: %s", s.msg);
     s = parse("{\"switchc\": {\"capacity_mode\": \"ceil\"}}", &c);
     cr_expect(!s.ok && strstr(s.msg, "capacity_mode"), "got: %s", s.msg);
@@ -210,7 +210,7 @@ Test(model, whole_model_gradcheck_f64, .timeout = 300) {
 Test(model, whole_model_gradcheck_variants, .timeout = 300) {
     model_config c = tiny_config();
     c.gated = true;
-    c.act = FFN_GELU_TANH;
+    c.act = AG_ACT_GELU_TANH;
     c.tie_word_embeddings = false;
     c.router_bias = true;
     c.router_top_k = 2;
@@ -243,7 +243,7 @@ Test(moe, one_expert_equals_dense_ffn) {
     ag_tensor *all[4] = {x, wr, wi, wo};
     for (int k = 0; k < 4; k++)
         for (int64_t i = 0; i < all[k]->numel; i++) ag_set(all[k], i, ag_rng_normal(ag_rng_make(3, k, 0), (uint64_t)i));
-    moe_config mc = {.num_experts = 1, .top_k = 1, .group_tokens = N, .capacity = N, .act = MOE_ACT_RELU};
+    moe_config mc = {.num_experts = 1, .top_k = 1, .group_tokens = N, .capacity = N, .act = AG_ACT_RELU};
     moe_weights w = {.router_w = wr, .wi = wi, .wo = wo};
     moe_output mo;
     moe_switch_forward(&ctx, &mc, &w, x, ag_rng_make(0, 0, 0), ag_rng_make(0, 0, 1), &mo);
@@ -271,7 +271,7 @@ Test(moe, capacity_drops_later_tokens_and_zeroes_them) {
     ag_set(wr, 0, 1.0); /* every token prefers expert 0: its logit is x[0] > 0 */
     for (int64_t i = 0; i < wi->numel; i++) ag_set(wi, i, 0.1);
     for (int64_t i = 0; i < wo->numel; i++) ag_set(wo, i, 0.2);
-    moe_config mc = {.num_experts = (int)E, .top_k = 1, .group_tokens = 4, .capacity = 3, .act = MOE_ACT_RELU};
+    moe_config mc = {.num_experts = (int)E, .top_k = 1, .group_tokens = 4, .capacity = 3, .act = AG_ACT_RELU};
     moe_weights w = {.router_w = wr, .wi = wi, .wo = wo};
     moe_output mo;
     moe_switch_forward(&ctx, &mc, &w, x, ag_rng_make(0, 0, 0), ag_rng_make(0, 0, 1), &mo);

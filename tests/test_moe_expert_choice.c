@@ -110,7 +110,7 @@ Test(moe_expert_choice, matches_the_pytorch_reference_and_its_gradients) {
         H5Aread(at, H5T_NATIVE_INT64, &cap);
         H5Aclose(at);
         ec_user u = {{.num_experts = (int)in[1]->shape[0], .routing = MOE_ROUTING_EXPERT_CHOICE, .group_tokens = G, .capacity = cap,
-                      .act = MOE_ACT_RELU}};
+                      .act = AG_ACT_RELU}};
         ag_tensor *y = ec_layer(&ctx, in, &u);
         int64_t n;
         double *yref = h5f_read(g, "y", H5T_NATIVE_DOUBLE, sizeof(double), NULL, NULL, &n);
@@ -157,7 +157,7 @@ Test(moe_expert_choice, router_stays_fp32_under_bf16_operands) {
         all[k]->requires_grad = true;
     }
     for (int routing = 0; routing < 2; routing++) {
-        moe_config mc = {.num_experts = (int)E, .routing = (moe_routing)routing, .top_k = 1, .group_tokens = N, .capacity = N, .act = MOE_ACT_RELU};
+        moe_config mc = {.num_experts = (int)E, .routing = (moe_routing)routing, .top_k = 1, .group_tokens = N, .capacity = N, .act = AG_ACT_RELU};
         moe_weights w = {.router_w = wr, .wi = wi, .wo = wo};
         moe_output mo;
         moe_switch_forward(&ctx, &mc, &w, x, ag_rng_make(0, 0, 0), ag_rng_make(0, 0, 1), &mo);

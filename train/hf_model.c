@@ -77,7 +77,7 @@ sx_status hf_load_weights(model *m, const char *dir) {
         if (used[i] || is_tied_alias(m, t->name)) continue;
         if (m->ep_size > 1 && strstr(t->name, ".mlp.experts.expert_")) continue;
         s = sx_errorf("%s: unexpected tensor '%s' that the config's model has no place for (check num_experts, layers, sparse steps, "
-                      "tie_word_embeddings, is_gated_act)",
+                      "tie_word_embeddings, switchc.gated_ffn)",
                       dir, t->name);
     }
     /* non-finite weights are not checked by the formats: say so here rather than train on them */
@@ -111,6 +111,9 @@ static sx_status make_dirs(const char *dir) {
 
 sx_status hf_export(const model *m, const char *dir) {
     if (m->ep_size != 1) return sx_errorf("export-hf: load the checkpoint without expert parallelism");
+    if (m->cfg.gated)
+        return sx_errorf("export-hf: the model has gated FFNs (switchc.gated_ffn: wi_0, wi_1), which transformers' "
+                         "SwitchTransformers cannot hold (its FFNs are wi/wo only)");
     SX_TRY(make_dirs(dir));
     /* Untied, transformers 4.57.6 does not take encoder/decoder.embed_tokens from shared.weight: without them in the
      * file it reports both missing and re-initialises them (its own save_pretrained drops them and fails the same

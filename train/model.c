@@ -388,23 +388,15 @@ static ag_tensor *attention(const fwd_state *st, ag_tensor *x, ag_tensor *kv, in
     return attention_core(st, to_heads(st->ctx, st->m, x, q), to_heads(st->ctx, st->m, kv, k), to_heads(st->ctx, st->m, kv, v), o, bias, mask);
 }
 
-static ag_tensor *activation(ag_ctx *ctx, ffn_act a, ag_tensor *h) {
-    switch (a) {
-    case FFN_RELU: return ag_relu(ctx, h);
-    case FFN_GELU_ERF: return ag_gelu_erf(ctx, h);
-    case FFN_GELU_TANH: return ag_gelu_tanh(ctx, h);
-    }
-    SX_FATAL("unknown activation");
-}
-
 static ag_tensor *dense_ffn(const fwd_state *st, const block_params *bp, ag_tensor *x) {
     ag_ctx *ctx = st->ctx;
     model *m = st->m;
     ag_tensor *h;
     if (m->cfg.gated)
-        h = ag_mul(ctx, activation(ctx, m->cfg.act, ag_matmul(ctx, x, m->t[bp->wi0], false, true)), ag_matmul(ctx, x, m->t[bp->wi1], false, true));
+        h = ag_mul(ctx, ag_act(ctx, m->cfg.act, ag_matmul(ctx, x, m->t[bp->wi0], false, true)),
+                   ag_matmul(ctx, x, m->t[bp->wi1], false, true));
     else
-        h = activation(ctx, m->cfg.act, ag_matmul(ctx, x, m->t[bp->wi], false, true));
+        h = ag_act(ctx, m->cfg.act, ag_matmul(ctx, x, m->t[bp->wi], false, true));
     h = dropout(st, h, 2);
     return ag_matmul(ctx, h, m->t[bp->wo], false, true);
 }
@@ -420,7 +412,7 @@ static ag_tensor *sparse_ffn(const fwd_state *st, const block_params *bp, ag_ten
     mc.top_k = c->router_top_k;
     mc.jitter = c->router_jitter_noise;
     mc.expert_dropout = c->expert_dropout_rate >= 0 ? c->expert_dropout_rate : c->dropout_rate;
-    mc.act = c->act == FFN_RELU ? MOE_ACT_RELU : c->act == FFN_GELU_ERF ? MOE_ACT_GELU_ERF : MOE_ACT_GELU_TANH;
+    mc.act = c->act;
     mc.gated = c->gated;
     mc.ep = m->ep;
     if (c->capacity_mode == MOE_CAPACITY_HF) {

@@ -34,7 +34,7 @@ void model_config_defaults(model_config *c) {
     c->router_z_loss_coef = 0.001;
     c->router_aux_loss_coef = 0.001;
     c->initializer_factor = 1.0;
-    c->act = FFN_RELU;
+    c->act = AG_ACT_RELU;
     c->gated = false;
     c->tie_word_embeddings = true;
     c->pad_token_id = 0;
@@ -73,7 +73,11 @@ static const char *const IGNORED_KEYS[] = {
     "suppress_tokens", "task_specific_params", "temperature", "tf_legacy_loss", "tie_encoder_decoder",
     "tokenizer_class", "top_k", "top_p", "torchscript", "transformers_version", "typical_p", "use_bfloat16",
     "use_cache", "num_selected_experts", "router_type", "batch_prioritized_routing", "output_past", "n_positions",
-    "gradient_checkpointing", "initializer_range"};
+    "gradient_checkpointing", "initializer_range",
+    /* in Google's config.json files, but HF's Switch code never reads them: its FFNs are always
+     * SwitchTransformersDenseActDense (wi, wo) with ACT2FN[dense_act_fn], whatever is_gated_act or feed_forward_proj
+     * say ("gated-gelu" included). switchc's gated FFN is the knob switchc.gated_ffn. */
+    "feed_forward_proj", "is_gated_act"};
 
 static const char *const USED_KEYS[] = {
     "vocab_size", "d_model", "hidden_size", "d_kv", "d_ff", "num_heads", "num_attention_heads", "num_layers",
@@ -81,12 +85,13 @@ static const char *const USED_KEYS[] = {
     "encoder_sparse_step", "decoder_sparse_step", "num_experts", "expert_capacity", "router_bias",
     "router_jitter_noise", "router_dtype", "relative_attention_num_buckets", "relative_attention_max_distance",
     "dropout_rate", "layer_norm_epsilon", "router_z_loss_coef", "router_aux_loss_coef", "initializer_factor",
-    "dense_act_fn", "feed_forward_proj", "is_gated_act", "tie_word_embeddings", "pad_token_id", "eos_token_id",
+    "dense_act_fn", "tie_word_embeddings", "pad_token_id", "eos_token_id",
     "decoder_start_token_id", "switchc"};
 
 static const char *const KNOB_KEYS[] = {"capacity_mode", "train_capacity_factor", "eval_capacity_factor",
                                         "min_expert_capacity", "capacity_group_size", "router_loss_mode",
-                                        "expert_dropout_rate", "router_top_k", "hf_zero_router_loss_step1", "router_init"};
+                                        "expert_dropout_rate", "router_top_k", "hf_zero_router_loss_step1",
+                                        "router_init", "gated_ffn"};
 
 #define NKEYS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -109,23 +114,50 @@ static sx_status get_int(const cJSON *it, const char *where, int lo, int hi, int
     return sx_ok();
 }
 
-static sx_status parse_act(const cJSON *it, const char *where, model_config *c, bool from_proj) {
+/* HF's ACT2FN names (transformers 4.57.6 activations.py) and the formula each computes; names of one formula are
+ * the same function in real arithmetic, written with other float32 operation orders (a few ulp apart). prelu and
+ * xielu are left out: they carry learnable parameters, which an FFN here does not have. */
+static const struct {
+    const char *name;
+    ag_act_kind act;
+} ACTS[] = {
+    {"relu", AG_ACT_RELU},          {"gelu", AG_ACT_GELU_ERF},          {"gelu_python", AG_ACT_GELU_ERF},
+    {"gelu_new", AG_ACT_GELU_TANH}, {"gelu_pytorch_tanh", AG_ACT_GELU_TANH}, {"gelu_python_tanh", AG_ACT_GELU_TANH},
+    {"gelu_fast", AG_ACT_GELU_TANH}, {"gelu_accurate", AG_ACT_GELU_TANH}, {"silu", AG_ACT_SILU},
+    {"swish", AG_ACT_SILU},         {"quick_gelu", AG_ACT_QUICK_GELU},  {"sigmoid", AG_ACT_SIGMOID},
+    {"tanh", AG_ACT_TANH},          {"relu6", AG_ACT_RELU6},            {"relu2", AG_ACT_RELU2},
+    {"leaky_relu", AG_ACT_LEAKY_RELU}, {"mish", AG_ACT_MISH},           {"gelu_10", AG_ACT_GELU_10},
+    {"laplace", AG_ACT_LAPLACE},    {"linear", AG_ACT_LINEAR},
+};
+#define N_ACTS ((int)(sizeof ACTS / sizeof ACTS[0]))
+
+static sx_status parse_act(const cJSON *it, const char *where, model_config *c) {
     char s[64];
     SX_TRY(cfg_get_string(it, where, s, sizeof s));
-    const char *name = s;
-    if (from_proj && !strncmp(s, "gated-", 6)) {
-        c->gated = true;
-        name = s + 6;
-    }
-    if (!strcmp(name, "relu"))
-        c->act = FFN_RELU;
-    else if (!strcmp(name, "gelu") && !from_proj)
-        c->act = FFN_GELU_ERF; /* HF ACT2FN["gelu"]: the exact erf form (SPEC 3.7) */
-    else if (!strcmp(name, "gelu") || !strcmp(name, "gelu_new") || !strcmp(name, "gelu_pytorch_tanh") || !strcmp(name, "gelu_fast"))
-        c->act = FFN_GELU_TANH; /* T5's "gated-gelu" maps to gelu_new (tanh) */
-    else
-        return sx_errorf("%s.%s: unsupported activation '%s' (relu, gelu, gelu_new%s)", where, it->string, s, from_proj ? ", gated-gelu" : "");
-    return sx_ok();
+    for (int i = 0; i < N_ACTS; i++)
+        if (!strcmp(s, ACTS[i].name)) {
+            c->act = ACTS[i].act;
+            return sx_ok();
+        }
+    if (!strcmp(s, "prelu") || !strcmp(s, "xielu"))
+        return sx_errorf("%s.dense_act_fn: '%s' has learnable parameters, which switchc's FFNs do not hold", where, s);
+    char valid[512] = "";
+    for (int i = 0; i < N_ACTS; i++)
+        snprintf(valid + strlen(valid), sizeof valid - strlen(valid), i ? ", %s" : "%s", ACTS[i].name);
+    const char *names[N_ACTS];
+    for (int i = 0; i < N_ACTS; i++) names[i] = ACTS[i].name;
+    const char *hint = cfg_closest(s, (const char *const *)names, N_ACTS);
+    if (hint)
+        return sx_errorf("%s.dense_act_fn: unknown activation '%s': did you mean '%s'? (one of %s)", where, s, hint,
+                         valid);
+    return sx_errorf("%s.dense_act_fn: unknown activation '%s' (one of %s)", where, s, valid);
+}
+
+/* The name model_config_to_json writes: the first of the act's names. */
+static const char *act_name(ag_act_kind a) {
+    for (int i = 0; i < N_ACTS; i++)
+        if (ACTS[i].act == a) return ACTS[i].name;
+    SX_FATAL("activation %d has no HF name", (int)a);
 }
 
 static sx_status parse_knobs(const cJSON *obj, const char *where0, model_config *c) {
@@ -166,6 +198,8 @@ static sx_status parse_knobs(const cJSON *obj, const char *where0, model_config 
             SX_TRY(get_int(it, where, 1, 2, &c->router_top_k));
         else if (!strcmp(k, "hf_zero_router_loss_step1"))
             SX_TRY(cfg_get_bool(it, where, &c->hf_zero_router_loss_step1));
+        else if (!strcmp(k, "gated_ffn"))
+            SX_TRY(cfg_get_bool(it, where, &c->gated));
         else if (!strcmp(k, "router_init")) {
             SX_TRY(cfg_get_string(it, where, s, sizeof s));
             if (!strcmp(s, "hf"))
@@ -185,7 +219,6 @@ sx_status model_config_from_json(const cJSON *obj, const char *where, model_conf
     model_config_defaults(c);
     if (!cJSON_IsObject(obj)) return sx_errorf("%s: a model config must be a JSON object", where);
     const cJSON *it;
-    bool act_given = false;
     cJSON_ArrayForEach(it, obj) {
         const char *k = it->string;
         if (in_list(k, IGNORED_KEYS, NKEYS(IGNORED_KEYS))) continue;
@@ -209,8 +242,15 @@ sx_status model_config_from_json(const cJSON *obj, const char *where, model_conf
         else if (!strcmp(k, "router_dtype")) {
             char s[32];
             SX_TRY(cfg_get_string(it, where, s, sizeof s));
-            /* The router always runs in fp32 here (the paper's selective precision); HF allows these three. */
-            if (strcmp(s, "float32") && strcmp(s, "bfloat16") && strcmp(s, "float16"))
+            /* HF casts the router's input and its weights (for good: the parameter becomes that dtype) to
+             * router_dtype and returns logits, probabilities and gates rounded to it (bfloat16: logits ~1e-3 off
+             * float32). switchc's router is float32 only (the paper's selective precision): the other two are
+             * refused rather than run as float32. */
+            if (!strcmp(s, "bfloat16") || !strcmp(s, "float16"))
+                return sx_errorf("%s.router_dtype: '%s' is not supported: switchc's router runs in float32 only (HF "
+                                 "would cast the router's input and weights to %s); set it to \"float32\"",
+                                 where, s, s);
+            if (strcmp(s, "float32"))
                 return sx_errorf("%s.router_dtype: '%s' is not one of float32, bfloat16, float16", where, s);
         } else if (!strcmp(k, "relative_attention_num_buckets")) SX_TRY(get_int(it, where, 2, 1 << 16, &c->relative_attention_num_buckets));
         else if (!strcmp(k, "relative_attention_max_distance")) SX_TRY(get_int(it, where, 1, 1 << 24, &c->relative_attention_max_distance));
@@ -219,26 +259,14 @@ sx_status model_config_from_json(const cJSON *obj, const char *where, model_conf
         else if (!strcmp(k, "router_z_loss_coef")) SX_TRY(cfg_get_double(it, where, 0, 1e6, &c->router_z_loss_coef));
         else if (!strcmp(k, "router_aux_loss_coef")) SX_TRY(cfg_get_double(it, where, 0, 1e6, &c->router_aux_loss_coef));
         else if (!strcmp(k, "initializer_factor")) SX_TRY(cfg_get_double(it, where, 0, 1e6, &c->initializer_factor));
-        else if (!strcmp(k, "dense_act_fn")) {
-            SX_TRY(parse_act(it, where, c, false));
-            act_given = true;
-        } else if (!strcmp(k, "feed_forward_proj")) {
-            /* HF Switch ignores it (SPEC 1.1); it matters only for the gated variant, which dense_act_fn can't say. */
-            model_config tmp = *c;
-            SX_TRY(parse_act(it, where, &tmp, true));
-            if (tmp.gated) c->gated = true;
-        } else if (!strcmp(k, "is_gated_act")) {
-            bool g;
-            SX_TRY(cfg_get_bool(it, where, &g));
-            if (g) c->gated = true;
-        } else if (!strcmp(k, "tie_word_embeddings")) SX_TRY(cfg_get_bool(it, where, &c->tie_word_embeddings));
+        else if (!strcmp(k, "dense_act_fn")) SX_TRY(parse_act(it, where, c));
+        else if (!strcmp(k, "tie_word_embeddings")) SX_TRY(cfg_get_bool(it, where, &c->tie_word_embeddings));
         else if (!strcmp(k, "pad_token_id")) SX_TRY(get_int(it, where, 0, INT_MAX, &c->pad_token_id));
         else if (!strcmp(k, "eos_token_id")) SX_TRY(get_int(it, where, 0, INT_MAX, &c->eos_token_id));
         else if (!strcmp(k, "decoder_start_token_id")) SX_TRY(get_int(it, where, 0, INT_MAX, &c->decoder_start_token_id));
         else if (!strcmp(k, "switchc")) SX_TRY(parse_knobs(it, where, c));
         else return unknown_key(where, k, USED_KEYS, NKEYS(USED_KEYS));
     }
-    (void)act_given;
     if (c->num_decoder_layers < 0) c->num_decoder_layers = c->num_layers;
     /* SPEC 1.1: steps derived from the sparse counts unless config.json gives them. */
     if (c->encoder_sparse_step < 0) c->encoder_sparse_step = c->num_sparse_encoder_layers > 0 ? c->num_layers / c->num_sparse_encoder_layers : 0;
@@ -258,9 +286,15 @@ sx_status model_config_from_json(const cJSON *obj, const char *where, model_conf
         return sx_errorf("%s.expert_capacity: must be at least 1 (0 would drop every token)", where);
     if (c->router_top_k > c->num_experts && any_sparse)
         return sx_errorf("%s.switchc.router_top_k: top-%d routing needs at least %d experts", where, c->router_top_k, c->router_top_k);
-    if (c->relative_attention_max_distance <= c->relative_attention_num_buckets / 4)
-        return sx_errorf("%s.relative_attention_max_distance: %d must exceed num_buckets/4 = %d (the log-spaced buckets need room)", where,
-                         c->relative_attention_max_distance, c->relative_attention_num_buckets / 4);
+    /* the decoder's exact range is num_buckets / 2: at or below it HF's log(max_distance / max_exact) is <= 0 and its
+     * buckets go negative (an index error in its embedding) */
+    if (c->relative_attention_max_distance <= c->relative_attention_num_buckets / 2)
+        return sx_errorf("%s.relative_attention_max_distance: %d must exceed num_buckets/2 = %d (the log-spaced "
+                         "buckets need room)", where, c->relative_attention_max_distance,
+                         c->relative_attention_num_buckets / 2);
+    if (c->relative_attention_num_buckets < 4)
+        return sx_errorf("%s.relative_attention_num_buckets: %d is below 4 (HF's encoder then has no exact "
+                         "bucket)", where, c->relative_attention_num_buckets);
     if (c->decoder_start_token_id >= c->vocab_size || c->pad_token_id >= c->vocab_size || c->eos_token_id >= c->vocab_size)
         return sx_errorf("%s: pad (%d), eos (%d) and decoder_start (%d) token ids must be below vocab_size %d", where, c->pad_token_id,
                          c->eos_token_id, c->decoder_start_token_id, c->vocab_size);
@@ -302,14 +336,7 @@ cJSON *model_config_to_json(const model_config *c) {
     cJSON_AddNumberToObject(o, "router_z_loss_coef", c->router_z_loss_coef);
     cJSON_AddNumberToObject(o, "router_aux_loss_coef", c->router_aux_loss_coef);
     cJSON_AddNumberToObject(o, "initializer_factor", c->initializer_factor);
-    const char *act = c->act == FFN_RELU ? "relu" : c->act == FFN_GELU_ERF ? "gelu" : "gelu_new";
-    cJSON_AddStringToObject(o, "dense_act_fn", act);
-    if (c->gated) {
-        cJSON_AddBoolToObject(o, "is_gated_act", true);
-        char proj[32];
-        snprintf(proj, sizeof proj, "gated-%s", c->act == FFN_RELU ? "relu" : "gelu");
-        cJSON_AddStringToObject(o, "feed_forward_proj", proj);
-    }
+    cJSON_AddStringToObject(o, "dense_act_fn", act_name(c->act));
     cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_word_embeddings);
     cJSON_AddNumberToObject(o, "pad_token_id", c->pad_token_id);
     cJSON_AddNumberToObject(o, "eos_token_id", c->eos_token_id);
@@ -321,7 +348,8 @@ cJSON *model_config_to_json(const model_config *c) {
                  c->eval_capacity_factor != d.eval_capacity_factor || c->min_expert_capacity != d.min_expert_capacity ||
                  c->capacity_group_size != d.capacity_group_size || c->router_loss_mode != d.router_loss_mode ||
                  c->expert_dropout_rate != d.expert_dropout_rate || c->router_top_k != d.router_top_k ||
-                 c->hf_zero_router_loss_step1 != d.hf_zero_router_loss_step1 || c->router_init_paper != d.router_init_paper;
+                 c->hf_zero_router_loss_step1 != d.hf_zero_router_loss_step1 ||
+                 c->router_init_paper != d.router_init_paper || c->gated != d.gated;
     if (knobs) {
         cJSON *k = cJSON_AddObjectToObject(o, "switchc");
         cJSON_AddStringToObject(k, "capacity_mode", c->capacity_mode == MOE_CAPACITY_HF ? "hf" : "factor");
@@ -334,6 +362,7 @@ cJSON *model_config_to_json(const model_config *c) {
         cJSON_AddNumberToObject(k, "router_top_k", c->router_top_k);
         cJSON_AddBoolToObject(k, "hf_zero_router_loss_step1", c->hf_zero_router_loss_step1);
         cJSON_AddStringToObject(k, "router_init", c->router_init_paper ? "paper" : "hf");
+        cJSON_AddBoolToObject(k, "gated_ffn", c->gated);
     }
     return o;
 }

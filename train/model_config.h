@@ -6,13 +6,13 @@
 
 #include <stdbool.h>
 
+#include "autograd/ag.h" /* ag_act_kind */
 #include "autograd/sx_error.h"
 
 typedef struct cJSON cJSON;
 
 typedef enum { MOE_CAPACITY_HF, MOE_CAPACITY_FACTOR } moe_capacity_mode;
 typedef enum { MOE_LOSS_POOLED, MOE_LOSS_PER_LAYER } moe_loss_mode;
-typedef enum { FFN_RELU, FFN_GELU_ERF, FFN_GELU_TANH } ffn_act;
 
 typedef struct {
     /* HF fields (defaults: SwitchTransformersConfig) */
@@ -26,8 +26,8 @@ typedef struct {
     int relative_attention_num_buckets, relative_attention_max_distance;
     double dropout_rate, layer_norm_epsilon;
     double router_z_loss_coef, router_aux_loss_coef, initializer_factor;
-    ffn_act act;
-    bool gated;                 /* is_gated_act / feed_forward_proj "gated-*": wi_0, wi_1, wo (T5 v1.1 style) */
+    ag_act_kind act;            /* dense_act_fn: HF's ACT2FN name, in the dense FFNs and the experts */
+    bool gated;                 /* switchc.gated_ffn: act(x wi_0^T) * (x wi_1^T), then wo (T5 v1.1); HF has none */
     bool tie_word_embeddings;
     int pad_token_id, eos_token_id, decoder_start_token_id;
 

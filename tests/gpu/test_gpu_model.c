@@ -189,7 +189,7 @@ Test(gpu_model, fwd_bwd_training_gated_untied_top2_dropout_jitter, .timeout = 60
     GPU_OR_SKIP("gpu_model::fwd_bwd_training_gated_untied_top2_dropout_jitter");
     model_config c = tiny_config();
     c.gated = true;
-    c.act = FFN_GELU_TANH;
+    c.act = AG_ACT_GELU_TANH;
     c.tie_word_embeddings = false;
     c.router_bias = true;
     c.router_top_k = 2;
