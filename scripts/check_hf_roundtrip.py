@@ -70,7 +70,7 @@ def check_model(a, work, tied):
     os.makedirs(work, exist_ok=True)
     label = "tied" if tied else "untied"
     if a.base:
-        base = json.load(open(os.path.join(ROOT, "configs", "switch-base-8.json")))
+        base = json.load(open(os.path.join(ROOT, "configs", "models", "switch-base-8.json")))
         cfg = SwitchTransformersConfig(**base, tie_word_embeddings=tied)
     else:
         cfg = SwitchTransformersConfig(vocab_size=100, d_model=32, d_kv=8, num_heads=4, d_ff=64, num_layers=4, num_decoder_layers=4,
