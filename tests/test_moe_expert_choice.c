@@ -14,6 +14,8 @@
 #include "tests/gradcheck.h"
 #include "tests/h5fixture.h"
 
+#include <cjson/cJSON.h>
+
 #define FIX SX_SOURCE_DIR "/tests/fixtures/moe/expert_choice.h5"
 
 /* Three tokens, two experts, one group, capacity 2: expert 0's top two of (0.9, 0.5, 0.4) are tokens 0 and 1,
@@ -181,4 +183,36 @@ Test(moe_expert_choice, router_stays_fp32_under_bf16_operands) {
     ag_ctx_free(&ctx);
     ag_arena_free(&a);
     ag_arena_free(&act);
+}
+
+/* From the model config: the knob, and a decoder with expert-choice layers is refused naming the key. */
+#include "train/model_config.h"
+
+Test(moe_expert_choice, selectable_in_the_model_config_encoder_only) {
+    const char *ok = "{\"num_layers\": 2, \"num_decoder_layers\": 2, \"num_sparse_encoder_layers\": 1, \"num_sparse_decoder_layers\": 0,"
+                     " \"decoder_sparse_step\": 0, \"switchc\": {\"routing\": \"expert_choice\"}}";
+    cJSON *j = cJSON_Parse(ok);
+    model_config c;
+    model_config_defaults(&c);
+    sx_status s = model_config_from_json(j, "t.json", &c);
+    cJSON_Delete(j);
+    cr_assert(s.ok, "%s", s.msg);
+    cr_expect(c.expert_choice);
+    cJSON *back = model_config_to_json(&c);
+    char *text = cJSON_PrintUnformatted(back);
+    cr_expect(strstr(text, "\"routing\":\"expert_choice\""), "written back: %s", text);
+    free(text);
+    cJSON_Delete(back);
+    const char *bad = "{\"num_layers\": 2, \"num_decoder_layers\": 2, \"num_sparse_encoder_layers\": 1, \"num_sparse_decoder_layers\": 1,"
+                      " \"switchc\": {\"routing\": \"expert_choice\"}}";
+    j = cJSON_Parse(bad);
+    model_config_defaults(&c);
+    s = model_config_from_json(j, "t.json", &c);
+    cJSON_Delete(j);
+    cr_expect(!s.ok && strstr(s.msg, "switchc.routing") && strstr(s.msg, "future tokens"), "got: %s", s.ok ? "ok" : s.msg);
+    j = cJSON_Parse("{\"switchc\": {\"routing\": \"experts\"}}");
+    model_config_defaults(&c);
+    s = model_config_from_json(j, "t.json", &c);
+    cJSON_Delete(j);
+    cr_expect(!s.ok && strstr(s.msg, "tokens_choose, expert_choice"), "got: %s", s.ok ? "ok" : s.msg);
 }

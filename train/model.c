@@ -410,6 +410,7 @@ static ag_tensor *sparse_ffn(const fwd_state *st, const block_params *bp, ag_ten
     memset(&mc, 0, sizeof mc);
     mc.num_experts = c->num_experts;
     mc.top_k = c->router_top_k;
+    mc.routing = c->expert_choice ? MOE_ROUTING_EXPERT_CHOICE : MOE_ROUTING_TOKENS_CHOOSE;
     mc.jitter = c->router_jitter_noise;
     mc.expert_dropout = c->expert_dropout_rate >= 0 ? c->expert_dropout_rate : c->dropout_rate;
     mc.act = c->act;
@@ -564,6 +565,9 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
 
     /* Router losses per stack; HF computes them only when the stack's sparse step is > 1 (SPEC 5.4). */
     model_route_stats *enc_r = out->routes, *dec_r = out->routes + n_enc_sparse;
+    /* expert choice balances the load by construction (every expert takes C tokens): no load-balancing term (Zhou et
+     * al. 2022); the aux value is still reported, over each token's argmax expert */
+    const double aux_coef = c->expert_choice ? 0.0 : c->router_aux_loss_coef;
     bool enc_on = n_enc_sparse > 0 && !(c->hf_zero_router_loss_step1 && c->encoder_sparse_step <= 1);
     bool dec_on = n_dec_sparse > 0 && !(c->hf_zero_router_loss_step1 && c->decoder_sparse_step <= 1);
     if (c->router_loss_mode == MOE_LOSS_POOLED) {
@@ -579,7 +583,7 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
             as = as ? ag_add(ctx, as, out->dec_aux) : out->dec_aux;
         }
         if (zs)
-            out->loss = ag_add(ctx, ag_add(ctx, out->loss, ag_scale(ctx, zs, router_w * c->router_z_loss_coef)), ag_scale(ctx, as, router_w * c->router_aux_loss_coef));
+            out->loss = ag_add(ctx, ag_add(ctx, out->loss, ag_scale(ctx, zs, router_w * c->router_z_loss_coef)), ag_scale(ctx, as, router_w * aux_coef));
     } else {
         /* t5x: each layer's losses on its own, averaged over every sparse layer of both stacks (SPEC 5.3). The
          * per-stack values reported are that stack's layer means. */
@@ -606,7 +610,7 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
         int n_all = cnt[0] + cnt[1];
         if (zt)
             out->loss = ag_add(ctx, ag_add(ctx, out->loss, ag_scale(ctx, zt, router_w * c->router_z_loss_coef / n_all)),
-                               ag_scale(ctx, at, router_w * c->router_aux_loss_coef / n_all));
+                               ag_scale(ctx, at, router_w * aux_coef / n_all));
     }
 }
 

@@ -91,7 +91,7 @@ static const char *const USED_KEYS[] = {
 static const char *const KNOB_KEYS[] = {"capacity_mode", "train_capacity_factor", "eval_capacity_factor",
                                         "min_expert_capacity", "capacity_group_size", "router_loss_mode",
                                         "expert_dropout_rate", "router_top_k", "hf_zero_router_loss_step1",
-                                        "router_init", "gated_ffn"};
+                                        "router_init", "gated_ffn", "routing"};
 
 #define NKEYS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -200,6 +200,15 @@ static sx_status parse_knobs(const cJSON *obj, const char *where0, model_config 
             SX_TRY(cfg_get_bool(it, where, &c->hf_zero_router_loss_step1));
         else if (!strcmp(k, "gated_ffn"))
             SX_TRY(cfg_get_bool(it, where, &c->gated));
+        else if (!strcmp(k, "routing")) {
+            SX_TRY(cfg_get_string(it, where, s, sizeof s));
+            if (!strcmp(s, "tokens_choose"))
+                c->expert_choice = false;
+            else if (!strcmp(s, "expert_choice"))
+                c->expert_choice = true;
+            else
+                return sx_errorf("%s.routing: '%s' is not one of tokens_choose, expert_choice", where, s);
+        }
         else if (!strcmp(k, "router_init")) {
             SX_TRY(cfg_get_string(it, where, s, sizeof s));
             if (!strcmp(s, "hf"))
@@ -284,6 +293,13 @@ sx_status model_config_from_json(const cJSON *obj, const char *where, model_conf
     if (any_sparse && c->num_experts < 1) return sx_errorf("%s.num_experts: a model with sparse layers needs at least 1 expert", where);
     if (any_sparse && c->capacity_mode == MOE_CAPACITY_HF && c->expert_capacity < 1)
         return sx_errorf("%s.expert_capacity: must be at least 1 (0 would drop every token)", where);
+    if (c->expert_choice && c->decoder_sparse_step > 0)
+        return sx_errorf("%s.switchc.routing: expert_choice lets each expert see every token of its group, so a decoder "
+                         "layer would look at future tokens: set decoder_sparse_step 0 (and num_sparse_decoder_layers 0) "
+                         "or use tokens_choose", where);
+    if (c->expert_choice && c->capacity_mode == MOE_CAPACITY_FACTOR && (c->train_capacity_factor <= 0 || c->eval_capacity_factor <= 0))
+        return sx_errorf("%s.switchc: expert_choice needs a capacity: train_capacity_factor and eval_capacity_factor > 0 "
+                         "(0 means dropless, which expert choice has no meaning for)", where);
     if (c->router_top_k > c->num_experts && any_sparse)
         return sx_errorf("%s.switchc.router_top_k: top-%d routing needs at least %d experts", where, c->router_top_k, c->router_top_k);
     /* the decoder's exact range is num_buckets / 2: at or below it HF's log(max_distance / max_exact) is <= 0 and its
@@ -349,7 +365,7 @@ cJSON *model_config_to_json(const model_config *c) {
                  c->capacity_group_size != d.capacity_group_size || c->router_loss_mode != d.router_loss_mode ||
                  c->expert_dropout_rate != d.expert_dropout_rate || c->router_top_k != d.router_top_k ||
                  c->hf_zero_router_loss_step1 != d.hf_zero_router_loss_step1 ||
-                 c->router_init_paper != d.router_init_paper || c->gated != d.gated;
+                 c->router_init_paper != d.router_init_paper || c->gated != d.gated || c->expert_choice != d.expert_choice;
     if (knobs) {
         cJSON *k = cJSON_AddObjectToObject(o, "switchc");
         cJSON_AddStringToObject(k, "capacity_mode", c->capacity_mode == MOE_CAPACITY_HF ? "hf" : "factor");
@@ -363,6 +379,7 @@ cJSON *model_config_to_json(const model_config *c) {
         cJSON_AddBoolToObject(k, "hf_zero_router_loss_step1", c->hf_zero_router_loss_step1);
         cJSON_AddStringToObject(k, "router_init", c->router_init_paper ? "paper" : "hf");
         cJSON_AddBoolToObject(k, "gated_ffn", c->gated);
+        cJSON_AddStringToObject(k, "routing", c->expert_choice ? "expert_choice" : "tokens_choose");
     }
     return o;
 }

@@ -39,6 +39,7 @@ typedef struct {
     moe_loss_mode router_loss_mode;
     double expert_dropout_rate; /* < 0: same as dropout_rate */
     int router_top_k;           /* 1 (Switch) or 2 (GShard-style, gates renormalised over the top 2) */
+    bool expert_choice;         /* switchc.routing "expert_choice": experts pick their top-C tokens (encoder only) */
     bool hf_zero_router_loss_step1; /* HF sets a stack's router losses to 0 when its sparse step is 1 (SPEC 5.4) */
     bool router_init_paper;     /* router weights ~ truncated normal, std sqrt(0.1 / d_model) (paper 2.4); else HF's N(0, factor) */
 } model_config;
