@@ -2,6 +2,8 @@
  * that validates the layout once and then reads one example by hyperslab; and the memoryless epoch permutation. */
 #include "data/dataset.h"
 
+#include "autograd/sx_file.h"
+
 #include <errno.h>
 #include <hdf5.h>
 #include <stdio.h>
@@ -10,6 +12,8 @@
 #include <unistd.h>
 
 #define CHUNK 65536
+/* Examples one dataset may hold (its offsets take 8 bytes each in memory). */
+#define DATA_MAX_EXAMPLES ((int64_t)1 << 32)
 #define FLUSH_TOKENS (1 << 20)
 
 typedef struct {
@@ -196,6 +200,7 @@ sx_status data_dataset_open(const char *path, data_dataset **out) { return data_
 
 sx_status data_dataset_open_cached(const char *path, int64_t cache_bytes, data_dataset **out) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    SX_TRY(sx_file_check_regular(path, "token dataset"));
     if (access(path, R_OK) != 0) return sx_errorf("%s: cannot open: %s", path, strerror(errno));
     if (H5Fis_hdf5(path) <= 0) return sx_errorf("%s: not an HDF5 file (make token datasets with switchc prepare)", path);
     data_dataset *d = calloc(1, sizeof *d);
@@ -235,9 +240,28 @@ sx_status data_dataset_open_cached(const char *path, int64_t cache_bytes, data_d
         hid_t od = H5Dopen2(d->file, on, H5P_DEFAULT);
         hid_t osp = H5Dget_space(od);
         hsize_t no = 0;
+        if (osp < 0 || H5Sget_simple_extent_ndims(osp) != 1) {
+            if (osp >= 0) H5Sclose(osp);
+            H5Dclose(od);
+            s = sx_errorf("%s: %s is not a one-dimensional dataset (damaged?)", path, on);
+            break;
+        }
         H5Sget_simple_extent_dims(osp, &no, NULL);
         H5Sclose(osp);
+        /* the extent comes from the file: a damaged or crafted one may claim any size, so it is bounded before the
+         * offsets are read into memory (8 bytes per example) */
+        if (no > DATA_MAX_EXAMPLES + 1) {
+            H5Dclose(od);
+            s = sx_errorf("%s: %s claims %llu examples (more than %lld): a damaged file?", path, on,
+                          (unsigned long long)no - 1, (long long)DATA_MAX_EXAMPLES);
+            break;
+        }
         d->off[k] = malloc(sizeof(int64_t) * (size_t)(no + 1));
+        if (!d->off[k]) {
+            H5Dclose(od);
+            s = sx_errorf("%s: out of memory for the offsets of %llu examples", path, (unsigned long long)no);
+            break;
+        }
         herr_t r = no ? H5Dread(od, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, d->off[k]) : -1;
         H5Dclose(od);
         if (r < 0) {

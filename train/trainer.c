@@ -17,6 +17,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "train/cfg_util.h"
 #include "train/ckpt.h"
 #include "train/generate.h"
 #include "train/hf_model.h"
@@ -88,9 +89,12 @@ sx_status trainer_config_from_checkpoint(const char *ckpt_path, run_config *cfg)
     sx_status s = ckpt_read_string(r, "run_config", &text);
     ckpt_close(r);
     if (!s.ok) return s;
-    cJSON *j = cJSON_Parse(text);
+    cJSON *j;
+    char label[600];
+    snprintf(label, sizeof label, "%s: the stored run_config", ckpt_path);
+    s = cfg_parse_text(text, strlen(text), label, &j);
     free(text);
-    if (!j) return sx_errorf("%s: the stored run_config is not valid JSON", ckpt_path);
+    if (!s.ok) return s;
     run_config_defaults(cfg);
     char where[600];
     snprintf(where, sizeof where, "%s: run_config", ckpt_path);
@@ -282,9 +286,12 @@ static bool resume_may_change(const char *sec, const char *key) {
 static sx_status check_resume_config(ckpt_reader *r, const char *path, const run_config *cfg) {
     char *text = NULL;
     SX_TRY(ckpt_read_string(r, "run_config", &text));
-    cJSON *saved = cJSON_Parse(text);
+    cJSON *saved;
+    char label[1100];
+    snprintf(label, sizeof label, "%s: the stored run_config (the file is damaged)", path);
+    sx_status ps = cfg_parse_text(text, strlen(text), label, &saved);
     free(text);
-    if (!saved) return sx_errorf("%s: the stored run_config is not valid JSON (the file is damaged)", path);
+    if (!ps.ok) return ps;
     cJSON *now = run_config_to_json(cfg);
     char diffs[1500] = "";
     size_t len = 0;

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "autograd/sx_file.h"
 #include "data/prepare.h"
 #include "train/cfg_util.h"
 #include "train/cli/cli.h"
@@ -62,8 +63,8 @@ static int cmd_convert(int argc, char **argv) {
 
 /* Copies src to dst through dst.tmp + rename, so an interrupted export never leaves a half-written file. */
 static sx_status copy_file(const char *src, const char *dst) {
-    FILE *in = fopen(src, "rb");
-    if (!in) return sx_errorf("%s: cannot open: %s", src, strerror(errno));
+    FILE *in;
+    SX_TRY(sx_file_fopen_read(src, "tokenizer file", &in, NULL)); /* a FIFO is refused, not waited on */
     char tmp[1200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dst, (long)getpid());
     FILE *out = fopen(tmp, "wb");
