@@ -57,7 +57,7 @@ static herr_t append_raw(hid_t d, hid_t memtype, const void *data, int64_t at, i
 static sx_status flush(data_writer *w, stream *s) {
     if (append_raw(s->tok, H5T_NATIVE_INT32, s->buf, s->written, s->nbuf) < 0 ||
         append_raw(s->off, H5T_NATIVE_INT64, s->offbuf, s->offs_written, s->noff) < 0)
-        return sx_errorf("%s: writing tokens failed (disk full?)", w->tmp);
+        return sx_errorf("%s: writing tokens failed: %s", w->tmp, errno ? strerror(errno) : "HDF5 write error");
     s->written += s->nbuf;
     s->offs_written += s->noff;
     s->nbuf = s->noff = 0;
@@ -83,13 +83,17 @@ static void attr_str(hid_t obj, const char *name, const char *v) {
 
 sx_status data_writer_open(const char *path, int32_t vocab_size, uint32_t crc, bool has_targets, data_writer **out) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (strlen(path) + 24 > sizeof((data_writer *)0)->path)
+        return sx_errorf("%.64s...: the dataset path is longer than %zu characters", path,
+                         sizeof((data_writer *)0)->path - 24);
     data_writer *w = calloc(1, sizeof *w);
     snprintf(w->path, sizeof w->path, "%s", path);
     snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%d", path, (int)getpid());
     w->has_targets = has_targets;
+    errno = 0;
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (w->file < 0) {
-        sx_status s = sx_errorf("%s: cannot create", w->tmp);
+        sx_status s = sx_errorf("%s: cannot create: %s", w->tmp, errno ? strerror(errno) : "HDF5 error");
         free(w);
         return s;
     }
@@ -151,7 +155,9 @@ sx_status data_writer_close(data_writer *w) {
     for (int k = 0; k < (w->has_targets ? 2 : 1) && s.ok; k++) s = flush(w, &w->s[k]);
     if (s.ok) attr_i64(w->file, "n_examples", w->s[0].examples);
     free_streams(w);
-    if (H5Fclose(w->file) < 0 && s.ok) s = sx_errorf("%s: closing failed", w->tmp);
+    errno = 0;
+    if (H5Fclose(w->file) < 0 && s.ok)
+        s = sx_errorf("%s: closing failed: %s", w->tmp, errno ? strerror(errno) : "HDF5 error");
     if (s.ok && rename(w->tmp, w->path) != 0) s = sx_errorf("%s: cannot rename into place: %s", w->path, strerror(errno));
     if (!s.ok) remove(w->tmp);
     free(w);

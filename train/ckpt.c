@@ -39,11 +39,22 @@ static herr_t h5_walk_cb(unsigned n, const H5E_error2_t *e, void *u) {
     return 0;
 }
 
-/* The deepest (most specific) description on HDF5's error stack, e.g. "truncated file: eof = ...". */
+/* The deepest (most specific) description on HDF5's error stack, e.g. "truncated file: eof = ...", on one line; a
+ * failed system call is cut down to its reason ("file write failed: No space left on device"). */
 static void h5_detail(char buf[256]) {
     snprintf(buf, 256, "unknown HDF5 error");
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, h5_walk_cb, buf);
     H5Eclear2(H5E_DEFAULT);
+    const char *em = strstr(buf, "error message = '");
+    char *colon = strchr(buf, ':');
+    if (em && colon && colon < em) {
+        char reason[128];
+        const char *r = em + 17, *q = strchr(r, '\'');
+        snprintf(reason, sizeof reason, "%.*s", q ? (int)(q - r) : (int)strlen(r), r);
+        snprintf(colon, (size_t)(256 - (colon - buf)), ": %s", reason);
+    }
+    for (char *p = buf; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
 }
 
 static char *dup_str(const char *s) {

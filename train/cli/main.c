@@ -6,8 +6,10 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <hdf5.h>
 
 #include "autograd/ag_cuda.h"
+#include "autograd/sx_file.h"
 #include "data/dataset.h"
 #include "data/prepare.h"
 #include "data/spm.h"
@@ -487,6 +489,11 @@ static void main_help(void) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress on stderr and results on stdout interleave in order */
+    /* A write past ulimit -f fails with EFBIG and is reported with its file, instead of SIGXFSZ killing silently. */
+    sx_file_ignore_sigxfsz();
+    /* HDF5 must not close files again at exit: after a failed H5Fclose (a full disk, a file-size limit) its own atexit
+     * cleanup dereferences the half-closed file and crashes, after the error was already reported. */
+    H5dont_atexit();
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         main_help();
         return argc < 2 ? 2 : 0;
