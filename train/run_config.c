@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "train/cfg_util.h"
+#include "train/run_checks.h"
 
 typedef enum { F_INT, F_I64, F_U64, F_DOUBLE, F_BOOL, F_STR } field_type;
 typedef struct {
@@ -319,7 +320,7 @@ sx_status run_config_validate(const run_config *r) {
     if (r->batch_size % mb) return sx_errorf("train.micro_batch_size %d does not divide train.batch_size %d", mb, r->batch_size);
     if (r->model.num_experts % r->expert_parallel)
         return sx_errorf("parallel.expert_parallel %d does not divide model.num_experts %d", r->expert_parallel, r->model.num_experts);
-    return sx_ok();
+    return run_checks_validate(r);
 }
 
 cJSON *run_config_to_json(const run_config *r) {

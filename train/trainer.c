@@ -23,6 +23,7 @@
 #include "train/hf_model.h"
 #include "train/metrics.h"
 #include "train/optim.h"
+#include "train/run_checks.h"
 #include "train/step.h"
 #include "train/schedule.h"
 #include "train/batches.h"
@@ -414,8 +415,11 @@ static sx_status load_checkpoint(trainer *t, const char *path) {
 
 /* ---- evaluation ---------------------------------------------------------------------------------------------------- */
 
-sx_status trainer_evaluate(model *m, const run_config *cfg, bool print_examples, eval_result *out) {
+sx_status trainer_evaluate(model *m, const run_config *cfg0, bool print_examples, eval_result *out) {
     memset(out, 0, sizeof *out);
+    run_config bounded = *cfg0; /* generation bounded by the data: longer cannot change an exact match */
+    bounded.gen_max_len = run_checks_eval_gen_len(cfg0);
+    const run_config *cfg = &bounded;
     batch_source *src;
     SX_TRY(batch_source_open(cfg, true, &src));
     int EB = cfg->eval_batch_size;
@@ -885,6 +889,8 @@ static sx_status finish_run(trainer *t, run_state *rs, const trainer_opts *opts)
 
 sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_result *res) {
     SX_TRY(run_config_validate(cfg));
+    /* the data the run reads, the evaluation set too, before step 1 */
+    SX_TRY(run_checks_preflight(cfg, !(opts->stop_after > 0 && cfg->eval_every == 0)));
     if (cfg->threads > 0) openblas_set_num_threads(cfg->threads);
     trainer t;
     memset(&t, 0, sizeof t);

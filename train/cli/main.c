@@ -18,6 +18,7 @@
 #include "train/cli/cli.h"
 #include "train/generate.h"
 #include "train/hf_model.h"
+#include "train/run_checks.h"
 #include "train/trainer.h"
 
 static int fail(sx_status s) {
@@ -218,7 +219,10 @@ static void eval_help(void) {
 }
 
 /* The first few held-out examples decoded: what the model makes of text, beside the numbers. */
-static sx_status print_text_examples(model *m, const run_config *cfg, const data_spm *t, int count) {
+static sx_status print_text_examples(model *m, const run_config *cfg0, const data_spm *t, int count) {
+    run_config bounded = *cfg0; /* generation bounded by the data (run_checks_eval_gen_len) */
+    bounded.gen_max_len = run_checks_eval_gen_len(cfg0);
+    const run_config *cfg = &bounded;
     batch_source *src;
     SX_TRY(batch_source_open(cfg, true, &src));
     int B = (int)(batch_source_count(src) < count ? batch_source_count(src) : count);
@@ -292,6 +296,10 @@ static int cmd_eval(int argc, char **argv) {
         snprintf(cfg.eval_data, sizeof cfg.eval_data, "%s", data);
     }
     if (examples) cfg.eval_examples = examples;
+    s = run_checks_validate(&cfg);
+    if (s.ok && !strcmp(cfg.task, "dataset") && !cfg.eval_data[0])
+        s = sx_errorf("%s: its run config has no data.eval: give the evaluation dataset with --data EVAL.h5", ckpt);
+    if (!s.ok) return fail(s);
     data_spm *tok = NULL; /* text examples: datasets only (the built-in tasks print their own) */
     if (!strcmp(cfg.task, "dataset")) {
         s = open_tokenizer(spm_path, ckpt, &cfg, extra_ids, spm_path != NULL, &tok);
@@ -439,7 +447,8 @@ static int cmd_generate(int argc, char **argv) {
         }
     }
     model m;
-    s = model_init_inference(&m, &cfg.model);
+    s = run_checks_generate(&cfg.model, 1, n, g.max_len, g.num_beams, "generate --max-len/--beams");
+    if (s.ok) s = model_init_inference(&m, &cfg.model);
     if (s.ok) s = trainer_load_params(&m, ckpt);
     if (!s.ok) {
         free(ids);
