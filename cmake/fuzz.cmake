@@ -6,7 +6,9 @@ if(SWITCHC_FUZZ)
   endif()
   set(SX_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -g -O1)
   set(SX_HF_SRCS ${CMAKE_SOURCE_DIR}/train/hf_weights.c ${CMAKE_SOURCE_DIR}/train/hf_safetensors.c ${CMAKE_SOURCE_DIR}/train/hf_torchbin.c
-      ${CMAKE_SOURCE_DIR}/train/cfg_util.c ${CMAKE_SOURCE_DIR}/autograd/sx_error.c ${CMAKE_SOURCE_DIR}/autograd/tensor.c)
+      ${CMAKE_SOURCE_DIR}/train/cfg_util.c ${CMAKE_SOURCE_DIR}/autograd/sx_error.c
+      ${CMAKE_SOURCE_DIR}/autograd/sx_file.c ${CMAKE_SOURCE_DIR}/autograd/tensor.c
+      ${CMAKE_SOURCE_DIR}/autograd/cuda_stub.c) # tensor.c calls the CUDA host functions (stubs without CUDA)
   foreach(t fuzz_safetensors fuzz_torchbin)
     add_executable(${t} ${CMAKE_SOURCE_DIR}/fuzz/${t}.c ${SX_HF_SRCS})
     target_compile_options(${t} PRIVATE ${SX_FUZZ_FLAGS})
@@ -16,7 +18,7 @@ if(SWITCHC_FUZZ)
   endforeach()
   # the SentencePiece reader, tokenizer and decoder (data/spm*.c)
   add_executable(fuzz_spm ${CMAKE_SOURCE_DIR}/fuzz/fuzz_spm.c ${CMAKE_SOURCE_DIR}/data/spm.c ${CMAKE_SOURCE_DIR}/data/spm_trie.c
-                 ${CMAKE_SOURCE_DIR}/autograd/sx_error.c)
+                 ${CMAKE_SOURCE_DIR}/autograd/sx_error.c ${CMAKE_SOURCE_DIR}/autograd/sx_file.c)
   target_compile_options(fuzz_spm PRIVATE ${SX_FUZZ_FLAGS})
   target_link_options(fuzz_spm PRIVATE ${SX_FUZZ_FLAGS})
   target_include_directories(fuzz_spm PRIVATE ${CMAKE_SOURCE_DIR})

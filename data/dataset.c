@@ -2,6 +2,8 @@
  * that validates the layout once and then reads one example by hyperslab; and the memoryless epoch permutation. */
 #include "data/dataset.h"
 
+#include "autograd/sx_file.h"
+
 #include <errno.h>
 #include <hdf5.h>
 #include <stdio.h>
@@ -10,6 +12,8 @@
 #include <unistd.h>
 
 #define CHUNK 65536
+/* Examples one dataset may hold (its offsets take 8 bytes each in memory). */
+#define DATA_MAX_EXAMPLES ((int64_t)1 << 32)
 #define FLUSH_TOKENS (1 << 20)
 
 typedef struct {
@@ -53,7 +57,7 @@ static herr_t append_raw(hid_t d, hid_t memtype, const void *data, int64_t at, i
 static sx_status flush(data_writer *w, stream *s) {
     if (append_raw(s->tok, H5T_NATIVE_INT32, s->buf, s->written, s->nbuf) < 0 ||
         append_raw(s->off, H5T_NATIVE_INT64, s->offbuf, s->offs_written, s->noff) < 0)
-        return sx_errorf("%s: writing tokens failed (disk full?)", w->tmp);
+        return sx_errorf("%s: writing tokens failed: %s", w->tmp, errno ? strerror(errno) : "HDF5 write error");
     s->written += s->nbuf;
     s->offs_written += s->noff;
     s->nbuf = s->noff = 0;
@@ -79,13 +83,17 @@ static void attr_str(hid_t obj, const char *name, const char *v) {
 
 sx_status data_writer_open(const char *path, int32_t vocab_size, uint32_t crc, bool has_targets, data_writer **out) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (strlen(path) + 24 > sizeof((data_writer *)0)->path)
+        return sx_errorf("%.64s...: the dataset path is longer than %zu characters", path,
+                         sizeof((data_writer *)0)->path - 24);
     data_writer *w = calloc(1, sizeof *w);
     snprintf(w->path, sizeof w->path, "%s", path);
     snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%d", path, (int)getpid());
     w->has_targets = has_targets;
+    errno = 0;
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (w->file < 0) {
-        sx_status s = sx_errorf("%s: cannot create", w->tmp);
+        sx_status s = sx_errorf("%s: cannot create: %s", w->tmp, errno ? strerror(errno) : "HDF5 error");
         free(w);
         return s;
     }
@@ -147,7 +155,9 @@ sx_status data_writer_close(data_writer *w) {
     for (int k = 0; k < (w->has_targets ? 2 : 1) && s.ok; k++) s = flush(w, &w->s[k]);
     if (s.ok) attr_i64(w->file, "n_examples", w->s[0].examples);
     free_streams(w);
-    if (H5Fclose(w->file) < 0 && s.ok) s = sx_errorf("%s: closing failed", w->tmp);
+    errno = 0;
+    if (H5Fclose(w->file) < 0 && s.ok)
+        s = sx_errorf("%s: closing failed: %s", w->tmp, errno ? strerror(errno) : "HDF5 error");
     if (s.ok && rename(w->tmp, w->path) != 0) s = sx_errorf("%s: cannot rename into place: %s", w->path, strerror(errno));
     if (!s.ok) remove(w->tmp);
     free(w);
@@ -196,6 +206,7 @@ sx_status data_dataset_open(const char *path, data_dataset **out) { return data_
 
 sx_status data_dataset_open_cached(const char *path, int64_t cache_bytes, data_dataset **out) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    SX_TRY(sx_file_check_regular(path, "token dataset"));
     if (access(path, R_OK) != 0) return sx_errorf("%s: cannot open: %s", path, strerror(errno));
     if (H5Fis_hdf5(path) <= 0) return sx_errorf("%s: not an HDF5 file (make token datasets with switchc prepare)", path);
     data_dataset *d = calloc(1, sizeof *d);
@@ -235,9 +246,28 @@ sx_status data_dataset_open_cached(const char *path, int64_t cache_bytes, data_d
         hid_t od = H5Dopen2(d->file, on, H5P_DEFAULT);
         hid_t osp = H5Dget_space(od);
         hsize_t no = 0;
+        if (osp < 0 || H5Sget_simple_extent_ndims(osp) != 1) {
+            if (osp >= 0) H5Sclose(osp);
+            H5Dclose(od);
+            s = sx_errorf("%s: %s is not a one-dimensional dataset (damaged?)", path, on);
+            break;
+        }
         H5Sget_simple_extent_dims(osp, &no, NULL);
         H5Sclose(osp);
+        /* the extent comes from the file: a damaged or crafted one may claim any size, so it is bounded before the
+         * offsets are read into memory (8 bytes per example) */
+        if (no > DATA_MAX_EXAMPLES + 1) {
+            H5Dclose(od);
+            s = sx_errorf("%s: %s claims %llu examples (more than %lld): a damaged file?", path, on,
+                          (unsigned long long)no - 1, (long long)DATA_MAX_EXAMPLES);
+            break;
+        }
         d->off[k] = malloc(sizeof(int64_t) * (size_t)(no + 1));
+        if (!d->off[k]) {
+            H5Dclose(od);
+            s = sx_errorf("%s: out of memory for the offsets of %llu examples", path, (unsigned long long)no);
+            break;
+        }
         herr_t r = no ? H5Dread(od, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, d->off[k]) : -1;
         H5Dclose(od);
         if (r < 0) {

@@ -12,7 +12,11 @@
 
 #include <cjson/cJSON.h>
 
+#include "autograd/sx_file.h"
 #include "data/dataset.h"
+
+/* longest --max-input-len / --max-target-len (data.max_input_len's bound too) */
+#define PREP_MAX_LEN 1000000
 
 typedef struct {
     const char *input, *output, *format, *in_field, *tgt_field, *spm_path, *model_dir;
@@ -21,6 +25,7 @@ typedef struct {
     bool skip_bad, append_eos, text_only, eos_given;
     data_spm *spm;   /* NULL: fields are token ids */
     int64_t unk;     /* kept tokens that are the tokenizer's <unk> */
+    int64_t eos_present; /* id fields that already ended with EOS: not given a second one */
 } prep_opts;
 
 static void usage(FILE *f) {
@@ -73,16 +78,19 @@ sx_status data_tokenizer_open(const char *model_or_dir, int extra_ids, data_spm 
     return sx_ok();
 }
 
-static int parse_ids(const char *s, int32_t *out, int64_t cap, int64_t *n, int32_t vocab) {
+/* Space-separated ids: each a whole decimal integer in [0, vocab) ("5x" or "1e3" is refused, not read as 5 or 1). */
+static int parse_ids(const char *s, int32_t *out, int64_t cap, int64_t *n, int32_t vocab, int32_t *last) {
     int64_t k = 0;
     const char *p = s;
     while (*p) {
         while (*p == ' ') p++;
         if (!*p) break;
         char *end;
+        errno = 0;
         long v = strtol(p, &end, 10);
-        if (end == p || v < 0 || v >= vocab) return -1;
+        if (end == p || errno || v < 0 || v >= vocab || (*end && *end != ' ')) return -1;
         if (k < cap) out[k] = (int32_t)v;
+        *last = (int32_t)v;
         k++;
         p = end;
     }
@@ -90,17 +98,54 @@ static int parse_ids(const char *s, int32_t *out, int64_t cap, int64_t *n, int32
     return 0;
 }
 
-static int json_ids(const cJSON *a, int32_t *out, int64_t cap, int64_t *n, int32_t vocab) {
+static int json_ids(const cJSON *a, int32_t *out, int64_t cap, int64_t *n, int32_t vocab, int32_t *last) {
     if (!cJSON_IsArray(a)) return -2;
     int64_t k = 0;
     const cJSON *v;
     cJSON_ArrayForEach(v, a) {
-        if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble || v->valuedouble < 0 || v->valuedouble >= vocab) return -1;
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble < vocab) ||
+            v->valuedouble != (double)(int64_t)v->valuedouble)
+            return -1;
         if (k < cap) out[k] = (int32_t)v->valuedouble;
+        *last = (int32_t)v->valuedouble;
         k++;
     }
     *n = k;
     return 0;
+}
+
+/* Ids given by the user that already end with EOS: as HF's T5Tokenizer (_add_eos_if_not_present), no second EOS is
+ * added; the EOS is dropped here so truncation and the append below treat it as every other example's. Counted. */
+static void ids_given(prep_opts *o, int64_t *n, int32_t last) {
+    if (o->append_eos && *n > 0 && last == o->eos) {
+        (*n)--;
+        o->eos_present++;
+    }
+}
+
+/* Offset of the first "\u0000" escape inside a JSON string of the line, or -1: cJSON would end the C string there and
+ * the rest of the text would be silently dropped. */
+static int64_t nul_escape_at(const char *t) {
+    bool in_str = false;
+    for (size_t i = 0; t[i]; i++) {
+        if (!in_str) {
+            in_str = t[i] == '"';
+            continue;
+        }
+        if (t[i] == '"') {
+            in_str = false;
+        } else if (t[i] == '\\' && t[i + 1]) {
+            if (t[i + 1] == 'u' && !strncmp(t + i + 2, "0000", 4)) return (int64_t)i;
+            i++;
+        }
+    }
+    return -1;
+}
+
+static bool blank(const char *s) {
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\v' && *s != '\f') return false;
+    return true;
 }
 
 static bool utf8_ok(const char *s) {
@@ -128,8 +173,13 @@ static void json_field(prep_opts *o, const cJSON *x, const char *name, int32_t *
         if (!o->spm) snprintf(why, wl, "field \"%s\" is text: give the tokenizer (--spm PATH.model or --model DIR), or token ids", name);
         else if (!utf8_ok(x->valuestring)) snprintf(why, wl, "field \"%s\" is not valid UTF-8", name);
         else encode_text(o, x->valuestring, out, cap, n);
-    } else if (json_ids(x, out, cap, n, o->vocab)) {
-        snprintf(why, wl, "field \"%s\" must be %sa JSON array of integer ids in [0, %d)", name, o->spm ? "a string or " : "", o->vocab);
+    } else {
+        int32_t last = -1;
+        if (json_ids(x, out, cap, n, o->vocab, &last))
+            snprintf(why, wl, "field \"%s\" must be %sa JSON array of integer ids in [0, %d)", name,
+                     o->spm ? "a string or " : "", o->vocab);
+        else
+            ids_given(o, n, last);
     }
 }
 
@@ -140,18 +190,34 @@ static const char *guess_format(const char *input) {
     return "text";
 }
 
-static bool parse_len(const char *flag, const char *v, int64_t *out) {
+/* A whole decimal integer in [lo, hi]: "12x", "", an overflow or a value out of range is refused with the flag. */
+static bool parse_int_flag(const char *flag, const char *v, long long lo, long long hi, int64_t *out) {
     char *end;
+    errno = 0;
     long long x = strtoll(v, &end, 10);
-    if (end == v || *end || x < 1) {
-        fprintf(stderr, "switchc prepare: %s '%s': expected a positive integer\n", flag, v);
+    if (end == v || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "switchc prepare: %s '%s': expected an integer in [%lld, %lld]\n", flag, v, lo, hi);
         return false;
     }
     *out = x;
     return true;
 }
 
+static bool parse_len(const char *flag, const char *v, int64_t *out) {
+    return parse_int_flag(flag, v, 1, PREP_MAX_LEN, out);
+}
+
 static int run(prep_opts *o);
+
+/* the flags that take a value: given last, they say so instead of reading as unknown */
+static bool takes_value(const char *a) {
+    static const char *const F[] = {"--input", "--output", "--format", "--input-field", "--target-field",
+                                    "--vocab-size", "--spm", "--model", "--extra-ids", "--max-input-len",
+                                    "--max-target-len", "--eos", "--on-error"};
+    for (size_t i = 0; i < sizeof F / sizeof F[0]; i++)
+        if (!strcmp(a, F[i])) return true;
+    return false;
+}
 
 int data_prepare_main(int argc, char **argv) {
     prep_opts o = {.in_field = "input", .tgt_field = "target", .max_in = 512, .max_tgt = 128, .eos = 1, .extra_ids = 100, .append_eos = true};
@@ -166,23 +232,24 @@ int data_prepare_main(int argc, char **argv) {
         else if (!strcmp(a, "--format") && has) o.format = argv[++i];
         else if (!strcmp(a, "--input-field") && has) o.in_field = argv[++i];
         else if (!strcmp(a, "--target-field") && has) o.tgt_field = argv[++i];
-        else if (!strcmp(a, "--vocab-size") && has) o.vocab = atoi(argv[++i]);
-        else if (!strcmp(a, "--spm") && has) o.spm_path = argv[++i];
+        else if (!strcmp(a, "--vocab-size") && has) {
+            int64_t v;
+            if (!parse_int_flag(a, argv[++i], 1, INT32_MAX, &v)) return 2;
+            o.vocab = (int32_t)v;
+        } else if (!strcmp(a, "--spm") && has) o.spm_path = argv[++i];
         else if (!strcmp(a, "--model") && has) o.model_dir = argv[++i];
         else if (!strcmp(a, "--extra-ids") && has) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (end == argv[i] || *end || v < 0 || v > 100000) {
-                fprintf(stderr, "switchc prepare: --extra-ids '%s': expected an integer in [0, 100000]\n", argv[i]);
-                return 2;
-            }
+            int64_t v;
+            if (!parse_int_flag(a, argv[++i], 0, 100000, &v)) return 2;
             o.extra_ids = (int32_t)v;
         } else if (!strcmp(a, "--max-input-len") && has) {
             if (!parse_len(a, argv[++i], &o.max_in)) return 2;
         } else if (!strcmp(a, "--max-target-len") && has) {
             if (!parse_len(a, argv[++i], &o.max_tgt)) return 2;
         } else if (!strcmp(a, "--eos") && has) {
-            o.eos = atoi(argv[++i]);
+            int64_t v;
+            if (!parse_int_flag(a, argv[++i], 0, INT32_MAX, &v)) return 2;
+            o.eos = (int32_t)v;
             o.eos_given = true;
         } else if (!strcmp(a, "--no-eos")) o.append_eos = false;
         else if (!strcmp(a, "--text-only")) o.text_only = true;
@@ -194,13 +261,33 @@ int data_prepare_main(int argc, char **argv) {
                 fprintf(stderr, "switchc prepare: --on-error '%s': expected skip or stop\n", v);
                 return 2;
             }
+        } else if (takes_value(a)) {
+            fprintf(stderr, "switchc prepare: flag %s needs a value (see --help)\n", a);
+            return 2;
         } else {
-            fprintf(stderr, "switchc prepare: unknown or incomplete argument '%s' (see --help)\n", a);
+            fprintf(stderr, "switchc prepare: unknown argument '%s' (see --help)\n", a);
             return 2;
         }
     }
     if (!o.input || !o.output) {
         fprintf(stderr, "switchc prepare: --input and --output are required (see --help)\n");
+        return 2;
+    }
+    /* the paths before any work: the input a readable file, the output a writable name that is neither the input nor
+     * the tokenizer (compared by inode: a link or another spelling of the same file too) */
+    sx_status ps = sx_file_check_regular(o.input, "input");
+    if (ps.ok) ps = sx_file_check_output(o.output, "--output", false);
+    if (!ps.ok) {
+        fprintf(stderr, "switchc prepare: %s\n", ps.msg);
+        return 2;
+    }
+    const char *tok_path = o.spm_path ? o.spm_path : NULL;
+    if (sx_file_same(o.input, o.output) || (tok_path && sx_file_same(tok_path, o.output))) {
+        fprintf(stderr,
+                "switchc prepare: --output %s is the same file as --%s %s: it would be overwritten; "
+                "write the dataset elsewhere\n",
+                o.output, sx_file_same(o.input, o.output) ? "input" : "spm",
+                sx_file_same(o.input, o.output) ? o.input : tok_path);
         return 2;
     }
     if (o.spm_path && o.model_dir) {
@@ -249,13 +336,14 @@ static int run(prep_opts *o) {
         return 2;
     }
     if (text) o->text_only = true;
-    FILE *in = fopen(o->input, "r");
-    if (!in) {
-        fprintf(stderr, "switchc prepare: %s: cannot open: %s\n", o->input, strerror(errno));
+    FILE *in;
+    sx_status s = sx_file_fopen_read(o->input, "input", &in, NULL);
+    if (!s.ok) {
+        fprintf(stderr, "switchc prepare: %s\n", s.msg);
         return 1;
     }
     data_writer *w;
-    sx_status s = data_writer_open(o->output, o->vocab, o->spm ? data_spm_checksum(o->spm) : 0, !o->text_only, &w);
+    s = data_writer_open(o->output, o->vocab, o->spm ? data_spm_checksum(o->spm) : 0, !o->text_only, &w);
     if (!s.ok) {
         fclose(in);
         fprintf(stderr, "switchc prepare: %s\n", s.msg);
@@ -268,19 +356,37 @@ static int run(prep_opts *o) {
     char *line = NULL;
     size_t lcap = 0;
     ssize_t len;
-    int64_t lineno = 0, good = 0, bad = 0, truncated = 0, tokens = 0;
+    int64_t lineno = 0, good = 0, bad = 0, truncated = 0, tokens = 0, blank_lines = 0;
     int rc = 0;
     while ((len = getline(&line, &lcap, in)) >= 0) {
         lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-        if (len == 0) continue;
+        char *ln = line;
+        /* a UTF-8 BOM, dropped as Python's utf-8-sig does (it would read as <unk>) */
+        if (lineno == 1 && len >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3)) {
+            ln += 3;
+            len -= 3;
+        }
+        while (len > 0 && (ln[len - 1] == '\n' || ln[len - 1] == '\r')) ln[--len] = 0;
         char why[256] = "";
-        int64_t na = 0, nb = 0;
-        if (!utf8_ok(line)) {
+        if ((size_t)len != strlen(ln)) {
+            snprintf(why, sizeof why, "a NUL byte at column %zu (a binary file?)", strlen(ln) + 1);
+        } else if (len == 0 || blank(ln)) {
+            blank_lines++;
+            continue;
+        }
+        int64_t na = 0, nb = 0, esc;
+        if (why[0]) {
+            /* the NUL byte: reported below */
+        } else if (!utf8_ok(ln)) {
             snprintf(why, sizeof why, "invalid UTF-8");
+        } else if (jsonl && (esc = nul_escape_at(ln)) >= 0) {
+            snprintf(why, sizeof why, "a string holds \\u0000 (NUL) at column %lld: text after it would be lost",
+                     (long long)esc + 1);
         } else if (jsonl) {
-            cJSON *j = cJSON_Parse(line);
-            if (!j || !cJSON_IsObject(j)) snprintf(why, sizeof why, "invalid JSON (or not an object)");
+            const char *end = NULL;
+            cJSON *j = cJSON_ParseWithOpts(ln, &end, 1);
+            if (!j || !cJSON_IsObject(j))
+                snprintf(why, sizeof why, "invalid JSON (or not an object, or text after it)");
             else {
                 const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, o->in_field), *y = o->text_only ? NULL : cJSON_GetObjectItemCaseSensitive(j, o->tgt_field);
                 if (!x) snprintf(why, sizeof why, "missing field \"%s\"", o->in_field);
@@ -292,18 +398,23 @@ static int run(prep_opts *o) {
             }
             cJSON_Delete(j);
         } else if (text && o->spm) {
-            encode_text(o, line, a, keep_in, &na); /* the whole line is the document */
+            encode_text(o, ln, a, keep_in, &na); /* the whole line is the document */
         } else {
-            char *tab = strchr(line, '\t');
+            char *tab = strchr(ln, '\t');
             if (!o->text_only && !tab) snprintf(why, sizeof why, "expected two tab-separated columns");
             else if (!o->text_only && strchr(tab + 1, '\t')) snprintf(why, sizeof why, "more than two tab-separated columns");
             else {
                 if (tab) *tab = 0;
+                int32_t la = -1, lb = -1;
                 if (o->spm) {
-                    encode_text(o, line, a, keep_in, &na);
+                    encode_text(o, ln, a, keep_in, &na);
                     if (!o->text_only) encode_text(o, tab + 1, b, keep_tgt, &nb);
-                } else if (parse_ids(line, a, keep_in, &na, o->vocab) || (!o->text_only && parse_ids(tab + 1, b, keep_tgt, &nb, o->vocab))) {
+                } else if (parse_ids(ln, a, keep_in, &na, o->vocab, &la) ||
+                           (!o->text_only && parse_ids(tab + 1, b, keep_tgt, &nb, o->vocab, &lb))) {
                     snprintf(why, sizeof why, "columns must be space-separated integer ids in [0, %d) (text needs --spm or --model)", o->vocab);
+                } else {
+                    ids_given(o, &na, la);
+                    if (!o->text_only) ids_given(o, &nb, lb);
                 }
             }
         }
@@ -347,11 +458,26 @@ static int run(prep_opts *o) {
         if (bad) fprintf(stderr, "switchc prepare: stopped at the first bad line (--on-error skip skips and counts them); nothing written\n");
         return rc;
     }
+    if (good == 0) {
+        data_writer_abort(w);
+        if (bad)
+            fprintf(stderr, "switchc prepare: %s: no examples: all %lld non-blank lines were bad (nothing written)\n",
+                    o->input, (long long)bad);
+        else
+            fprintf(stderr, "switchc prepare: %s: no examples: the input is empty%s (nothing written)\n", o->input,
+                    blank_lines ? " or blank" : "");
+        return 1;
+    }
     s = data_writer_close(w);
     if (!s.ok) {
         fprintf(stderr, "switchc prepare: %s\n", s.msg);
         return 1;
     }
+    if (o->eos_present)
+        fprintf(stderr,
+                "switchc prepare: warning: %s: %lld id fields already ended with EOS %d: "
+                "no second EOS added (as HF's T5Tokenizer)\n",
+                o->input, (long long)o->eos_present, o->eos);
     printf("switchc prepare: %s -> %s: %lld examples%s, %lld tokens, %lld truncated (--max-input-len %lld, --max-target-len %lld), "
            "%lld bad lines skipped\n",
            o->input, o->output, (long long)good, o->text_only ? " (inputs only: span corruption)" : "", (long long)tokens, (long long)truncated,

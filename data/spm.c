@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/sx_file.h"
 #include "data/spm_trie.h"
 
 enum { PT_NORMAL = 1, PT_UNKNOWN = 2, PT_CONTROL = 3, PT_USER = 4, PT_UNUSED = 5, PT_BYTE = 6 };
@@ -876,8 +877,8 @@ fail:
 
 sx_status data_spm_load(const char *path, data_spm **out) {
     *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return sx_errorf("%s: cannot open: %s", path, strerror(errno));
+    FILE *fp;
+    SX_TRY(sx_file_fopen_read(path, "SentencePiece model", &fp, NULL));
     size_t cap = 1 << 20, len = 0;
     uint8_t *buf = malloc(cap);
     SX_ASSERT(buf, "spm: out of memory");

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for SECONDS (default 600) with the test
-# fixtures as the seed corpus. Usage: scripts/fuzz.sh [SECONDS] [target ...]   (targets: fuzz_safetensors fuzz_torchbin fuzz_spm)
+# fixtures (and fuzz/seeds/<format>/) as the seed corpus and fuzz/<format>.dict as the dictionary when there is one.
+# Usage: scripts/fuzz.sh [SECONDS] [target ...]   (targets: fuzz_safetensors fuzz_torchbin fuzz_spm)
 # SWITCHC_FUZZ_BUILD names the build folder (default build-fuzz).
 set -euo pipefail
 shopt -s nullglob
@@ -15,13 +16,17 @@ for t in "${targets[@]}"; do
   corpus=$build/corpus_$t; mkdir -p "$corpus"
   case $t in
     fuzz_safetensors) seeds=(tests/fixtures/hf/safetensors/model.safetensors tests/fixtures/hf/sharded/*.safetensors) ;;
-    fuzz_torchbin) seeds=(tests/fixtures/hf/bin_*/pytorch_model.bin tests/fixtures/hf/bad/*.bin) ;;
+    fuzz_torchbin)
+      seeds=(tests/fixtures/hf/bin_*/pytorch_model.bin tests/fixtures/hf/bad/*.bin fuzz/seeds/torchbin/*.bin) ;;
     fuzz_spm) seeds=(tests/fixtures/spm/*.model tests/fixtures/spm/bad/*) ;;
   esac
   i=0; for f in "${seeds[@]}"; do cp -f "$f" "$corpus/seed_$i"; i=$((i + 1)); done
+  # the format's tokens, when there is a dictionary (fuzz/torchbin.dict)
+  dict=(); [ -f "fuzz/${t#fuzz_}.dict" ] && dict=(-dict="fuzz/${t#fuzz_}.dict")
   echo "fuzz: $t for ${secs}s"
   # the whole log stays in $build/$t.log; shown: the last status line (coverage, corpus) and the final stats
-  "$build/$t" "$corpus" -max_total_time="$secs" -rss_limit_mb=4096 -artifact_prefix="$build/${t}_" -print_final_stats=1 \
+  "$build/$t" "$corpus" "${dict[@]}" -max_total_time="$secs" -rss_limit_mb=4096 -artifact_prefix="$build/${t}_" \
+    -print_final_stats=1 \
     > "$build/$t.log" 2>&1 || { tail -60 "$build/$t.log"; exit 1; }
   grep -E '^#[0-9]+' "$build/$t.log" | tail -1
   tail -8 "$build/$t.log"

@@ -1,6 +1,8 @@
 /* Strict JSON config helpers: typed member reads with ranges, near-miss suggestions, file parsing with positions. */
 #include "train/cfg_util.h"
 
+#include "autograd/sx_file.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -43,6 +45,8 @@ const char *cfg_closest(const char *word, const char *const *candidates, int n) 
 }
 
 sx_status cfg_get_int(const cJSON *item, const char *where, int64_t lo, int64_t hi, int64_t *out) {
+    if (cJSON_IsString(item))
+        return sx_errorf("%s.%s: expected an integer, got \"%.80s\"", where, item->string, item->valuestring);
     if (!cJSON_IsNumber(item)) return sx_errorf("%s.%s: expected an integer", where, item->string);
     double v = item->valuedouble;
     if (v != floor(v) || fabs(v) > 9007199254740992.0) return sx_errorf("%s.%s: expected an integer, got %g", where, item->string, v);
@@ -53,6 +57,8 @@ sx_status cfg_get_int(const cJSON *item, const char *where, int64_t lo, int64_t 
 }
 
 sx_status cfg_get_double(const cJSON *item, const char *where, double lo, double hi, double *out) {
+    if (cJSON_IsString(item))
+        return sx_errorf("%s.%s: expected a number, got \"%.80s\"", where, item->string, item->valuestring);
     if (!cJSON_IsNumber(item)) return sx_errorf("%s.%s: expected a number", where, item->string);
     double v = item->valuedouble;
     if (!isfinite(v) || v < lo || v > hi) return sx_errorf("%s.%s: %g is outside [%g, %g]", where, item->string, v, lo, hi);
@@ -61,6 +67,8 @@ sx_status cfg_get_double(const cJSON *item, const char *where, double lo, double
 }
 
 sx_status cfg_get_bool(const cJSON *item, const char *where, bool *out) {
+    if (cJSON_IsString(item))
+        return sx_errorf("%s.%s: expected true or false, got \"%.80s\"", where, item->string, item->valuestring);
     if (!cJSON_IsBool(item)) return sx_errorf("%s.%s: expected true or false", where, item->string);
     *out = cJSON_IsTrue(item);
     return sx_ok();
@@ -74,32 +82,73 @@ sx_status cfg_get_string(const cJSON *item, const char *where, char *out, size_t
 }
 
 sx_status cfg_read_file(const char *path, char **out, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return sx_errorf("%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) {
-        fclose(f);
-        return sx_errorf("%s: cannot seek (not a regular file?)", path);
+    return sx_file_read_all(path, "JSON file", CFG_MAX_FILE_BYTES, out, len);
+}
+
+/* 1-based line and column of byte offset 'at' in text */
+static void line_col(const char *text, size_t at, int *line, int *col) {
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < at; i++) {
+        if (text[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else
+            (*col)++;
     }
-    long n = ftell(f);
-    rewind(f);
-    if (n < 0) {
-        fclose(f);
-        return sx_errorf("%s: cannot tell its size", path);
+}
+
+/* Offset of the first "\u0000" escape inside a JSON string, or -1: cJSON decodes it into a C string that then ends
+ * there, silently dropping the rest of the value. */
+static int64_t nul_escape_at(const char *t, size_t n) {
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!in_str) {
+            in_str = t[i] == '"';
+            continue;
+        }
+        if (t[i] == '"') {
+            in_str = false;
+        } else if (t[i] == '\\' && i + 1 < n) {
+            if (t[i + 1] == 'u' && i + 5 < n && !strncmp(t + i + 2, "0000", 4)) return (int64_t)i;
+            i++; /* the escaped character, so "\\u0000" is a backslash and text */
+        }
     }
-    char *buf = malloc((size_t)n + 1);
-    if (!buf) {
-        fclose(f);
-        return sx_errorf("%s: out of memory reading %ld bytes", path, n);
+    return -1;
+}
+
+sx_status cfg_parse_text(const char *text, size_t len, const char *label, cJSON **out) {
+    *out = NULL;
+    size_t skip = 0;
+    if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3)) skip = 3; /* a UTF-8 BOM, as Python's utf-8-sig reads it */
+    const char *nul = memchr(text, 0, len);
+    int line, col;
+    if (nul) {
+        line_col(text, (size_t)(nul - text), &line, &col);
+        return sx_errorf("%s:%d:%d: a NUL byte in the JSON text (a binary or truncated file?)", label, line, col);
     }
-    size_t got = fread(buf, 1, (size_t)n, f);
-    fclose(f);
-    if (got != (size_t)n) {
-        free(buf);
-        return sx_errorf("%s: short read (%zu of %ld bytes)", path, got, n);
+    int64_t esc = nul_escape_at(text + skip, len - skip);
+    if (esc >= 0) {
+        line_col(text, (size_t)esc + skip, &line, &col);
+        return sx_errorf("%s:%d:%d: a string holds \\u0000 (NUL), which would cut it short", label, line, col);
     }
-    buf[n] = 0;
-    *out = buf;
-    if (len) *len = (size_t)n;
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text + skip, len - skip, &end, 0);
+    if (!j) {
+        const char *at = end ? end : cJSON_GetErrorPtr();
+        size_t off = at && at >= text && at <= text + len ? (size_t)(at - text) : 0;
+        line_col(text, off, &line, &col);
+        return sx_errorf("%s:%d:%d: invalid JSON", label, line, col);
+    }
+    /* one value and nothing after it but whitespace: a second object or junk is an error, not ignored */
+    size_t off = end ? (size_t)(end - text) : len;
+    while (off < len && (text[off] == ' ' || text[off] == '\t' || text[off] == '\n' || text[off] == '\r')) off++;
+    if (off < len) {
+        cJSON_Delete(j);
+        line_col(text, off, &line, &col);
+        return sx_errorf("%s:%d:%d: unexpected text after the JSON value (one value per file)", label, line, col);
+    }
+    *out = j;
     return sx_ok();
 }
 
@@ -107,22 +156,31 @@ sx_status cfg_parse_file(const char *path, cJSON **out) {
     char *text;
     size_t len;
     SX_TRY(cfg_read_file(path, &text, &len));
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (!j) {
-        const char *at = end ? end : cJSON_GetErrorPtr();
-        int line = 1, col = 1;
-        for (const char *p = text; at && p < at && *p; p++) {
-            if (*p == '\n') {
-                line++;
-                col = 1;
-            } else
-                col++;
-        }
-        free(text);
-        return sx_errorf("%s:%d:%d: invalid JSON", path, line, col);
-    }
+    sx_status s = cfg_parse_text(text, len, path, out);
     free(text);
-    *out = j;
+    return s;
+}
+
+bool cfg_looks_like_hf_model_config(const cJSON *obj) {
+    static const char *const HF[] = {"architectures", "model_type", "_name_or_path", "transformers_version",
+                                     "d_model", "vocab_size", "num_layers", "num_experts", "d_ff", "num_heads"};
+    if (!cJSON_IsObject(obj)) return false;
+    for (size_t i = 0; i < sizeof HF / sizeof HF[0]; i++)
+        if (cJSON_GetObjectItemCaseSensitive(obj, HF[i])) return true;
+    return false;
+}
+
+sx_status cfg_parse_set_value(const char *assignment, const char *val, cJSON **out) {
+    *out = NULL;
+    /* a value that starts like JSON structure must be JSON; otherwise a bare word is a string ("2abc" too, which the
+     * typed read then refuses: trailing junk is never cut off a number) */
+    bool structured = val[0] == '"' || val[0] == '{' || val[0] == '[';
+    char label[160];
+    snprintf(label, sizeof label, "--set '%.120s'", assignment);
+    cJSON *v;
+    sx_status s = cfg_parse_text(val, strlen(val), label, &v);
+    if (!s.ok && structured) return s;
+    if (!s.ok) v = cJSON_CreateString(val);
+    *out = v;
     return sx_ok();
 }

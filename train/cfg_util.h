@@ -19,9 +19,21 @@ sx_status cfg_get_double(const cJSON *item, const char *where, double lo, double
 sx_status cfg_get_bool(const cJSON *item, const char *where, bool *out);
 sx_status cfg_get_string(const cJSON *item, const char *where, char *out, size_t cap);
 
-/* Reads a whole file into a NUL-terminated buffer (caller frees). */
+/* JSON files (configs, indexes, batches) larger than this are refused before reading. */
+#define CFG_MAX_FILE_BYTES ((size_t)256 << 20)
+
+/* Reads a whole regular file (a directory, FIFO or device is refused by name) into a NUL-terminated buffer (caller
+ * frees). */
 sx_status cfg_read_file(const char *path, char **out, size_t *len);
-/* Parses a JSON file; the error gives the line and column of a syntax error. */
+/* Parses one JSON value, strictly: a leading UTF-8 BOM is skipped; NUL bytes, "\u0000" in strings and anything
+ * after the value but whitespace are errors. Messages give label:line:column. */
+sx_status cfg_parse_text(const char *text, size_t len, const char *label, cJSON **out);
+/* Parses a JSON file with cfg_parse_text. */
 sx_status cfg_parse_file(const char *path, cJSON **out);
+/* The value of --set section.key=VALUE: JSON when it parses as one whole value, else the bare word as a string. */
+sx_status cfg_parse_set_value(const char *assignment, const char *val, cJSON **out);
+/* True for an object with Hugging Face model config.json keys at its top ("architectures", "d_model", ...): what a
+ * run config is not, so the error can say where such a file goes. */
+bool cfg_looks_like_hf_model_config(const cJSON *obj);
 
 #endif

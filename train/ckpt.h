@@ -39,6 +39,9 @@ typedef struct ckpt_reader ckpt_reader;
 sx_status ckpt_open(const char *path, ckpt_reader **out);
 /* True when `name` exists and is a dataset. */
 bool ckpt_has(const ckpt_reader *r, const char *name);
+/* The same, telling a missing name (*present false, ok) from a lookup that fails on damaged metadata or a name that
+ * is not a dataset (an error naming the file and the object). */
+sx_status ckpt_lookup(const ckpt_reader *r, const char *name, bool *present);
 /* Reads a whole dataset whose type and shape must equal the expected ones; errors name the file, the dataset and
  * both shapes. A checksum failure is reported as corruption of that dataset. */
 sx_status ckpt_read_f32(ckpt_reader *r, const char *name, int ndim, const int64_t *shape, float *dst);

@@ -491,7 +491,7 @@ sx_status hf_torchbin_parse_bytes(const uint8_t *bytes, size_t len, const char *
             break;
         }
         if (t->k != V_TENSOR) continue; /* e.g. _metadata entries: not tensors */
-        /* contiguous (row-major) only */
+        /* contiguous (row-major) only; every product checked, since the sizes come from the file */
         int64_t expect = 1, numel = 1;
         for (int d = t->ndim - 1; d >= 0; d--) {
             if (t->shape[d] < 0) {
@@ -503,8 +503,12 @@ sx_status hf_torchbin_parse_bytes(const uint8_t *bytes, size_t len, const char *
                               (long long)t->stride[d], d);
                 break;
             }
-            expect *= t->shape[d];
-            numel *= t->shape[d];
+            if (__builtin_mul_overflow(numel, t->shape[d], &numel)) {
+                s = sx_errorf("%s: tensor '%s': its size overflows 64 bits (dim %d is %lld): a damaged or crafted file",
+                              label, k->s, d, (long long)t->shape[d]);
+                break;
+            }
+            expect = numel;
         }
         if (!s.ok) break;
         char member[1100];
@@ -517,10 +521,14 @@ sx_status hf_torchbin_parse_bytes(const uint8_t *bytes, size_t len, const char *
             s = sx_errorf("%s: tensor '%s': its storage '%s' is missing from the archive", label, k->s, member);
             break;
         }
-        if (t->offset < 0 || t->storage->i < 0 || (uint64_t)t->storage->i * (uint64_t)es > e[found].size ||
-            (uint64_t)(t->offset + numel) > (uint64_t)t->storage->i) {
-            s = sx_errorf("%s: tensor '%s' lies outside its storage (offset %lld + %lld elements, storage %lld)", label, k->s, (long long)t->offset,
-                          (long long)numel, (long long)t->storage->i);
+        /* in elements, without a product that could wrap: the storage fits its ZIP member, the tensor its storage */
+        uint64_t st_el = (uint64_t)t->storage->i, member_el = es ? e[found].size / (uint64_t)es : 0;
+        if (es == 0 || t->offset < 0 || t->storage->i < 0 || st_el > member_el || (uint64_t)t->offset > st_el ||
+            (uint64_t)numel > st_el - (uint64_t)t->offset) {
+            s = sx_errorf("%s: tensor '%s' lies outside its storage (offset %lld + %lld elements, "
+                          "storage %lld elements, archive member '%s' %llu bytes)",
+                          label, k->s, (long long)t->offset, (long long)numel, (long long)t->storage->i, member,
+                          (unsigned long long)e[found].size);
             break;
         }
         hf_tensor_info *ti = hf_add_tensor(w, k->s);

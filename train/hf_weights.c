@@ -15,6 +15,7 @@
 #include <cjson/cJSON.h>
 
 #include "autograd/ag.h"
+#include "autograd/sx_file.h"
 #include "train/cfg_util.h"
 #include "train/hf_weights_internal.h"
 
@@ -83,13 +84,11 @@ void hf_weights_close(hf_weights *w) {
 }
 
 static sx_status read_safetensors_file(hf_weights *w, const char *path) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return sx_errorf("%s: cannot open: %s", path, strerror(errno));
+    int fd;
+    int64_t fsize;
+    SX_TRY(sx_file_open_read(path, "safetensors file", &fd, &fsize));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return sx_errorf("%s: not a regular file", path);
-    }
+    st.st_size = (off_t)fsize;
     uint8_t head[8];
     if (st.st_size < 8 || pread(fd, head, 8, 0) != 8) {
         close(fd);
@@ -123,12 +122,14 @@ static sx_status read_safetensors_file(hf_weights *w, const char *path) {
 }
 
 static sx_status read_torchbin_file(hf_weights *w, const char *path) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return sx_errorf("%s: cannot open: %s", path, strerror(errno));
+    int fd;
+    int64_t fsize;
+    SX_TRY(sx_file_open_read(path, "pytorch_model.bin", &fd, &fsize));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+    st.st_size = (off_t)fsize;
+    if (st.st_size == 0) {
         close(fd);
-        return sx_errorf("%s: not a regular, non-empty file", path);
+        return sx_errorf("%s: an empty file: not a torch.save archive", path);
     }
     /* mapped, not read: only the pickle and the ZIP directory are touched here; tensors are read one by one */
     void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);

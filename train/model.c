@@ -3,6 +3,7 @@
 #include "train/model.h"
 
 #include "autograd/ag_cuda.h"
+#include "train/run_checks.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -115,6 +116,7 @@ sx_status model_init_inference(model *m, const model_config *cfg) {
 
 static sx_status model_build(model *m, const model_config *cfg, ag_dtype dtype) {
     SX_ASSERT(dtype == AG_F32 || dtype == AG_F64, "model: dtype must be f32 (training) or f64 (gradient checks)");
+    SX_TRY(run_checks_model_memory(cfg, m->ep_size, !m->inference)); /* before any size is multiplied out */
     m->cfg = *cfg;
     m->dtype = dtype;
     const model_config *c = &m->cfg;

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "train/cfg_util.h"
+#include "train/run_checks.h"
 
 typedef enum { F_INT, F_I64, F_U64, F_DOUBLE, F_BOOL, F_STR } field_type;
 typedef struct {
@@ -222,7 +223,8 @@ sx_status run_config_apply_json(run_config *r, const cJSON *obj, const char *whe
             if (cJSON_IsString(it)) {
                 /* the path of an HF config.json, relative to the working directory */
                 snprintf(w, sizeof w, "%s", it->valuestring);
-                SX_TRY(model_config_load(w, &r->model));
+                sx_status ms = model_config_load(w, &r->model);
+                if (!ms.ok) return sx_error_wrap(ms, "%s: model", where);
                 snprintf(r->model_source, sizeof r->model_source, "%s", it->valuestring);
             } else {
                 snprintf(w, sizeof w, "%s: model", where);
@@ -234,6 +236,11 @@ sx_status run_config_apply_json(run_config *r, const cJSON *obj, const char *whe
         bool known = false;
         for (int i = 1; i < 7; i++) known |= !strcmp(sec, SECTIONS[i]);
         if (!known) {
+            if (cfg_looks_like_hf_model_config(obj))
+                return sx_errorf(
+                    "%s: unknown section '%s': this looks like a Hugging Face model config.json; pass it as \"model\": "
+                    "\"%s\" in a run config or as --init-from its folder",
+                    where, sec, where);
             const char *hint = cfg_closest(sec, SECTIONS, 7);
             if (hint) return sx_errorf("%s: unknown section '%s': did you mean '%s'?", where, sec, hint);
             return sx_errorf("%s: unknown section '%s' (model, data, optim, schedule, train, eval, parallel)", where, sec);
@@ -259,8 +266,8 @@ sx_status run_config_set(run_config *r, const char *assignment) {
     snprintf(sec, sizeof sec, "%.*s", (int)(dot - assignment), assignment);
     snprintf(key, sizeof key, "%.*s", (int)(eq - dot - 1), dot + 1);
     const char *val = eq + 1;
-    cJSON *v = cJSON_Parse(val);
-    if (!v) v = cJSON_CreateString(val);
+    cJSON *v;
+    SX_TRY(cfg_parse_set_value(assignment, val, &v));
     cJSON *inner = cJSON_CreateObject();
     cJSON_AddItemToObject(inner, key, v);
     sx_status s;
@@ -313,7 +320,7 @@ sx_status run_config_validate(const run_config *r) {
     if (r->batch_size % mb) return sx_errorf("train.micro_batch_size %d does not divide train.batch_size %d", mb, r->batch_size);
     if (r->model.num_experts % r->expert_parallel)
         return sx_errorf("parallel.expert_parallel %d does not divide model.num_experts %d", r->expert_parallel, r->model.num_experts);
-    return sx_ok();
+    return run_checks_validate(r);
 }
 
 cJSON *run_config_to_json(const run_config *r) {

@@ -42,19 +42,21 @@ int task_example(const task_spec *t, task_split split, uint64_t index, int32_t *
 
 void task_batch(const task_spec *t, task_split split, uint64_t first, int B, int32_t *input_ids, int32_t *attention_mask,
                 int32_t *labels, int64_t *S, int64_t *T) {
+    /* two passes over the examples (each a pure function of its index): the batch maximum, then the padded rows; no
+     * per-batch table, so any batch size works */
     int32_t in[65], tgt[65];
-    int lens[4096], Lmax = 0;
-    for (int b = 0; b < B && b < 4096; b++) {
-        lens[b] = task_example(t, split, first + (uint64_t)b, in, tgt) + 1;
-        if (lens[b] > Lmax) Lmax = lens[b];
+    int Lmax = 0;
+    for (int b = 0; b < B; b++) {
+        int len = task_example(t, split, first + (uint64_t)b, in, tgt) + 1;
+        if (len > Lmax) Lmax = len;
     }
     for (int b = 0; b < B; b++) {
-        task_example(t, split, first + (uint64_t)b, in, tgt);
+        int len = task_example(t, split, first + (uint64_t)b, in, tgt) + 1;
         for (int i = 0; i < Lmax; i++) {
-            bool real = i < lens[b];
-            input_ids[b * Lmax + i] = real ? in[i] : TASK_PAD;
-            attention_mask[b * Lmax + i] = real;
-            labels[b * Lmax + i] = real ? tgt[i] : -100;
+            bool real = i < len;
+            input_ids[(int64_t)b * Lmax + i] = real ? in[i] : TASK_PAD;
+            attention_mask[(int64_t)b * Lmax + i] = real;
+            labels[(int64_t)b * Lmax + i] = real ? tgt[i] : -100;
         }
     }
     *S = *T = Lmax;

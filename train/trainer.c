@@ -17,11 +17,13 @@
 
 #include <cjson/cJSON.h>
 
+#include "train/cfg_util.h"
 #include "train/ckpt.h"
 #include "train/generate.h"
 #include "train/hf_model.h"
 #include "train/metrics.h"
 #include "train/optim.h"
+#include "train/run_checks.h"
 #include "train/step.h"
 #include "train/schedule.h"
 #include "train/batches.h"
@@ -60,7 +62,10 @@ static sx_status read_params(ckpt_reader *r, model *m, const char *path) {
         int64_t per = p->numel / ne;
         for (int e = 0; e < ne; e++) {
             snprintf(name, sizeof name, "params/%s", model_param_hf_name(m, i, e, hf, sizeof hf));
-            if (!ckpt_has(r, name)) return sx_errorf("%s: missing parameter '%s' (does the checkpoint match the model config?)", path, hf);
+            bool present;
+            SX_TRY(ckpt_lookup(r, name, &present));
+            if (!present)
+                return sx_errorf("%s: missing parameter '%s' (does the checkpoint match the model config?)", path, hf);
             SX_TRY(ckpt_read_f32(r, name, p->n_experts ? p->ndim - 1 : p->ndim, p->n_experts ? p->shape + 1 : p->shape, m->w + p->offset + e * per));
         }
     }
@@ -88,9 +93,12 @@ sx_status trainer_config_from_checkpoint(const char *ckpt_path, run_config *cfg)
     sx_status s = ckpt_read_string(r, "run_config", &text);
     ckpt_close(r);
     if (!s.ok) return s;
-    cJSON *j = cJSON_Parse(text);
+    cJSON *j;
+    char label[600];
+    snprintf(label, sizeof label, "%s: the stored run_config", ckpt_path);
+    s = cfg_parse_text(text, strlen(text), label, &j);
     free(text);
-    if (!j) return sx_errorf("%s: the stored run_config is not valid JSON", ckpt_path);
+    if (!s.ok) return s;
     run_config_defaults(cfg);
     char where[600];
     snprintf(where, sizeof where, "%s: run_config", ckpt_path);
@@ -282,9 +290,12 @@ static bool resume_may_change(const char *sec, const char *key) {
 static sx_status check_resume_config(ckpt_reader *r, const char *path, const run_config *cfg) {
     char *text = NULL;
     SX_TRY(ckpt_read_string(r, "run_config", &text));
-    cJSON *saved = cJSON_Parse(text);
+    cJSON *saved;
+    char label[1100];
+    snprintf(label, sizeof label, "%s: the stored run_config (the file is damaged)", path);
+    sx_status ps = cfg_parse_text(text, strlen(text), label, &saved);
     free(text);
-    if (!saved) return sx_errorf("%s: the stored run_config is not valid JSON (the file is damaged)", path);
+    if (!ps.ok) return ps;
     cJSON *now = run_config_to_json(cfg);
     char diffs[1500] = "";
     size_t len = 0;
@@ -365,10 +376,11 @@ static sx_status load_checkpoint(trainer *t, const char *path) {
         /* expert states are stored whole: this rank takes its experts' slice */
         bool expert = t->m.params[optim_state_param(train_step_optim(t->ts), i)].n_experts > 0;
         int64_t wn = expert ? n * t->m.ep_size : n;
-        if (!ckpt_has(r, dn)) {
-            s = sx_errorf("%s: no optimizer state '%s' (was it written with another optimizer?)", path, name);
-            break;
-        }
+        bool present;
+        s = ckpt_lookup(r, dn, &present);
+        if (s.ok && !present)
+            s = sx_errorf("%s: no optimizer state '%s' (was it written with another optimizer?)", path, dn);
+        if (!s.ok) break;
         buf = realloc(buf, sizeof(float) * (size_t)wn);
         s = ckpt_read_f32(r, dn, 1, AG_SHAPE(wn), buf);
         if (s.ok) memcpy(data, buf + (expert ? n * t->m.ep_rank : 0), sizeof(float) * (size_t)n);
@@ -396,13 +408,18 @@ static sx_status load_checkpoint(trainer *t, const char *path) {
         printf("switchc: %s records no per-tensor step counts (an older checkpoint): every tensor resumes at step %lld\n", path,
                (long long)t->step);
     ckpt_close(r);
+    /* an expert block's optimizer state is stored whole, under a name that holds "%d" for the expert: shown as '*' */
+    for (char *pc; !s.ok && (pc = strstr(s.msg, "%d"));) memmove(pc + 1, pc + 2, strlen(pc + 2) + 1), *pc = '*';
     return s;
 }
 
 /* ---- evaluation ---------------------------------------------------------------------------------------------------- */
 
-sx_status trainer_evaluate(model *m, const run_config *cfg, bool print_examples, eval_result *out) {
+sx_status trainer_evaluate(model *m, const run_config *cfg0, bool print_examples, eval_result *out) {
     memset(out, 0, sizeof *out);
+    run_config bounded = *cfg0; /* generation bounded by the data: longer cannot change an exact match */
+    bounded.gen_max_len = run_checks_eval_gen_len(cfg0);
+    const run_config *cfg = &bounded;
     batch_source *src;
     SX_TRY(batch_source_open(cfg, true, &src));
     int EB = cfg->eval_batch_size;
@@ -872,6 +889,8 @@ static sx_status finish_run(trainer *t, run_state *rs, const trainer_opts *opts)
 
 sx_status trainer_run(const run_config *cfg, const trainer_opts *opts, trainer_result *res) {
     SX_TRY(run_config_validate(cfg));
+    /* the data the run reads, the evaluation set too, before step 1 */
+    SX_TRY(run_checks_preflight(cfg, !(opts->stop_after > 0 && cfg->eval_every == 0)));
     if (cfg->threads > 0) openblas_set_num_threads(cfg->threads);
     trainer t;
     memset(&t, 0, sizeof t);

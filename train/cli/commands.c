@@ -1,6 +1,7 @@
 /* Subcommands around Hugging Face folders: convert (HF folder -> switchc checkpoint) and export-hf (checkpoint -> HF
  * folder). Each has --help; errors are one line and a non-zero exit. */
 #include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,11 +11,13 @@
 
 #include <cjson/cJSON.h>
 
+#include "autograd/sx_file.h"
 #include "data/prepare.h"
 #include "train/cfg_util.h"
 #include "train/cli/cli.h"
 #include "train/hf_model.h"
 #include "train/hf_weights.h"
+#include "train/run_checks.h"
 #include "train/trainer.h"
 
 static int err(const char *cmd, sx_status s) {
@@ -37,14 +40,20 @@ static int cmd_convert(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--output") && i + 1 < argc) {
             out = argv[++i];
         } else {
-            fprintf(stderr, "switchc convert: unknown argument '%s' (see switchc convert --help)\n", argv[i]);
-            return 2;
+            static const char *const VALUE_FLAGS[] = {"--from-hf", "--output", NULL};
+            return cli_bad_arg("convert", argv[i], VALUE_FLAGS);
         }
     }
     if (!from || !out) {
         fprintf(stderr, "switchc convert: --from-hf DIR and --output CKPT.h5 are required (see --help)\n");
         return 2;
     }
+    /* the paths before a large model is read */
+    sx_status ps = sx_file_check_output(out, "--output", false);
+    if (ps.ok && !hf_is_model_dir(from))
+        ps = sx_errorf("--from-hf %s: not a Hugging Face model folder (%s, without config.json)", from,
+                       sx_file_kind(from));
+    if (!ps.ok) return err("convert", ps);
     run_config cfg;
     run_config_defaults(&cfg);
     sx_status s = hf_read_config(from, &cfg.model);
@@ -62,8 +71,8 @@ static int cmd_convert(int argc, char **argv) {
 
 /* Copies src to dst through dst.tmp + rename, so an interrupted export never leaves a half-written file. */
 static sx_status copy_file(const char *src, const char *dst) {
-    FILE *in = fopen(src, "rb");
-    if (!in) return sx_errorf("%s: cannot open: %s", src, strerror(errno));
+    FILE *in;
+    SX_TRY(sx_file_fopen_read(src, "tokenizer file", &in, NULL)); /* a FIFO is refused, not waited on */
     char tmp[1200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dst, (long)getpid());
     FILE *out = fopen(tmp, "wb");
@@ -133,14 +142,16 @@ static int cmd_export(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--no-tokenizer")) {
             no_tok = true;
         } else {
-            fprintf(stderr, "switchc export-hf: unknown argument '%s' (see switchc export-hf --help)\n", argv[i]);
-            return 2;
+            static const char *const VALUE_FLAGS[] = {"--checkpoint", "--output", "--tokenizer", NULL};
+            return cli_bad_arg("export-hf", argv[i], VALUE_FLAGS);
         }
     }
     if (!ckpt || !out) {
         fprintf(stderr, "switchc export-hf: --checkpoint and --output are required (see --help)\n");
         return 2;
     }
+    sx_status ps = sx_file_check_output(out, "--output", true);
+    if (!ps.ok) return err("export-hf", ps);
     run_config cfg;
     sx_status s = trainer_config_from_checkpoint(ckpt, &cfg);
     if (!s.ok) return err("export-hf", s);
@@ -169,20 +180,38 @@ static int cmd_export(int argc, char **argv) {
 }
 
 /* Logits of one batch, for cross-checks with other implementations (scripts/check_hf_roundtrip.py). */
-static sx_status read_ids(const cJSON *j, const char *key, int32_t *out, int64_t *rows, int64_t *cols, int64_t cap, bool required) {
+
+/* One [rows, cols] list of lists of integers; every value in [lo, hi) or equal to also (-100 for ignored labels), so
+ * nothing from the file reaches the model unchecked. Errors name the file, the key and the row and column. */
+static sx_status read_ids(const cJSON *j, const char *path, const char *key, int32_t *out, int64_t *rows, int64_t *cols,
+                          int64_t cap, bool required, int64_t lo, int64_t hi, int64_t also) {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!a) return required ? sx_errorf("batch JSON: missing \"%s\"", key) : sx_ok();
-    if (!cJSON_IsArray(a) || !cJSON_GetArraySize(a)) return sx_errorf("batch JSON: \"%s\" must be a non-empty list of lists of ints", key);
-    int64_t r = cJSON_GetArraySize(a), c = -1, k = 0;
+    if (!a) return required ? sx_errorf("%s: missing \"%s\"", path, key) : sx_ok();
+    if (!cJSON_IsArray(a) || !cJSON_GetArraySize(a))
+        return sx_errorf("%s: \"%s\" must be a non-empty list of lists of ints", path, key);
+    int64_t r = cJSON_GetArraySize(a), c = -1, k = 0, ri = 0;
     const cJSON *row;
     cJSON_ArrayForEach(row, a) {
-        if (!cJSON_IsArray(row) || (c >= 0 && cJSON_GetArraySize(row) != c)) return sx_errorf("batch JSON: \"%s\" rows must be lists of one length", key);
+        if (!cJSON_IsArray(row) || (c >= 0 && cJSON_GetArraySize(row) != c))
+            return sx_errorf("%s: \"%s\" rows must be lists of one length (row %lld)", path, key, (long long)ri);
         c = cJSON_GetArraySize(row);
+        if (c == 0) return sx_errorf("%s: \"%s\" row %lld is empty", path, key, (long long)ri);
         const cJSON *v;
+        int64_t ci = 0;
         cJSON_ArrayForEach(v, row) {
-            if (!cJSON_IsNumber(v) || k >= cap) return sx_errorf("batch JSON: \"%s\" holds a non-integer or too many values", key);
-            out[k++] = (int32_t)v->valuedouble;
+            if (k >= cap) return sx_errorf("%s: \"%s\" holds more than %lld values", path, key, (long long)cap);
+            double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+            if (!(d == floor(d)) || ((d < (double)lo || d >= (double)hi) && d != (double)also)) {
+                char val[48] = "a non-number";
+                if (cJSON_IsNumber(v)) snprintf(val, sizeof val, "%.17g", d);
+                return sx_errorf("%s: \"%s\"[%lld][%lld] = %s is not an integer in [%lld, %lld)%s", path, key,
+                                 (long long)ri, (long long)ci, val, (long long)lo, (long long)hi,
+                                 also != lo - 1 ? " (or -100: ignored)" : "");
+            }
+            out[k++] = (int32_t)d;
+            ci++;
         }
+        ri++;
     }
     *rows = r;
     *cols = c;
@@ -205,14 +234,17 @@ static int cmd_logits(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--output") && i + 1 < argc) {
             out = argv[++i];
         } else {
-            fprintf(stderr, "switchc logits: unknown argument '%s' (see --help)\n", argv[i]);
-            return 2;
+            static const char *const VALUE_FLAGS[] = {"--model", "--input", "--output", NULL};
+            return cli_bad_arg("logits", argv[i], VALUE_FLAGS);
         }
     }
     if (!mpath || !in || !out) {
         fprintf(stderr, "switchc logits: --model, --input and --output are required\n");
         return 2;
     }
+    sx_status ps = sx_file_check_output(out, "--output", false);
+    if (ps.ok && sx_file_same(in, out)) ps = sx_errorf("--output %s is the --input file: it would be overwritten", out);
+    if (!ps.ok) return err("logits", ps);
     run_config cfg;
     sx_status s = trainer_config_from_checkpoint(mpath, &cfg);
     if (!s.ok) return err("logits", s);
@@ -221,12 +253,18 @@ static int cmd_logits(int argc, char **argv) {
     if (!s.ok) return err("logits", s);
     enum { CAP = 1 << 20 };
     static int32_t ids[CAP], mask[CAP], labels[CAP];
-    int64_t B, S, B2 = 0, S2 = 0, B3, T;
-    s = read_ids(j, "input_ids", ids, &B, &S, CAP, true);
-    if (s.ok) s = read_ids(j, "attention_mask", mask, &B2, &S2, CAP, false);
-    if (s.ok) s = read_ids(j, "labels", labels, &B3, &T, CAP, true);
+    int64_t B, S, B2 = 0, S2 = 0, B3, T, V = cfg.model.vocab_size;
+    s = read_ids(j, in, "input_ids", ids, &B, &S, CAP, true, 0, V, -1);
+    if (s.ok) s = read_ids(j, in, "attention_mask", mask, &B2, &S2, CAP, false, 0, 2, -1);
+    if (s.ok) s = read_ids(j, in, "labels", labels, &B3, &T, CAP, true, 0, V, -100);
     cJSON_Delete(j);
     if (s.ok && (B3 != B || (B2 && (B2 != B || S2 != S)))) s = sx_errorf("%s: input_ids, attention_mask and labels disagree on the batch shape", in);
+    /* the logits [B, T, V] and their softmax, beside the weights */
+    double need = (double)B * (double)T * (double)V * 4 * 2, phys = run_checks_phys_bytes();
+    if (s.ok && need > phys)
+        s = sx_errorf("%s: the logits of %lld x %lld labels x vocab_size %lld need %.1f GB "
+                      "but this machine has %.1f GB (a smaller batch)",
+                      in, (long long)B, (long long)T, (long long)V, need / (1 << 30), phys / (1 << 30));
     if (!s.ok) return err("logits", s);
     model m;
     s = model_init_inference(&m, &cfg.model);
@@ -240,9 +278,15 @@ static int cmd_logits(int argc, char **argv) {
     model_batch b = {B, S, T, ids, B2 ? mask : NULL, labels, NULL, 0, 0};
     model_output o;
     model_forward(&m, &ctx, &b, (model_rng){0, 0, 0}, &o);
+    errno = 0;
     FILE *f = fopen(out, "wb");
-    if (!f || fwrite(o.logits->data, sizeof(float), (size_t)o.logits->numel, f) != (size_t)o.logits->numel || fclose(f) != 0)
-        return err("logits", sx_errorf("%s: cannot write the logits", out));
+    bool wrote = f && fwrite(o.logits->data, sizeof(float), (size_t)o.logits->numel, f) == (size_t)o.logits->numel;
+    if (f && fclose(f) != 0) wrote = false;
+    if (!wrote) {
+        sx_status ws = sx_errorf("%s: cannot write the logits: %s", out, errno ? strerror(errno) : "write error");
+        if (f) unlink(out);
+        return err("logits", ws);
+    }
     printf("{\"shape\": [%lld, %lld, %lld], \"loss\": %.9g}\n", (long long)B, (long long)T, (long long)m.cfg.vocab_size, ((float *)o.loss->data)[0]);
     ag_ctx_free(&ctx);
     ag_arena_free(&act);

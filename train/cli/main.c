@@ -6,8 +6,10 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <hdf5.h>
 
 #include "autograd/ag_cuda.h"
+#include "autograd/sx_file.h"
 #include "data/dataset.h"
 #include "data/prepare.h"
 #include "data/spm.h"
@@ -16,6 +18,7 @@
 #include "train/cli/cli.h"
 #include "train/generate.h"
 #include "train/hf_model.h"
+#include "train/run_checks.h"
 #include "train/trainer.h"
 
 static int fail(sx_status s) {
@@ -93,8 +96,18 @@ static int cmd_train(int argc, char **argv) {
             if (++i >= argc) return usage_error("train", "%s needs a checkpoint", a);
             opts.init_from = argv[i];
         } else {
-            return usage_error("train", "unknown argument '%s'", a);
+            return cli_bad_arg("train", a, NULL);
         }
+    }
+    /* the files the run starts from, before anything is built */
+    if (opts.init_from && !hf_is_model_dir(opts.init_from)) {
+        sx_status is =
+            sx_file_check_regular(opts.init_from, "--init-from checkpoint (or a Hugging Face folder with config.json)");
+        if (!is.ok) return fail(is);
+    }
+    if (opts.resume && strcmp(opts.resume, "auto")) {
+        sx_status rs = sx_file_check_regular(opts.resume, "--resume checkpoint");
+        if (!rs.ok) return fail(rs);
     }
     /* fine-tuning an HF folder: its config.json is the model unless the run config gave one */
     if (opts.init_from && hf_is_model_dir(opts.init_from) && !strcmp(cfg.model_source, "built-in")) {
@@ -118,6 +131,8 @@ static int cmd_train(int argc, char **argv) {
         cJSON_Delete(j);
         return 0;
     }
+    sx_status os = sx_file_check_output(cfg.out_dir, "train.out_dir", true);
+    if (!os.ok) return fail(os);
     par_transport_kind kind = PAR_TRANSPORT_AUTO;
     if (!strcmp(cfg.transport, "mpi")) kind = PAR_TRANSPORT_MPI;
     else if (!strcmp(cfg.transport, "nccl")) kind = PAR_TRANSPORT_NCCL;
@@ -216,7 +231,10 @@ static void eval_help(void) {
 }
 
 /* The first few held-out examples decoded: what the model makes of text, beside the numbers. */
-static sx_status print_text_examples(model *m, const run_config *cfg, const data_spm *t, int count) {
+static sx_status print_text_examples(model *m, const run_config *cfg0, const data_spm *t, int count) {
+    run_config bounded = *cfg0; /* generation bounded by the data (run_checks_eval_gen_len) */
+    bounded.gen_max_len = run_checks_eval_gen_len(cfg0);
+    const run_config *cfg = &bounded;
     batch_source *src;
     SX_TRY(batch_source_open(cfg, true, &src));
     int B = (int)(batch_source_count(src) < count ? batch_source_count(src) : count);
@@ -272,16 +290,22 @@ static int cmd_eval(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--spm") && i + 1 < argc) {
             spm_path = argv[++i];
         } else if (!strcmp(argv[i], "--extra-ids") && i + 1 < argc) {
-            extra_ids = atoi(argv[++i]);
-            if (extra_ids < 0) return usage_error("eval", "--extra-ids '%s' must be a non-negative integer", argv[i]);
+            long long v;
+            if (!cli_parse_int("eval", "--extra-ids", argv[++i], 0, 100000, &v)) return 2;
+            extra_ids = (int)v;
         } else if (!strcmp(argv[i], "--examples") && i + 1 < argc) {
-            examples = atoi(argv[++i]);
-            if (examples <= 0) return usage_error("eval", "--examples '%s' must be a positive integer", argv[i]);
+            /* data.eval_examples' bound; a dataset bounds it further by its size */
+            long long v;
+            if (!cli_parse_int("eval", "--examples", argv[++i], 1, 10000000, &v)) return 2;
+            examples = (int)v;
         } else {
-            return usage_error("eval", "unknown argument '%s'", argv[i]);
+            static const char *const VALUE_FLAGS[] = {"--checkpoint", "--model", "--data", "--spm",
+                                                      "--extra-ids", "--examples", NULL};
+            return cli_bad_arg("eval", argv[i], VALUE_FLAGS);
         }
     }
     if (!ckpt) return usage_error("eval", "%s", "--checkpoint CKPT is required");
+    if (!ckpt[0]) return usage_error("eval", "%s", "--checkpoint: the path is empty");
     run_config cfg;
     sx_status s = trainer_config_from_checkpoint(ckpt, &cfg);
     if (!s.ok) return fail(s);
@@ -290,6 +314,10 @@ static int cmd_eval(int argc, char **argv) {
         snprintf(cfg.eval_data, sizeof cfg.eval_data, "%s", data);
     }
     if (examples) cfg.eval_examples = examples;
+    s = run_checks_validate(&cfg);
+    if (s.ok && !strcmp(cfg.task, "dataset") && !cfg.eval_data[0])
+        s = sx_errorf("%s: its run config has no data.eval: give the evaluation dataset with --data EVAL.h5", ckpt);
+    if (!s.ok) return fail(s);
     data_spm *tok = NULL; /* text examples: datasets only (the built-in tasks print their own) */
     if (!strcmp(cfg.task, "dataset")) {
         s = open_tokenizer(spm_path, ckpt, &cfg, extra_ids, spm_path != NULL, &tok);
@@ -372,14 +400,17 @@ static int cmd_generate(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--spm") && i + 1 < argc) {
             spm_path = argv[++i];
         } else if (!strcmp(argv[i], "--extra-ids") && i + 1 < argc) {
-            extra_ids = atoi(argv[++i]);
-            if (extra_ids < 0) return usage_error("generate", "--extra-ids '%s' must be a non-negative integer", argv[i]);
+            long long v;
+            if (!cli_parse_int("generate", "--extra-ids", argv[++i], 0, 100000, &v)) return 2;
+            extra_ids = (int)v;
         } else if (!strcmp(argv[i], "--max-len") && i + 1 < argc) {
-            g.max_len = atoi(argv[++i]);
-            if (g.max_len <= 0) return usage_error("generate", "--max-len '%s' must be a positive integer", argv[i]);
+            long long v;
+            if (!cli_parse_int("generate", "--max-len", argv[++i], 1, RUN_CHECKS_MAX_GEN_LEN, &v)) return 2;
+            g.max_len = (int)v;
         } else if (!strcmp(argv[i], "--beams") && i + 1 < argc) {
-            g.num_beams = atoi(argv[++i]);
-            if (g.num_beams <= 0) return usage_error("generate", "--beams '%s' must be a positive integer", argv[i]);
+            long long v;
+            if (!cli_parse_int("generate", "--beams", argv[++i], 1, RUN_CHECKS_MAX_BEAMS, &v)) return 2;
+            g.num_beams = (int)v;
         } else if (!strcmp(argv[i], "--length-penalty") && i + 1 < argc) {
             char *end;
             g.length_penalty = strtod(argv[++i], &end);
@@ -392,10 +423,13 @@ static int cmd_generate(int argc, char **argv) {
             else if (!strcmp(e, "never")) g.early_stopping = GEN_EARLY_STOP_NEVER;
             else return usage_error("generate", "--early-stopping '%s' must be true, false or never", e);
         } else {
-            return usage_error("generate", "unknown argument '%s'", argv[i]);
+            static const char *const VALUE_FLAGS[] = {"--checkpoint", "--model", "--ids", "--input", "--spm", "--extra-ids",
+                                                      "--max-len", "--beams", "--length-penalty", "--early-stopping", NULL};
+            return cli_bad_arg("generate", argv[i], VALUE_FLAGS);
         }
     }
     if (!ckpt) return usage_error("generate", "%s", "--model DIR|CKPT is required");
+    if (!ckpt[0]) return usage_error("generate", "%s", "--model: the path is empty");
     if (!ids_arg == !text) return usage_error("generate", "%s", "give the input as --input TEXT or as --ids \"ID ...\" (one of them)");
     run_config cfg;
     sx_status s = trainer_config_from_checkpoint(ckpt, &cfg);
@@ -437,7 +471,8 @@ static int cmd_generate(int argc, char **argv) {
         }
     }
     model m;
-    s = model_init_inference(&m, &cfg.model);
+    s = run_checks_generate(&cfg.model, 1, n, g.max_len, g.num_beams, "generate --max-len/--beams");
+    if (s.ok) s = model_init_inference(&m, &cfg.model);
     if (s.ok) s = trainer_load_params(&m, ckpt);
     if (!s.ok) {
         free(ids);
@@ -487,6 +522,11 @@ static void main_help(void) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress on stderr and results on stdout interleave in order */
+    /* A write past ulimit -f fails with EFBIG and is reported with its file, instead of SIGXFSZ killing silently. */
+    sx_file_ignore_sigxfsz();
+    /* HDF5 must not close files again at exit: after a failed H5Fclose (a full disk, a file-size limit) its own atexit
+     * cleanup dereferences the half-closed file and crashes, after the error was already reported. */
+    H5dont_atexit();
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         main_help();
         return argc < 2 ? 2 : 0;
