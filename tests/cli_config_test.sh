@@ -25,6 +25,10 @@ expect "--config optim.lr" "$(key lib.json optim lr)" "5e-05"
 expect "--config optim.beta2" "$(key lib.json optim beta2)" "0.999"
 expect "--config schedule.name" "$(key lib.json schedule name)" "linear_decay"
 expect "--config schedule.warmup_steps" "$(key lib.json schedule warmup_steps)" "0"
+# --set wins over --config on either side of it (scripts/launch_mpirun.sh puts its --set before the caller's --config)
+"$bin" train --set train.steps=7 --config run.json --set optim.lr=1e-3 --print-config >order.json || fail "print-config (--set --config)"
+expect "--set train.steps before --config" "$(key order.json train steps)" "7"
+expect "--set optim.lr after --config" "$(key order.json optim lr)" "0.001"
 
 # --init-from an HF folder: its config.json is the model, and --set model.* applies over it (before or after the flag)
 "$bin" train --set model.expert_capacity=2 --init-from "$hf" --set model.dropout_rate=0.25 --print-config >init.json ||

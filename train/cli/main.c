@@ -84,10 +84,8 @@ static int cmd_train(int argc, char **argv) {
             if (++i >= argc) return usage_error("train", "%s needs a file", a);
             sx_status s = run_config_load(&cfg, argv[i]);
             if (!s.ok) return fail(s);
-        } else if (!strcmp(a, "--set")) {
+        } else if (!strcmp(a, "--set")) { /* applied below, after every --config */
             if (++i >= argc) return usage_error("train", "%s needs section.key=value", a);
-            sx_status s = run_config_set(&cfg, argv[i]);
-            if (!s.ok) return fail(s);
         } else if (!strcmp(a, "--overwrite")) {
             opts.overwrite = true;
         } else if (!strcmp(a, "--resume")) {
@@ -109,6 +107,15 @@ static int cmd_train(int argc, char **argv) {
         sx_status rs = sx_file_check_regular(opts.resume, "--resume checkpoint");
         if (!rs.ok) return fail(rs);
     }
+    /* --set overrides the run config wherever it stands: `--set K=V --config F` keeps V (scripts/launch_mpirun.sh
+     * puts its --set parallel.expert_parallel before the caller's --config) */
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--set")) {
+            sx_status s = run_config_set(&cfg, argv[++i]);
+            if (!s.ok) return fail(s);
+        } else if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--init-from")) {
+            i++; /* a value, never a flag */
+        }
     /* fine-tuning an HF folder: its config.json is the model unless the run config gave one */
     if (opts.init_from && hf_is_model_dir(opts.init_from) && !strcmp(cfg.model_source, "built-in")) {
         sx_status hs = hf_read_config(opts.init_from, &cfg.model);
