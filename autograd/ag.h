@@ -111,7 +111,6 @@ uint32_t ag_dropout_threshold(double p);
 typedef enum {
     AG_OP_MATMUL,          /* C[.., M, N] = op(A) op(B); A [.., M, K], B [.., K, N] or [K, N] shared */
     AG_OP_ADD,             /* numpy broadcasting (up to 4 dims) */
-    AG_OP_SUB,
     AG_OP_MUL,
     AG_OP_SCALE,           /* y = s x */
     AG_OP_RELU,
@@ -120,14 +119,12 @@ typedef enum {
     AG_OP_ACT,             /* y = f(x) for the other activations of ag_act_kind (ip[0]) */
     AG_OP_RMSNORM,         /* y = w * x / sqrt(mean(x^2) + eps), T5 (SPEC 3.2) */
     AG_OP_SOFTMAX,         /* y = softmax(x + bias + mask) over the last dim (bias, mask broadcast) */
-    AG_OP_LOG_SOFTMAX,
     AG_OP_LOGSUMEXP,       /* y[..] = log sum_j exp x[.., j] */
     AG_OP_EMBEDDING,       /* y[n, :] = W[idx[n], :]; backward scatter-adds */
     AG_OP_DROPOUT,         /* inverted dropout, mask from (key, index) */
     AG_OP_RESHAPE,
     AG_OP_PERMUTE,         /* y = x.permute(perm), materialised contiguous */
     AG_OP_SUM,             /* sum of all elements -> [1] */
-    AG_OP_MEAN,
     AG_OP_SUM_LAST,        /* y[..] = sum_j x[.., j] */
     AG_OP_CROSS_ENTROPY,   /* mean over labels != ignore of lse(logits) - logits[label] -> [1] */
     AG_OP_GATHER_ROWS,     /* y[m, :] = x[idx[m], :] (idx < 0 gives a zero row) */
@@ -136,9 +133,6 @@ typedef enum {
     AG_OP_SQUARE,          /* y = x^2 (router z-loss) */
     AG_OP_CAST,            /* f32 <-> f64 (CPU), f32 <-> bf16 (CPU and CUDA) */
     AG_OP_CUSTOM,          /* kernels supplied by the caller (moving rows between ranks): see ag_custom */
-    AG_OP_ONE_HOT,         /* no gradient */
-    AG_OP_ARGMAX,          /* no gradient; first index on ties */
-    AG_OP_TOPK,            /* no gradient */
     AG_OP_COUNT
 } ag_op;
 
@@ -206,7 +200,6 @@ void ag_zero_grad(ag_tensor *t);
 /* Bad shapes or arguments abort with the op name and the shapes (SX_ASSERT): they are programming errors. */
 ag_tensor *ag_matmul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b, bool trans_a, bool trans_b);
 ag_tensor *ag_add(ag_ctx *ctx, ag_tensor *a, ag_tensor *b);
-ag_tensor *ag_sub(ag_ctx *ctx, ag_tensor *a, ag_tensor *b);
 ag_tensor *ag_mul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b);
 ag_tensor *ag_scale(ag_ctx *ctx, ag_tensor *x, double s);
 ag_tensor *ag_relu(ag_ctx *ctx, ag_tensor *x);
@@ -229,7 +222,6 @@ ag_tensor *ag_act(ag_ctx *ctx, ag_act_kind kind, ag_tensor *x);
 ag_tensor *ag_rmsnorm(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, double eps);
 /* bias, mask: NULL or broadcastable to x; the sum is x + (bias + mask) as HF adds them (SPEC 3.5). */
 ag_tensor *ag_softmax(ag_ctx *ctx, ag_tensor *x, ag_tensor *bias, ag_tensor *mask);
-ag_tensor *ag_log_softmax(ag_ctx *ctx, ag_tensor *x);
 ag_tensor *ag_logsumexp(ag_ctx *ctx, ag_tensor *x);
 ag_tensor *ag_embedding(ag_ctx *ctx, ag_tensor *w, ag_tensor *idx);
 ag_tensor *ag_dropout(ag_ctx *ctx, ag_tensor *x, double p, ag_rng_key key);
@@ -238,7 +230,6 @@ ag_tensor *ag_reshape(ag_ctx *ctx, ag_tensor *x, int ndim, const int64_t *shape)
 ag_tensor *ag_permute(ag_ctx *ctx, ag_tensor *x, const int *perm);
 ag_tensor *ag_transpose(ag_ctx *ctx, ag_tensor *x, int d0, int d1);
 ag_tensor *ag_sum(ag_ctx *ctx, ag_tensor *x);
-ag_tensor *ag_mean(ag_ctx *ctx, ag_tensor *x);
 ag_tensor *ag_sum_last(ag_ctx *ctx, ag_tensor *x);
 ag_tensor *ag_square(ag_ctx *ctx, ag_tensor *x);
 ag_tensor *ag_cast(ag_ctx *ctx, ag_tensor *x, ag_dtype dt);
@@ -261,10 +252,6 @@ struct ag_custom_fn {
     void *user;
 };
 ag_tensor *ag_custom(ag_ctx *ctx, ag_tensor *x, int ndim, const int64_t *out_shape, const ag_custom_fn *fn);
-/* No-gradient ops (results never require grad). idx i32. */
-ag_tensor *ag_one_hot(ag_ctx *ctx, ag_tensor *idx, int64_t n_classes, ag_dtype dt);
-ag_tensor *ag_argmax(ag_ctx *ctx, ag_tensor *x);                   /* over the last dim -> i32 [..] */
-void ag_topk(ag_ctx *ctx, ag_tensor *x, int k, ag_tensor **values, ag_tensor **indices); /* last dim, descending */
 
 #ifdef __cplusplus
 }

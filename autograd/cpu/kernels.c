@@ -57,7 +57,6 @@
 
 DISPATCH_PAIR(matmul)
 DISPATCH_PAIR(add)
-DISPATCH_PAIR(sub)
 DISPATCH_PAIR(mul)
 DISPATCH_PAIR(scale)
 DISPATCH_PAIR(square)
@@ -67,7 +66,6 @@ DISPATCH_PAIR(gelu_erf)
 DISPATCH_PAIR(act)
 DISPATCH_PAIR(rmsnorm)
 DISPATCH_PAIR(softmax)
-DISPATCH_PAIR(log_softmax)
 DISPATCH_PAIR(logsumexp)
 DISPATCH_PAIR(embedding)
 DISPATCH_PAIR(gather_rows)
@@ -77,11 +75,8 @@ DISPATCH_PAIR(dropout)
 DISPATCH_PAIR(reshape)
 DISPATCH_PAIR(permute)
 DISPATCH_PAIR(sum)
-DISPATCH_PAIR(mean)
 DISPATCH_PAIR(sum_last)
 DISPATCH_PAIR(cross_entropy)
-DISPATCH(argmax_fwd)
-DISPATCH(topk_fwd)
 
 /* Cast between f32 and f64: the gradient flows back converted. */
 static void cast_fwd(ag_ctx *ctx, ag_node *n) {
@@ -95,17 +90,9 @@ static void cast_bwd(ag_ctx *ctx, ag_node *n) {
 static void custom_fwd(ag_ctx *ctx, ag_node *n) { n->custom->forward(n->custom->user, n->in[0], n->out); }
 static void custom_bwd(ag_ctx *ctx, ag_node *n) { n->custom->backward(n->custom->user, n->out->grad, ag_grad_of(ctx, n->in[0])); }
 
-static void one_hot_fwd(ag_ctx *ctx, ag_node *n) {
-    const int32_t *idx = n->in[0]->data;
-    int64_t C = n->ip[0];
-    for (int64_t i = 0; i < n->in[0]->numel; i++)
-        if (idx[i] >= 0 && idx[i] < C) ag_set(n->out, i * C + idx[i], 1.0);
-}
-
 static const ag_op_entry cpu_table[] = {
     [AG_OP_MATMUL] = {"matmul", matmul_fwd, matmul_bwd},
     [AG_OP_ADD] = {"add", add_fwd, add_bwd},
-    [AG_OP_SUB] = {"sub", sub_fwd, sub_bwd},
     [AG_OP_MUL] = {"mul", mul_fwd, mul_bwd},
     [AG_OP_SCALE] = {"scale", scale_fwd, scale_bwd},
     [AG_OP_RELU] = {"relu", relu_fwd, relu_bwd},
@@ -114,14 +101,12 @@ static const ag_op_entry cpu_table[] = {
     [AG_OP_ACT] = {"act", act_fwd, act_bwd},
     [AG_OP_RMSNORM] = {"rmsnorm", rmsnorm_fwd, rmsnorm_bwd},
     [AG_OP_SOFTMAX] = {"softmax", softmax_fwd, softmax_bwd},
-    [AG_OP_LOG_SOFTMAX] = {"log_softmax", log_softmax_fwd, log_softmax_bwd},
     [AG_OP_LOGSUMEXP] = {"logsumexp", logsumexp_fwd, logsumexp_bwd},
     [AG_OP_EMBEDDING] = {"embedding", embedding_fwd, embedding_bwd},
     [AG_OP_DROPOUT] = {"dropout", dropout_fwd, dropout_bwd},
     [AG_OP_RESHAPE] = {"reshape", reshape_fwd, reshape_bwd},
     [AG_OP_PERMUTE] = {"permute", permute_fwd, permute_bwd},
     [AG_OP_SUM] = {"sum", sum_fwd, sum_bwd},
-    [AG_OP_MEAN] = {"mean", mean_fwd, mean_bwd},
     [AG_OP_SUM_LAST] = {"sum_last", sum_last_fwd, sum_last_bwd},
     [AG_OP_CROSS_ENTROPY] = {"cross_entropy", cross_entropy_fwd, cross_entropy_bwd},
     [AG_OP_GATHER_ROWS] = {"gather_rows", gather_rows_fwd, gather_rows_bwd},
@@ -130,9 +115,6 @@ static const ag_op_entry cpu_table[] = {
     [AG_OP_SQUARE] = {"square", square_fwd, square_bwd},
     [AG_OP_CAST] = {"cast", cast_fwd, cast_bwd},
     [AG_OP_CUSTOM] = {"custom", custom_fwd, custom_bwd},
-    [AG_OP_ONE_HOT] = {"one_hot", one_hot_fwd, NULL},
-    [AG_OP_ARGMAX] = {"argmax", argmax_fwd, NULL},
-    [AG_OP_TOPK] = {"topk", topk_fwd, NULL},
 };
 _Static_assert(sizeof cpu_table / sizeof cpu_table[0] == AG_OP_COUNT, "the CPU op table must cover every AG_OP_*");
 

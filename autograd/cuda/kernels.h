@@ -15,7 +15,6 @@ extern "C" {
 
 SX_CUDA_PAIR(matmul)
 SX_CUDA_PAIR(add)
-SX_CUDA_PAIR(sub)
 SX_CUDA_PAIR(mul)
 SX_CUDA_PAIR(scale)
 SX_CUDA_PAIR(relu)
@@ -24,14 +23,12 @@ SX_CUDA_PAIR(gelu_erf)
 SX_CUDA_PAIR(act)
 SX_CUDA_PAIR(rmsnorm)
 SX_CUDA_PAIR(softmax)
-SX_CUDA_PAIR(log_softmax)
 SX_CUDA_PAIR(logsumexp)
 SX_CUDA_PAIR(embedding)
 SX_CUDA_PAIR(dropout)
 SX_CUDA_PAIR(reshape)
 SX_CUDA_PAIR(permute)
 SX_CUDA_PAIR(sum)
-SX_CUDA_PAIR(mean)
 SX_CUDA_PAIR(sum_last)
 SX_CUDA_PAIR(cross_entropy)
 SX_CUDA_PAIR(gather_rows)
@@ -39,9 +36,6 @@ SX_CUDA_PAIR(scatter_rows)
 SX_CUDA_PAIR(grouped_matmul)
 SX_CUDA_PAIR(square)
 SX_CUDA_PAIR(cast)
-void ag_cuda_one_hot_fwd(ag_ctx *ctx, ag_node *n);
-void ag_cuda_argmax_fwd(ag_ctx *ctx, ag_node *n);
-void ag_cuda_topk_fwd(ag_ctx *ctx, ag_node *n);
 
 #undef SX_CUDA_PAIR
 

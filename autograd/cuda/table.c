@@ -16,7 +16,6 @@ static void custom_bwd(ag_ctx *ctx, ag_node *n) { n->custom->backward(n->custom-
 static const ag_op_entry cuda_table[] = {
     [AG_OP_MATMUL] = PAIR(matmul),
     [AG_OP_ADD] = PAIR(add),
-    [AG_OP_SUB] = PAIR(sub),
     [AG_OP_MUL] = PAIR(mul),
     [AG_OP_SCALE] = PAIR(scale),
     [AG_OP_RELU] = PAIR(relu),
@@ -25,14 +24,12 @@ static const ag_op_entry cuda_table[] = {
     [AG_OP_ACT] = PAIR(act),
     [AG_OP_RMSNORM] = PAIR(rmsnorm),
     [AG_OP_SOFTMAX] = PAIR(softmax),
-    [AG_OP_LOG_SOFTMAX] = PAIR(log_softmax),
     [AG_OP_LOGSUMEXP] = PAIR(logsumexp),
     [AG_OP_EMBEDDING] = PAIR(embedding),
     [AG_OP_DROPOUT] = PAIR(dropout),
     [AG_OP_RESHAPE] = PAIR(reshape),
     [AG_OP_PERMUTE] = PAIR(permute),
     [AG_OP_SUM] = PAIR(sum),
-    [AG_OP_MEAN] = PAIR(mean),
     [AG_OP_SUM_LAST] = PAIR(sum_last),
     [AG_OP_CROSS_ENTROPY] = PAIR(cross_entropy),
     [AG_OP_GATHER_ROWS] = PAIR(gather_rows),
@@ -41,9 +38,6 @@ static const ag_op_entry cuda_table[] = {
     [AG_OP_SQUARE] = PAIR(square),
     [AG_OP_CAST] = PAIR(cast),
     [AG_OP_CUSTOM] = {"custom", custom_fwd, custom_bwd},
-    [AG_OP_ONE_HOT] = {"one_hot", ag_cuda_one_hot_fwd, NULL},
-    [AG_OP_ARGMAX] = {"argmax", ag_cuda_argmax_fwd, NULL},
-    [AG_OP_TOPK] = {"topk", ag_cuda_topk_fwd, NULL},
 };
 _Static_assert(sizeof cuda_table / sizeof cuda_table[0] == AG_OP_COUNT, "the CUDA op table must cover every AG_OP_*");
 
