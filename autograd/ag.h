@@ -1,6 +1,7 @@
 /* autograd: tensors, arenas, the op table and a tape-based reverse mode.
- * Knows nothing about T5, MoE or ranks (DESIGN.md 1-2). Every differentiable op has a CPU forward and backward
- * (autograd/cpu/) and is checked by finite differences in tests/test_autograd_grad.c. */
+ * Knows nothing about T5, MoE or ranks (DESIGN.md 1-2). The ops are listed once, in autograd/ag_ops.def. Every
+ * differentiable op has a CPU forward and backward (autograd/cpu/) and is checked by finite differences in
+ * tests/test_autograd_grad.c. */
 #ifndef SX_AG_H
 #define SX_AG_H
 
@@ -108,31 +109,12 @@ void ag_rng_uniform_words(ag_rng_key k, uint64_t first, int64_t n, float *out);
 uint32_t ag_dropout_threshold(double p);
 
 /* ---- the op table ------------------------------------------------------------------------------------------------- */
+/* One enum value per line of autograd/ag_ops.def (where each op's formula is). */
+#define AG_GRAD true
+#define AG_NOGRAD false
 typedef enum {
-    AG_OP_MATMUL,          /* C[.., M, N] = op(A) op(B); A [.., M, K], B [.., K, N] or [K, N] shared */
-    AG_OP_ADD,             /* numpy broadcasting (up to 4 dims) */
-    AG_OP_MUL,
-    AG_OP_SCALE,           /* y = s x */
-    AG_OP_RELU,
-    AG_OP_GELU_TANH,
-    AG_OP_GELU_ERF,
-    AG_OP_ACT,             /* y = f(x) for the other activations of ag_act_kind (ip[0]) */
-    AG_OP_RMSNORM,         /* y = w * x / sqrt(mean(x^2) + eps), T5 (SPEC 3.2) */
-    AG_OP_SOFTMAX,         /* y = softmax(x + bias + mask) over the last dim (bias, mask broadcast) */
-    AG_OP_LOGSUMEXP,       /* y[..] = log sum_j exp x[.., j] */
-    AG_OP_EMBEDDING,       /* y[n, :] = W[idx[n], :]; backward scatter-adds */
-    AG_OP_DROPOUT,         /* inverted dropout, mask from (key, index) */
-    AG_OP_RESHAPE,
-    AG_OP_PERMUTE,         /* y = x.permute(perm), materialised contiguous */
-    AG_OP_SUM,             /* sum of all elements -> [1] */
-    AG_OP_SUM_LAST,        /* y[..] = sum_j x[.., j] */
-    AG_OP_CROSS_ENTROPY,   /* mean over labels != ignore of lse(logits) - logits[label] -> [1] */
-    AG_OP_GATHER_ROWS,     /* y[m, :] = x[idx[m], :] (idx < 0 gives a zero row) */
-    AG_OP_SCATTER_ROWS,    /* y[idx[m], :] += x[m, :], y has n_rows rows, zero elsewhere */
-    AG_OP_GROUPED_MATMUL,  /* y[rows of e] = x[rows of e] W[e]^T (or W[e]); rows grouped by offsets[E+1] */
-    AG_OP_SQUARE,          /* y = x^2 (router z-loss) */
-    AG_OP_CAST,            /* f32 <-> f64 (CPU), f32 <-> bf16 (CPU and CUDA) */
-    AG_OP_CUSTOM,          /* kernels supplied by the caller (moving rows between ranks): see ag_custom */
+#define AG_OP(E, name, grad) AG_OP_##E,
+#include "autograd/ag_ops.def"
     AG_OP_COUNT
 } ag_op;
 
@@ -155,14 +137,19 @@ typedef struct ag_node {
 
 typedef struct ag_ctx ag_ctx;
 typedef void (*ag_kernel_fn)(ag_ctx *ctx, ag_node *n);
+/* A backend's kernels for one op. Each backend has a table of AG_OP_COUNT entries, written with designated
+ * initialisers indexed by the enum and checked when first used: every op has a forward or an AG_UNSUPPORTED marker
+ * (the CPU, the reference, has no marker), and a backward exactly when ag_ops.def gives it a gradient. */
 typedef struct {
-    const char *name;
     ag_kernel_fn forward;
-    ag_kernel_fn backward; /* NULL: not differentiable; backward() aborts naming the op */
+    ag_kernel_fn backward;   /* NULL: not differentiable (AG_NOGRAD) */
+    const char *unsupported; /* non-NULL: this backend lacks the op, and running it aborts with this reason */
 } ag_op_entry;
+#define AG_UNSUPPORTED(why) {NULL, NULL, (why)}
 
 const ag_op_entry *ag_op_table(ag_device dev); /* AG_OP_COUNT entries */
-const char *ag_op_name(ag_op op);
+const char *ag_op_name(ag_op op);              /* "matmul": the short name from ag_ops.def */
+bool ag_op_differentiable(ag_op op);           /* AG_GRAD in ag_ops.def */
 
 /* ---- the context: activation arena, tape, mode ---------------------------------------------------------------------- */
 struct ag_ctx {

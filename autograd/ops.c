@@ -82,7 +82,8 @@ static int bcast_shape(const char *op, const ag_tensor *a, const ag_tensor *b, i
     return a->ndim > b->ndim ? a->ndim : b->ndim;
 }
 
-static ag_tensor *binary(ag_ctx *ctx, ag_op op, const char *name, ag_tensor *a, ag_tensor *b) {
+static ag_tensor *binary(ag_ctx *ctx, ag_op op, ag_tensor *a, ag_tensor *b) {
+    const char *name = ag_op_name(op);
     check_float(name, a);
     check_float(name, b);
     check_same_dtype(name, a, b);
@@ -93,8 +94,8 @@ static ag_tensor *binary(ag_ctx *ctx, ag_op op, const char *name, ag_tensor *a, 
     return ag_run(ctx, &n);
 }
 
-ag_tensor *ag_add(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) { return binary(ctx, AG_OP_ADD, "add", a, b); }
-ag_tensor *ag_mul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) { return binary(ctx, AG_OP_MUL, "mul", a, b); }
+ag_tensor *ag_add(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) { return binary(ctx, AG_OP_ADD, a, b); }
+ag_tensor *ag_mul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) { return binary(ctx, AG_OP_MUL, a, b); }
 
 /* ---- matmul ---------------------------------------------------------------------------------------------------- */
 
@@ -140,17 +141,17 @@ ag_tensor *ag_matmul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b, bool ta, bool tb) 
 
 /* ---- elementwise ------------------------------------------------------------------------------------------------ */
 
-static ag_tensor *unary(ag_ctx *ctx, ag_op op, const char *name, ag_tensor *x) {
-    check_float(name, x);
+static ag_tensor *unary(ag_ctx *ctx, ag_op op, ag_tensor *x) {
+    check_float(ag_op_name(op), x);
     ag_node n = node_new(op, 1, x, NULL, NULL, NULL);
     n.out = out_like(ctx, x);
     return ag_run(ctx, &n);
 }
 
-ag_tensor *ag_relu(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_RELU, "relu", x); }
-ag_tensor *ag_gelu_tanh(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_GELU_TANH, "gelu_tanh", x); }
-ag_tensor *ag_gelu_erf(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_GELU_ERF, "gelu_erf", x); }
-ag_tensor *ag_square(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_SQUARE, "square", x); }
+ag_tensor *ag_relu(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_RELU, x); }
+ag_tensor *ag_gelu_tanh(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_GELU_TANH, x); }
+ag_tensor *ag_gelu_erf(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_GELU_ERF, x); }
+ag_tensor *ag_square(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_SQUARE, x); }
 
 ag_tensor *ag_act(ag_ctx *ctx, ag_act_kind kind, ag_tensor *x) {
     switch (kind) {

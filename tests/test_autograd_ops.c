@@ -1,6 +1,6 @@
 /* Forward checks of the CPU ops in f32 against naive reference loops accumulated in double, on shapes with a dim of
  * 1 and sizes that are not multiples of 8, plus the engine's edge cases: fully masked softmax rows, dropout
- * statistics and determinism, empty experts, arenas, bf16 and the tape's modes. Tolerances: f32
+ * statistics and determinism, empty experts, arenas, bf16, the tape's modes and the op tables' checks. Tolerances: f32
  * results against double references differ by accumulated rounding, ~K * 6e-8 relative for a K-term dot product; 1e-5
  * relative covers K up to ~100 with margin. */
 #include <criterion/criterion.h>
@@ -412,4 +412,36 @@ Test(core, no_grad_records_nothing_and_grads_accumulate) {
 
 Test(core, shape_mismatch_aborts, .signal = SIGABRT) {
     ag_matmul(&C, RND(22, 2, 3), RND(23, 4, 5), false, false);
+}
+
+/* The op tables are checked against autograd/ag_ops.def when first used (ag_op_table_checked). */
+static ag_op_entry test_table[AG_OP_COUNT];
+static void fill_like_cpu(void) { memcpy(test_table, ag_op_table(AG_DEV_CPU), sizeof test_table); }
+
+Test(core, op_tables_cover_every_op) {
+    const ag_op_entry *cpu = ag_op_table(AG_DEV_CPU);
+    for (int i = 0; i < AG_OP_COUNT; i++) {
+        cr_expect(cpu[i].forward && !cpu[i].unsupported, "CPU: %s has no forward", ag_op_name((ag_op)i));
+        cr_expect(!cpu[i].backward == !ag_op_differentiable((ag_op)i), "CPU: %s", ag_op_name((ag_op)i));
+    }
+    cr_expect_str_eq(ag_op_name(AG_OP_MATMUL), "matmul");
+    cr_expect_str_eq(ag_op_name(AG_OP_GROUPED_MATMUL), "grouped_matmul");
+    fill_like_cpu();
+    test_table[AG_OP_SOFTMAX] = (ag_op_entry)AG_UNSUPPORTED("not yet");
+    cr_expect(ag_op_table_checked(test_table, "test", true) == test_table, "a marked op is allowed where ops may lack");
+}
+Test(core, op_table_missing_entry_aborts, .signal = SIGABRT) {
+    fill_like_cpu();
+    test_table[AG_OP_SOFTMAX] = (ag_op_entry){0};
+    ag_op_table_checked(test_table, "test", true);
+}
+Test(core, op_table_backward_mismatch_aborts, .signal = SIGABRT) {
+    fill_like_cpu();
+    test_table[AG_OP_SOFTMAX].backward = NULL;
+    ag_op_table_checked(test_table, "test", true);
+}
+Test(core, op_table_unsupported_on_the_cpu_aborts, .signal = SIGABRT) {
+    fill_like_cpu();
+    test_table[AG_OP_SOFTMAX] = (ag_op_entry)AG_UNSUPPORTED("not yet");
+    ag_op_table_checked(test_table, "CPU", false);
 }

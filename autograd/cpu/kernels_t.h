@@ -632,6 +632,20 @@ static void FN(cross_entropy_bwd)(ag_ctx *ctx, ag_node *n) {
     }
 }
 
+/* ---- dtype-independent: the same code in both instantiations, so that every op dispatches alike ------------- */
+
+/* Cast between f32, f64 and bf16 (ag_copy's conversions); the gradient flows back converted (both are float). */
+static void FN(cast_fwd)(ag_ctx *ctx, ag_node *n) { ag_copy(n->out, n->in[0]); }
+static void FN(cast_bwd)(ag_ctx *ctx, ag_node *n) {
+    ag_tensor *dx = ag_grad_of(ctx, n->in[0]), *dy = n->out->grad;
+    for (int64_t i = 0; i < dx->numel; i++) ag_set(dx, i, ag_get(dx, i) + ag_get(dy, i));
+}
+
+static void FN(custom_fwd)(ag_ctx *ctx, ag_node *n) { n->custom->forward(n->custom->user, n->in[0], n->out); }
+static void FN(custom_bwd)(ag_ctx *ctx, ag_node *n) {
+    n->custom->backward(n->custom->user, n->out->grad, ag_grad_of(ctx, n->in[0]));
+}
+
 #undef CAT_
 #undef CAT
 #undef FN
