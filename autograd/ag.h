@@ -1,7 +1,7 @@
 /* autograd: tensors, arenas, the op table and a tape-based reverse mode.
  * Knows nothing about T5, MoE or ranks (DESIGN.md 1-2). The ops are listed once, in autograd/ag_ops.def. Every
- * differentiable op has a CPU forward and backward (autograd/cpu/) and is checked by finite differences in
- * tests/test_autograd_grad.c. */
+ * differentiable op has a CPU forward and backward (autograd/cpu/) and is checked by finite differences on its cases
+ * of tests/op_cases.h (tests/test_autograd_grad.c). */
 #ifndef SX_AG_H
 #define SX_AG_H
 

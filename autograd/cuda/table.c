@@ -2,7 +2,7 @@
  * against the CPU one (tests/gpu/test_gpu_ops.c). Written in C, like the CPU table, for the designated
  * initialisers indexed by the enum; checked against ag_ops.def when first used (ag_op_table_checked): a missing
  * entry aborts naming the op. An op without a CUDA kernel gets AG_UNSUPPORTED("why"): running it in a CUDA context
- * aborts with that reason. */
+ * aborts with that reason, and the CPU-vs-CUDA test reports it instead of comparing. */
 #include "autograd/ag.h"
 #include "autograd/ag_cuda.h"
 #include "autograd/cuda/kernels.h"
