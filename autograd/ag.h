@@ -1,6 +1,7 @@
 /* autograd: tensors, arenas, the op table and a tape-based reverse mode.
- * Knows nothing about T5, MoE or ranks (DESIGN.md 1-2). Every differentiable op has a CPU forward and backward
- * (autograd/cpu/) and is checked by finite differences in tests/test_autograd_grad.c. */
+ * Knows nothing about T5, MoE or ranks (DESIGN.md 1-2). The ops are listed once, in autograd/ag_ops.def. Every
+ * differentiable op has a CPU forward and backward (autograd/cpu/) and is checked by finite differences on its cases
+ * of tests/op_cases.h (tests/test_autograd_grad.c). */
 #ifndef SX_AG_H
 #define SX_AG_H
 
@@ -108,37 +109,12 @@ void ag_rng_uniform_words(ag_rng_key k, uint64_t first, int64_t n, float *out);
 uint32_t ag_dropout_threshold(double p);
 
 /* ---- the op table ------------------------------------------------------------------------------------------------- */
+/* One enum value per line of autograd/ag_ops.def (where each op's formula is). */
+#define AG_GRAD true
+#define AG_NOGRAD false
 typedef enum {
-    AG_OP_MATMUL,          /* C[.., M, N] = op(A) op(B); A [.., M, K], B [.., K, N] or [K, N] shared */
-    AG_OP_ADD,             /* numpy broadcasting (up to 4 dims) */
-    AG_OP_SUB,
-    AG_OP_MUL,
-    AG_OP_SCALE,           /* y = s x */
-    AG_OP_RELU,
-    AG_OP_GELU_TANH,
-    AG_OP_GELU_ERF,
-    AG_OP_ACT,             /* y = f(x) for the other activations of ag_act_kind (ip[0]) */
-    AG_OP_RMSNORM,         /* y = w * x / sqrt(mean(x^2) + eps), T5 (SPEC 3.2) */
-    AG_OP_SOFTMAX,         /* y = softmax(x + bias + mask) over the last dim (bias, mask broadcast) */
-    AG_OP_LOG_SOFTMAX,
-    AG_OP_LOGSUMEXP,       /* y[..] = log sum_j exp x[.., j] */
-    AG_OP_EMBEDDING,       /* y[n, :] = W[idx[n], :]; backward scatter-adds */
-    AG_OP_DROPOUT,         /* inverted dropout, mask from (key, index) */
-    AG_OP_RESHAPE,
-    AG_OP_PERMUTE,         /* y = x.permute(perm), materialised contiguous */
-    AG_OP_SUM,             /* sum of all elements -> [1] */
-    AG_OP_MEAN,
-    AG_OP_SUM_LAST,        /* y[..] = sum_j x[.., j] */
-    AG_OP_CROSS_ENTROPY,   /* mean over labels != ignore of lse(logits) - logits[label] -> [1] */
-    AG_OP_GATHER_ROWS,     /* y[m, :] = x[idx[m], :] (idx < 0 gives a zero row) */
-    AG_OP_SCATTER_ROWS,    /* y[idx[m], :] += x[m, :], y has n_rows rows, zero elsewhere */
-    AG_OP_GROUPED_MATMUL,  /* y[rows of e] = x[rows of e] W[e]^T (or W[e]); rows grouped by offsets[E+1] */
-    AG_OP_SQUARE,          /* y = x^2 (router z-loss) */
-    AG_OP_CAST,            /* f32 <-> f64 (CPU), f32 <-> bf16 (CPU and CUDA) */
-    AG_OP_CUSTOM,          /* kernels supplied by the caller (moving rows between ranks): see ag_custom */
-    AG_OP_ONE_HOT,         /* no gradient */
-    AG_OP_ARGMAX,          /* no gradient; first index on ties */
-    AG_OP_TOPK,            /* no gradient */
+#define AG_OP(E, name, grad) AG_OP_##E,
+#include "autograd/ag_ops.def"
     AG_OP_COUNT
 } ag_op;
 
@@ -161,14 +137,19 @@ typedef struct ag_node {
 
 typedef struct ag_ctx ag_ctx;
 typedef void (*ag_kernel_fn)(ag_ctx *ctx, ag_node *n);
+/* A backend's kernels for one op. Each backend has a table of AG_OP_COUNT entries, written with designated
+ * initialisers indexed by the enum and checked when first used: every op has a forward or an AG_UNSUPPORTED marker
+ * (the CPU, the reference, has no marker), and a backward exactly when ag_ops.def gives it a gradient. */
 typedef struct {
-    const char *name;
     ag_kernel_fn forward;
-    ag_kernel_fn backward; /* NULL: not differentiable; backward() aborts naming the op */
+    ag_kernel_fn backward;   /* NULL: not differentiable (AG_NOGRAD) */
+    const char *unsupported; /* non-NULL: this backend lacks the op, and running it aborts with this reason */
 } ag_op_entry;
+#define AG_UNSUPPORTED(why) {NULL, NULL, (why)}
 
 const ag_op_entry *ag_op_table(ag_device dev); /* AG_OP_COUNT entries */
-const char *ag_op_name(ag_op op);
+const char *ag_op_name(ag_op op);              /* "matmul": the short name from ag_ops.def */
+bool ag_op_differentiable(ag_op op);           /* AG_GRAD in ag_ops.def */
 
 /* ---- the context: activation arena, tape, mode ---------------------------------------------------------------------- */
 struct ag_ctx {
@@ -206,7 +187,6 @@ void ag_zero_grad(ag_tensor *t);
 /* Bad shapes or arguments abort with the op name and the shapes (SX_ASSERT): they are programming errors. */
 ag_tensor *ag_matmul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b, bool trans_a, bool trans_b);
 ag_tensor *ag_add(ag_ctx *ctx, ag_tensor *a, ag_tensor *b);
-ag_tensor *ag_sub(ag_ctx *ctx, ag_tensor *a, ag_tensor *b);
 ag_tensor *ag_mul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b);
 ag_tensor *ag_scale(ag_ctx *ctx, ag_tensor *x, double s);
 ag_tensor *ag_relu(ag_ctx *ctx, ag_tensor *x);
@@ -229,7 +209,6 @@ ag_tensor *ag_act(ag_ctx *ctx, ag_act_kind kind, ag_tensor *x);
 ag_tensor *ag_rmsnorm(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, double eps);
 /* bias, mask: NULL or broadcastable to x; the sum is x + (bias + mask) as HF adds them (SPEC 3.5). */
 ag_tensor *ag_softmax(ag_ctx *ctx, ag_tensor *x, ag_tensor *bias, ag_tensor *mask);
-ag_tensor *ag_log_softmax(ag_ctx *ctx, ag_tensor *x);
 ag_tensor *ag_logsumexp(ag_ctx *ctx, ag_tensor *x);
 ag_tensor *ag_embedding(ag_ctx *ctx, ag_tensor *w, ag_tensor *idx);
 ag_tensor *ag_dropout(ag_ctx *ctx, ag_tensor *x, double p, ag_rng_key key);
@@ -238,7 +217,6 @@ ag_tensor *ag_reshape(ag_ctx *ctx, ag_tensor *x, int ndim, const int64_t *shape)
 ag_tensor *ag_permute(ag_ctx *ctx, ag_tensor *x, const int *perm);
 ag_tensor *ag_transpose(ag_ctx *ctx, ag_tensor *x, int d0, int d1);
 ag_tensor *ag_sum(ag_ctx *ctx, ag_tensor *x);
-ag_tensor *ag_mean(ag_ctx *ctx, ag_tensor *x);
 ag_tensor *ag_sum_last(ag_ctx *ctx, ag_tensor *x);
 ag_tensor *ag_square(ag_ctx *ctx, ag_tensor *x);
 ag_tensor *ag_cast(ag_ctx *ctx, ag_tensor *x, ag_dtype dt);
@@ -261,10 +239,6 @@ struct ag_custom_fn {
     void *user;
 };
 ag_tensor *ag_custom(ag_ctx *ctx, ag_tensor *x, int ndim, const int64_t *out_shape, const ag_custom_fn *fn);
-/* No-gradient ops (results never require grad). idx i32. */
-ag_tensor *ag_one_hot(ag_ctx *ctx, ag_tensor *idx, int64_t n_classes, ag_dtype dt);
-ag_tensor *ag_argmax(ag_ctx *ctx, ag_tensor *x);                   /* over the last dim -> i32 [..] */
-void ag_topk(ag_ctx *ctx, ag_tensor *x, int k, ag_tensor **values, ag_tensor **indices); /* last dim, descending */
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,9 @@ ag_tensor *ag_run(ag_ctx *ctx, ag_node *n);
 /* Every input of n lives on the context's device (grouped_matmul's offsets are the one host-side input). */
 void ag_check_devices(const ag_ctx *ctx, const ag_node *n);
 const char *ag_device_name(ag_device dev);
+/* Checks a backend's table against autograd/ag_ops.def (every op has an entry, a backward exactly when the op has a
+ * gradient; AG_UNSUPPORTED entries only where may_lack_ops) and returns it; aborts naming the backend and the op. */
+const ag_op_entry *ag_op_table_checked(const ag_op_entry *t, const char *backend, bool may_lack_ops);
 
 /* The host arena beside a: a itself for a CPU arena, the header arena of a device arena. Host-side bookkeeping of
  * an op on the device (tensor headers, a host copy of grouped_matmul's offsets) goes there. */

@@ -82,7 +82,8 @@ static int bcast_shape(const char *op, const ag_tensor *a, const ag_tensor *b, i
     return a->ndim > b->ndim ? a->ndim : b->ndim;
 }
 
-static ag_tensor *binary(ag_ctx *ctx, ag_op op, const char *name, ag_tensor *a, ag_tensor *b) {
+static ag_tensor *binary(ag_ctx *ctx, ag_op op, ag_tensor *a, ag_tensor *b) {
+    const char *name = ag_op_name(op);
     check_float(name, a);
     check_float(name, b);
     check_same_dtype(name, a, b);
@@ -93,9 +94,8 @@ static ag_tensor *binary(ag_ctx *ctx, ag_op op, const char *name, ag_tensor *a, 
     return ag_run(ctx, &n);
 }
 
-ag_tensor *ag_add(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) { return binary(ctx, AG_OP_ADD, "add", a, b); }
-ag_tensor *ag_sub(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) { return binary(ctx, AG_OP_SUB, "sub", a, b); }
-ag_tensor *ag_mul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) { return binary(ctx, AG_OP_MUL, "mul", a, b); }
+ag_tensor *ag_add(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) { return binary(ctx, AG_OP_ADD, a, b); }
+ag_tensor *ag_mul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) { return binary(ctx, AG_OP_MUL, a, b); }
 
 /* ---- matmul ---------------------------------------------------------------------------------------------------- */
 
@@ -141,17 +141,17 @@ ag_tensor *ag_matmul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b, bool ta, bool tb) 
 
 /* ---- elementwise ------------------------------------------------------------------------------------------------ */
 
-static ag_tensor *unary(ag_ctx *ctx, ag_op op, const char *name, ag_tensor *x) {
-    check_float(name, x);
+static ag_tensor *unary(ag_ctx *ctx, ag_op op, ag_tensor *x) {
+    check_float(ag_op_name(op), x);
     ag_node n = node_new(op, 1, x, NULL, NULL, NULL);
     n.out = out_like(ctx, x);
     return ag_run(ctx, &n);
 }
 
-ag_tensor *ag_relu(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_RELU, "relu", x); }
-ag_tensor *ag_gelu_tanh(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_GELU_TANH, "gelu_tanh", x); }
-ag_tensor *ag_gelu_erf(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_GELU_ERF, "gelu_erf", x); }
-ag_tensor *ag_square(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_SQUARE, "square", x); }
+ag_tensor *ag_relu(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_RELU, x); }
+ag_tensor *ag_gelu_tanh(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_GELU_TANH, x); }
+ag_tensor *ag_gelu_erf(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_GELU_ERF, x); }
+ag_tensor *ag_square(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_SQUARE, x); }
 
 ag_tensor *ag_act(ag_ctx *ctx, ag_act_kind kind, ag_tensor *x) {
     switch (kind) {
@@ -222,8 +222,6 @@ ag_tensor *ag_softmax(ag_ctx *ctx, ag_tensor *x, ag_tensor *bias, ag_tensor *mas
     n.out = out_like(ctx, x);
     return ag_run(ctx, &n);
 }
-
-ag_tensor *ag_log_softmax(ag_ctx *ctx, ag_tensor *x) { return unary(ctx, AG_OP_LOG_SOFTMAX, "log_softmax", x); }
 
 ag_tensor *ag_logsumexp(ag_ctx *ctx, ag_tensor *x) {
     check_float("logsumexp", x);
@@ -302,15 +300,12 @@ ag_tensor *ag_transpose(ag_ctx *ctx, ag_tensor *x, int d0, int d1) {
     return ag_permute(ctx, x, perm);
 }
 
-static ag_tensor *reduce_all(ag_ctx *ctx, ag_op op, const char *name, ag_tensor *x) {
-    check_float(name, x);
-    ag_node n = node_new(op, 1, x, NULL, NULL, NULL);
+ag_tensor *ag_sum(ag_ctx *ctx, ag_tensor *x) {
+    check_float("sum", x);
+    ag_node n = node_new(AG_OP_SUM, 1, x, NULL, NULL, NULL);
     n.out = ag_tensor_new(ctx->act, x->dtype, 1, AG_SHAPE(1));
     return ag_run(ctx, &n);
 }
-
-ag_tensor *ag_sum(ag_ctx *ctx, ag_tensor *x) { return reduce_all(ctx, AG_OP_SUM, "sum", x); }
-ag_tensor *ag_mean(ag_ctx *ctx, ag_tensor *x) { return reduce_all(ctx, AG_OP_MEAN, "mean", x); }
 
 ag_tensor *ag_sum_last(ag_ctx *ctx, ag_tensor *x) {
     check_float("sum_last", x);
@@ -386,47 +381,4 @@ ag_tensor *ag_custom(ag_ctx *ctx, ag_tensor *x, int ndim, const int64_t *out_sha
     n.out = ag_tensor_new(ctx->act, x->dtype, ndim, out_shape);
     n.custom = fn;
     return ag_run(ctx, &n);
-}
-
-/* ---- no-gradient ops: run on the backend, never recorded ------------------------------------------------------ */
-
-static ag_tensor *run_nograd(ag_ctx *ctx, ag_node *n) {
-    ag_check_devices(ctx, n);
-    ag_op_table(ctx->device)[n->op].forward(ctx, n);
-    return n->out;
-}
-
-ag_tensor *ag_one_hot(ag_ctx *ctx, ag_tensor *idx, int64_t n_classes, ag_dtype dt) {
-    check_index("one_hot", idx);
-    SX_ASSERT(idx->ndim < AG_MAX_DIMS, "one_hot: indices with %d dims", idx->ndim);
-    int64_t shape[AG_MAX_DIMS];
-    memcpy(shape, idx->shape, sizeof(int64_t) * idx->ndim);
-    shape[idx->ndim] = n_classes;
-    ag_node n = node_new(AG_OP_ONE_HOT, 1, idx, NULL, NULL, NULL);
-    n.out = ag_tensor_zeros(ctx->act, dt, idx->ndim + 1, shape);
-    n.ip[0] = n_classes;
-    return run_nograd(ctx, &n);
-}
-
-ag_tensor *ag_argmax(ag_ctx *ctx, ag_tensor *x) {
-    check_float("argmax", x);
-    ag_node n = node_new(AG_OP_ARGMAX, 1, x, NULL, NULL, NULL);
-    n.out = x->ndim == 1 ? ag_tensor_new(ctx->act, AG_I32, 1, AG_SHAPE(1)) : ag_tensor_new(ctx->act, AG_I32, x->ndim - 1, x->shape);
-    return run_nograd(ctx, &n);
-}
-
-void ag_topk(ag_ctx *ctx, ag_tensor *x, int k, ag_tensor **values, ag_tensor **indices) {
-    check_float("topk", x);
-    int64_t last = x->shape[x->ndim - 1];
-    SX_ASSERT(k >= 1 && k <= last, "topk: k = %d with a last dim of %lld", k, (long long)last);
-    int64_t shape[AG_MAX_DIMS];
-    memcpy(shape, x->shape, sizeof(int64_t) * x->ndim);
-    shape[x->ndim - 1] = k;
-    ag_node n = node_new(AG_OP_TOPK, 1, x, NULL, NULL, NULL);
-    n.out = ag_tensor_new(ctx->act, x->dtype, x->ndim, shape);
-    n.saved[0] = ag_tensor_new(ctx->act, AG_I32, x->ndim, shape);
-    n.ip[0] = k;
-    run_nograd(ctx, &n);
-    *values = n.out;
-    *indices = n.saved[0];
 }

@@ -61,10 +61,11 @@ void ag_check_devices(const ag_ctx *ctx, const ag_node *n) {
 ag_tensor *ag_run(ag_ctx *ctx, ag_node *n) {
     ag_check_devices(ctx, n);
     const ag_op_entry *e = &ag_op_table(ctx->device)[n->op];
-    SX_ASSERT(e->forward, "op %s has no forward on this backend", e->name);
+    if (e->unsupported)
+        SX_FATAL("op '%s' is not on %s: %s", ag_op_name(n->op), ag_device_name(ctx->device), e->unsupported);
     e->forward(ctx, n);
     bool needs = false;
-    if (ctx->grad_enabled)
+    if (ctx->grad_enabled && ag_op_differentiable(n->op)) /* an AG_NOGRAD op is never recorded */
         for (int i = 0; i < n->n_in; i++)
             if (n->in[i] && n->in[i]->requires_grad) needs = true;
     if (needs) {
@@ -112,7 +113,7 @@ void ag_backward_seed(ag_ctx *ctx, ag_tensor *out, const ag_tensor *seed) {
         ag_node *n = &ctx->tape[k];
         if (!n->out->grad) continue; /* nothing flowed back into this op */
         const ag_op_entry *e = &ag_op_table(n->out->device)[n->op]; /* the table of the device the op ran on */
-        if (!e->backward) SX_FATAL("op '%s' has no backward: it cannot be differentiated", e->name);
+        if (!e->backward) SX_FATAL("op '%s' has no backward: it cannot be differentiated", ag_op_name(n->op));
         e->backward(ctx, n);
     }
 }

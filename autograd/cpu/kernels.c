@@ -44,8 +44,8 @@
 #undef LOG1P
 #undef SQRT
 
-/* One wrapper per kernel, choosing the instantiation by the dtype of input 0 (the op constructors guarantee that
- * all float inputs share it). */
+/* One wrapper per kernel of every op of ag_ops.def, choosing the instantiation by the dtype of input 0 (the op
+ * constructors guarantee that all float inputs share it): <name>_fwd, and <name>_bwd for ops with a gradient. */
 #define DISPATCH(name)                                                                                                \
     static void name(ag_ctx *ctx, ag_node *n) {                                                                       \
         if (n->in[0]->dtype == AG_F64)                                                                                \
@@ -53,90 +53,41 @@
         else                                                                                                          \
             name##_f32(ctx, n);                                                                                       \
     }
-#define DISPATCH_PAIR(op) DISPATCH(op##_fwd) DISPATCH(op##_bwd)
+#define DISPATCH_AG_GRAD(op) DISPATCH(op##_fwd) DISPATCH(op##_bwd)
+#define DISPATCH_AG_NOGRAD(op) DISPATCH(op##_fwd)
+#define AG_OP(E, name, grad) DISPATCH_##grad(name)
+#include "autograd/ag_ops.def"
 
-DISPATCH_PAIR(matmul)
-DISPATCH_PAIR(add)
-DISPATCH_PAIR(sub)
-DISPATCH_PAIR(mul)
-DISPATCH_PAIR(scale)
-DISPATCH_PAIR(square)
-DISPATCH_PAIR(relu)
-DISPATCH_PAIR(gelu_tanh)
-DISPATCH_PAIR(gelu_erf)
-DISPATCH_PAIR(act)
-DISPATCH_PAIR(rmsnorm)
-DISPATCH_PAIR(softmax)
-DISPATCH_PAIR(log_softmax)
-DISPATCH_PAIR(logsumexp)
-DISPATCH_PAIR(embedding)
-DISPATCH_PAIR(gather_rows)
-DISPATCH_PAIR(scatter_rows)
-DISPATCH_PAIR(grouped_matmul)
-DISPATCH_PAIR(dropout)
-DISPATCH_PAIR(reshape)
-DISPATCH_PAIR(permute)
-DISPATCH_PAIR(sum)
-DISPATCH_PAIR(mean)
-DISPATCH_PAIR(sum_last)
-DISPATCH_PAIR(cross_entropy)
-DISPATCH(argmax_fwd)
-DISPATCH(topk_fwd)
+#define PAIR(op) {op##_fwd, op##_bwd, NULL}
 
-/* Cast between f32 and f64: the gradient flows back converted. */
-static void cast_fwd(ag_ctx *ctx, ag_node *n) {
-    ag_copy(n->out, n->in[0]);
-}
-static void cast_bwd(ag_ctx *ctx, ag_node *n) {
-    ag_tensor *dx = ag_grad_of(ctx, n->in[0]), *dy = n->out->grad;
-    for (int64_t i = 0; i < dx->numel; i++) ag_set(dx, i, ag_get(dx, i) + ag_get(dy, i));
-}
-
-static void custom_fwd(ag_ctx *ctx, ag_node *n) { n->custom->forward(n->custom->user, n->in[0], n->out); }
-static void custom_bwd(ag_ctx *ctx, ag_node *n) { n->custom->backward(n->custom->user, n->out->grad, ag_grad_of(ctx, n->in[0])); }
-
-static void one_hot_fwd(ag_ctx *ctx, ag_node *n) {
-    const int32_t *idx = n->in[0]->data;
-    int64_t C = n->ip[0];
-    for (int64_t i = 0; i < n->in[0]->numel; i++)
-        if (idx[i] >= 0 && idx[i] < C) ag_set(n->out, i * C + idx[i], 1.0);
-}
-
+/* Indexed by the enum; checked against ag_ops.def when first used (ag_op_table_checked): a missing entry aborts
+ * naming the op. */
 static const ag_op_entry cpu_table[] = {
-    [AG_OP_MATMUL] = {"matmul", matmul_fwd, matmul_bwd},
-    [AG_OP_ADD] = {"add", add_fwd, add_bwd},
-    [AG_OP_SUB] = {"sub", sub_fwd, sub_bwd},
-    [AG_OP_MUL] = {"mul", mul_fwd, mul_bwd},
-    [AG_OP_SCALE] = {"scale", scale_fwd, scale_bwd},
-    [AG_OP_RELU] = {"relu", relu_fwd, relu_bwd},
-    [AG_OP_GELU_TANH] = {"gelu_tanh", gelu_tanh_fwd, gelu_tanh_bwd},
-    [AG_OP_GELU_ERF] = {"gelu_erf", gelu_erf_fwd, gelu_erf_bwd},
-    [AG_OP_ACT] = {"act", act_fwd, act_bwd},
-    [AG_OP_RMSNORM] = {"rmsnorm", rmsnorm_fwd, rmsnorm_bwd},
-    [AG_OP_SOFTMAX] = {"softmax", softmax_fwd, softmax_bwd},
-    [AG_OP_LOG_SOFTMAX] = {"log_softmax", log_softmax_fwd, log_softmax_bwd},
-    [AG_OP_LOGSUMEXP] = {"logsumexp", logsumexp_fwd, logsumexp_bwd},
-    [AG_OP_EMBEDDING] = {"embedding", embedding_fwd, embedding_bwd},
-    [AG_OP_DROPOUT] = {"dropout", dropout_fwd, dropout_bwd},
-    [AG_OP_RESHAPE] = {"reshape", reshape_fwd, reshape_bwd},
-    [AG_OP_PERMUTE] = {"permute", permute_fwd, permute_bwd},
-    [AG_OP_SUM] = {"sum", sum_fwd, sum_bwd},
-    [AG_OP_MEAN] = {"mean", mean_fwd, mean_bwd},
-    [AG_OP_SUM_LAST] = {"sum_last", sum_last_fwd, sum_last_bwd},
-    [AG_OP_CROSS_ENTROPY] = {"cross_entropy", cross_entropy_fwd, cross_entropy_bwd},
-    [AG_OP_GATHER_ROWS] = {"gather_rows", gather_rows_fwd, gather_rows_bwd},
-    [AG_OP_SCATTER_ROWS] = {"scatter_rows", scatter_rows_fwd, scatter_rows_bwd},
-    [AG_OP_GROUPED_MATMUL] = {"grouped_matmul", grouped_matmul_fwd, grouped_matmul_bwd},
-    [AG_OP_SQUARE] = {"square", square_fwd, square_bwd},
-    [AG_OP_CAST] = {"cast", cast_fwd, cast_bwd},
-    [AG_OP_CUSTOM] = {"custom", custom_fwd, custom_bwd},
-    [AG_OP_ONE_HOT] = {"one_hot", one_hot_fwd, NULL},
-    [AG_OP_ARGMAX] = {"argmax", argmax_fwd, NULL},
-    [AG_OP_TOPK] = {"topk", topk_fwd, NULL},
+    [AG_OP_MATMUL] = PAIR(matmul),
+    [AG_OP_ADD] = PAIR(add),
+    [AG_OP_MUL] = PAIR(mul),
+    [AG_OP_SCALE] = PAIR(scale),
+    [AG_OP_RELU] = PAIR(relu),
+    [AG_OP_GELU_TANH] = PAIR(gelu_tanh),
+    [AG_OP_GELU_ERF] = PAIR(gelu_erf),
+    [AG_OP_ACT] = PAIR(act),
+    [AG_OP_RMSNORM] = PAIR(rmsnorm),
+    [AG_OP_SOFTMAX] = PAIR(softmax),
+    [AG_OP_LOGSUMEXP] = PAIR(logsumexp),
+    [AG_OP_EMBEDDING] = PAIR(embedding),
+    [AG_OP_DROPOUT] = PAIR(dropout),
+    [AG_OP_RESHAPE] = PAIR(reshape),
+    [AG_OP_PERMUTE] = PAIR(permute),
+    [AG_OP_SUM] = PAIR(sum),
+    [AG_OP_SUM_LAST] = PAIR(sum_last),
+    [AG_OP_CROSS_ENTROPY] = PAIR(cross_entropy),
+    [AG_OP_GATHER_ROWS] = PAIR(gather_rows),
+    [AG_OP_SCATTER_ROWS] = PAIR(scatter_rows),
+    [AG_OP_GROUPED_MATMUL] = PAIR(grouped_matmul),
+    [AG_OP_SQUARE] = PAIR(square),
+    [AG_OP_CAST] = PAIR(cast),
+    [AG_OP_CUSTOM] = PAIR(custom),
 };
 _Static_assert(sizeof cpu_table / sizeof cpu_table[0] == AG_OP_COUNT, "the CPU op table must cover every AG_OP_*");
 
-const ag_op_entry *ag_cpu_op_table(void) {
-    for (int i = 0; i < AG_OP_COUNT; i++) SX_ASSERT(cpu_table[i].name && cpu_table[i].forward, "CPU op table: entry %d is empty", i);
-    return cpu_table;
-}
+const ag_op_entry *ag_cpu_op_table(void) { return cpu_table; }

@@ -65,7 +65,7 @@ static void FN(matmul_bwd)(ag_ctx *ctx, ag_node *n) {
 
 #ifndef SX_BIN_KINDS
 #define SX_BIN_KINDS
-enum { BIN_ADD, BIN_SUB, BIN_MUL };
+enum { BIN_ADD, BIN_MUL };
 #endif
 
 static void FN(binary_fwd)(ag_node *n, int kind) {
@@ -75,8 +75,6 @@ static void FN(binary_fwd)(ag_node *n, int kind) {
         int64_t cnt = n->out->numel;
         if (kind == BIN_ADD)
             for (int64_t i = 0; i < cnt; i++) y[i] = a[i] + b[i];
-        else if (kind == BIN_SUB)
-            for (int64_t i = 0; i < cnt; i++) y[i] = a[i] - b[i];
         else
             for (int64_t i = 0; i < cnt; i++) y[i] = a[i] * b[i];
         return;
@@ -92,7 +90,7 @@ static void FN(binary_fwd)(ag_node *n, int kind) {
                 const T *ar = a + i0 * sa[0] + i1 * sa[1] + i2 * sa[2], *br = b + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
                 for (int64_t i3 = 0; i3 < o[3]; i3++, k++) {
                     T va = ar[i3 * sa[3]], vb = br[i3 * sb[3]];
-                    y[k] = kind == BIN_ADD ? va + vb : kind == BIN_SUB ? va - vb : va * vb;
+                    y[k] = kind == BIN_ADD ? va + vb : va * vb;
                 }
             }
 }
@@ -106,7 +104,6 @@ static void FN(binary_bwd)(ag_ctx *ctx, ag_node *n, int kind) {
     ag_bcast_strides(n->in[0], o, sa);
     ag_bcast_strides(n->in[1], o, sb);
     int64_t k = 0;
-    T sgn = kind == BIN_SUB ? (T)-1 : (T)1;
     for (int64_t i0 = 0; i0 < o[0]; i0++)
         for (int64_t i1 = 0; i1 < o[1]; i1++)
             for (int64_t i2 = 0; i2 < o[2]; i2++) {
@@ -118,17 +115,15 @@ static void FN(binary_bwd)(ag_ctx *ctx, ag_node *n, int kind) {
                         if (db) db[ib] += dy[k] * a[ia];
                     } else {
                         if (da) da[ia] += dy[k];
-                        if (db) db[ib] += sgn * dy[k];
+                        if (db) db[ib] += dy[k];
                     }
                 }
             }
 }
 
 static void FN(add_fwd)(ag_ctx *ctx, ag_node *n) { FN(binary_fwd)(n, BIN_ADD); }
-static void FN(sub_fwd)(ag_ctx *ctx, ag_node *n) { FN(binary_fwd)(n, BIN_SUB); }
 static void FN(mul_fwd)(ag_ctx *ctx, ag_node *n) { FN(binary_fwd)(n, BIN_MUL); }
 static void FN(add_bwd)(ag_ctx *ctx, ag_node *n) { FN(binary_bwd)(ctx, n, BIN_ADD); }
-static void FN(sub_bwd)(ag_ctx *ctx, ag_node *n) { FN(binary_bwd)(ctx, n, BIN_SUB); }
 static void FN(mul_bwd)(ag_ctx *ctx, ag_node *n) { FN(binary_bwd)(ctx, n, BIN_MUL); }
 
 /* ---- elementwise ------------------------------------------------------------------------------------------------- */
@@ -391,26 +386,6 @@ static double FN(row_lse)(const T *x, int64_t D) {
     return (double)mx + log(s);
 }
 
-static void FN(log_softmax_fwd)(ag_ctx *ctx, ag_node *n) {
-    const T *x = DATA(n->in[0]);
-    T *y = DATA(n->out);
-    int64_t D = n->in[0]->shape[n->in[0]->ndim - 1], rows = D ? n->in[0]->numel / D : 0;
-    for (int64_t r = 0; r < rows; r++) {
-        T lse = (T)FN(row_lse)(x + r * D, D);
-        for (int64_t j = 0; j < D; j++) y[r * D + j] = x[r * D + j] - lse;
-    }
-}
-static void FN(log_softmax_bwd)(ag_ctx *ctx, ag_node *n) {
-    const T *y = DATA(n->out), *dy = DATA(n->out->grad);
-    T *dx = GRAD(ctx, n->in[0]);
-    int64_t D = n->in[0]->shape[n->in[0]->ndim - 1], rows = D ? n->in[0]->numel / D : 0;
-    for (int64_t r = 0; r < rows; r++) {
-        double s = 0;
-        for (int64_t j = 0; j < D; j++) s += dy[r * D + j];
-        for (int64_t j = 0; j < D; j++) dx[r * D + j] += dy[r * D + j] - EXP(y[r * D + j]) * (T)s;
-    }
-}
-
 static void FN(logsumexp_fwd)(ag_ctx *ctx, ag_node *n) {
     const T *x = DATA(n->in[0]);
     T *y = DATA(n->out);
@@ -609,17 +584,6 @@ static void FN(sum_bwd)(ag_ctx *ctx, ag_node *n) {
     T g = DATA(n->out->grad)[0], *dx = GRAD(ctx, n->in[0]);
     for (int64_t i = 0; i < n->in[0]->numel; i++) dx[i] += g;
 }
-static void FN(mean_fwd)(ag_ctx *ctx, ag_node *n) {
-    const T *x = DATA(n->in[0]);
-    double s = 0;
-    for (int64_t i = 0; i < n->in[0]->numel; i++) s += x[i];
-    DATA(n->out)[0] = n->in[0]->numel ? (T)(s / (double)n->in[0]->numel) : 0;
-}
-static void FN(mean_bwd)(ag_ctx *ctx, ag_node *n) {
-    if (!n->in[0]->numel) return;
-    T g = DATA(n->out->grad)[0] / (T)n->in[0]->numel, *dx = GRAD(ctx, n->in[0]);
-    for (int64_t i = 0; i < n->in[0]->numel; i++) dx[i] += g;
-}
 static void FN(sum_last_fwd)(ag_ctx *ctx, ag_node *n) {
     const T *x = DATA(n->in[0]);
     T *y = DATA(n->out);
@@ -668,39 +632,18 @@ static void FN(cross_entropy_bwd)(ag_ctx *ctx, ag_node *n) {
     }
 }
 
-/* ---- no-gradient ---------------------------------------------------------------------------------------------- */
+/* ---- dtype-independent: the same code in both instantiations, so that every op dispatches alike ------------- */
 
-static void FN(argmax_fwd)(ag_ctx *ctx, ag_node *n) {
-    const T *x = DATA(n->in[0]);
-    int32_t *y = n->out->data;
-    int64_t D = n->in[0]->shape[n->in[0]->ndim - 1], rows = D ? n->in[0]->numel / D : 0;
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t best = 0;
-        for (int64_t j = 1; j < D; j++)
-            if (x[r * D + j] > x[r * D + best]) best = j; /* strict: the first index wins ties, as torch.argmax */
-        y[r] = (int32_t)best;
-    }
+/* Cast between f32, f64 and bf16 (ag_copy's conversions); the gradient flows back converted (both are float). */
+static void FN(cast_fwd)(ag_ctx *ctx, ag_node *n) { ag_copy(n->out, n->in[0]); }
+static void FN(cast_bwd)(ag_ctx *ctx, ag_node *n) {
+    ag_tensor *dx = ag_grad_of(ctx, n->in[0]), *dy = n->out->grad;
+    for (int64_t i = 0; i < dx->numel; i++) ag_set(dx, i, ag_get(dx, i) + ag_get(dy, i));
 }
 
-static void FN(topk_fwd)(ag_ctx *ctx, ag_node *n) {
-    const T *x = DATA(n->in[0]);
-    T *v = DATA(n->out);
-    int32_t *ix = n->saved[0]->data;
-    int64_t D = n->in[0]->shape[n->in[0]->ndim - 1], rows = D ? n->in[0]->numel / D : 0, k = n->ip[0];
-    for (int64_t r = 0; r < rows; r++) {
-        const T *xr = x + r * D;
-        for (int64_t s = 0; s < k; s++) {
-            int64_t best = -1;
-            for (int64_t j = 0; j < D; j++) {
-                bool taken = false;
-                for (int64_t q = 0; q < s; q++)
-                    if (ix[r * k + q] == j) taken = true;
-                if (!taken && (best < 0 || xr[j] > xr[best])) best = j;
-            }
-            ix[r * k + s] = (int32_t)best;
-            v[r * k + s] = xr[best];
-        }
-    }
+static void FN(custom_fwd)(ag_ctx *ctx, ag_node *n) { n->custom->forward(n->custom->user, n->in[0], n->out); }
+static void FN(custom_bwd)(ag_ctx *ctx, ag_node *n) {
+    n->custom->backward(n->custom->user, n->out->grad, ag_grad_of(ctx, n->in[0]));
 }
 
 #undef CAT_

@@ -65,46 +65,6 @@ static inline unsigned sx_row_blocks(int64_t rows) { return (unsigned)(rows > (1
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 #define SX_ROWS(r, rows) for (int64_t r = blockIdx.x; r < (rows); r += gridDim.x)
 
-/* ---- argmax / top-k reduction (every thread of the block must call) ------------------------------------------------ */
-
-/* (value, index) pairs for argmax/topk: the larger value wins, the smaller index on ties; index -1 is "none". */
-struct SxArg {
-    float v;
-    int64_t i;
-};
-__device__ __forceinline__ SxArg sx_arg_best(SxArg a, SxArg b) {
-    if (a.i < 0) return b;
-    if (b.i < 0) return a;
-    return (a.v > b.v || (a.v == b.v && a.i < b.i)) ? a : b;
-}
-__device__ inline SxArg sx_block_argbest(SxArg a) {
-    __shared__ SxArg sh[32];
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        SxArg b;
-        b.v = __shfl_xor_sync(0xffffffffu, a.v, o);
-        b.i = __shfl_xor_sync(0xffffffffu, a.i, o);
-        a = sx_arg_best(a, b);
-    }
-    __syncthreads();
-    if (lane == 0) sh[warp] = a;
-    __syncthreads();
-    if (warp == 0) {
-        a = lane < nw ? sh[lane] : SxArg{0.f, -1};
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            SxArg b;
-            b.v = __shfl_xor_sync(0xffffffffu, a.v, o);
-            b.i = __shfl_xor_sync(0xffffffffu, a.i, o);
-            a = sx_arg_best(a, b);
-        }
-        if (lane == 0) sh[0] = a;
-    }
-    __syncthreads();
-    return sh[0];
-}
-
 /* ---- the CPU's generators and conversions, bit for bit ------------------------------------------------------------ */
 
 /* ag_philox (autograd/tensor.c): Philox4x32-10 with counter (index, key.counter_hi) and key key.key. */
@@ -155,7 +115,7 @@ __device__ __forceinline__ float sx_f32_from_bf16(uint16_t b) { return __uint_as
 /* ---- shared helpers between the .cu files ------------------------------------------------------------------------- */
 
 /* Broadcast reduction: dst (shape t4, contiguous) += sum over the axes where t4 is 1 and o4 is not of
- * src[k] * (other ? other[k'] : sgn), src and k in the output shape o4, other read through its broadcast strides so.
+ * src[k] * (other ? other[k'] : 1), src and k in the output shape o4, other read through its broadcast strides so.
  * One thread per dst element, a fixed order: deterministic. */
 struct SxReduce {
     int64_t t4[4], o4[4], ostride[4], so[4];
@@ -163,7 +123,7 @@ struct SxReduce {
     int64_t R; /* product of o4 over the reduced axes */
 };
 void sx_bcast_reduce_add(const char *what, float *dst, const ag_tensor *dst_t, const ag_tensor *out_shape, const float *src,
-                         const float *other, const ag_tensor *other_t, float sgn);
+                         const float *other, const ag_tensor *other_t);
 /* dst[i] += src[i] for n floats (src NULL: += 1). */
 void sx_add_into(const char *what, float *dst, const float *src, int64_t n);
 /* y[i] = bf16(x[i]) with the CPU's rounding, queued on the stream. */

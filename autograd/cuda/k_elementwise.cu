@@ -1,19 +1,19 @@
-/* Elementwise ops on the device: broadcasting add/sub/mul (with the deterministic broadcast reduction of their
+/* Elementwise ops on the device: broadcasting add/mul (with the deterministic broadcast reduction of their
  * backward), scale, square, relu, the two gelus, dropout (the CPU's Philox mask, bit for bit), reshape, permute,
- * cast (f32 <-> bf16) and one_hot. Grid-stride loops over int64 indices; the float arithmetic of each element is
+ * cast (f32 <-> bf16). Grid-stride loops over int64 indices; the float arithmetic of each element is
  * the CPU kernel's (autograd/cpu/kernels_t.h), so results differ from it only by the device's libm (expf, tanhf,
  * erff: a few ulp) and by FMA contraction. */
 #include "autograd/cuda/common.cuh"
 
 /* ---- broadcasting binary ops --------------------------------------------------------------------------------------- */
 
-enum { BIN_ADD, BIN_SUB, BIN_MUL };
+enum { BIN_ADD, BIN_MUL };
 
 struct Bcast {
     int64_t o[4], sa[4], sb[4];
 };
 
-__device__ __forceinline__ float bin_apply(int kind, float a, float b) { return kind == BIN_ADD ? a + b : kind == BIN_SUB ? a - b : a * b; }
+__device__ __forceinline__ float bin_apply(int kind, float a, float b) { return kind == BIN_ADD ? a + b : a * b; }
 
 __global__ void binary_same_k(const float *a, const float *b, float *y, int64_t n, int kind) {
     SX_GRID_STRIDE(i, n) y[i] = bin_apply(kind, a[i], b[i]);
@@ -48,9 +48,9 @@ static void binary_fwd(ag_node *n, int kind, const char *name) {
     SX_LAUNCHED(name);
 }
 
-/* dst[e] += sum over the reduced axes of src[k] * (other ? other[k'] : sgn). The products are rounded to float as
+/* dst[e] += sum over the reduced axes of src[k] * (other ? other[k'] : 1). The products are rounded to float as
  * the CPU's `da[ia] += dy[k] * b[ib]` rounds them; the sum is kept in double (the CPU sums in float, in order). */
-__global__ void bcast_reduce_k(float *dst, const float *src, const float *other, float sgn, SxReduce p, int64_t n_dst) {
+__global__ void bcast_reduce_k(float *dst, const float *src, const float *other, SxReduce p, int64_t n_dst) {
     SX_GRID_STRIDE(e, n_dst) {
         int64_t c[4], t = e;
         for (int d = 3; d >= 0; d--) {
@@ -69,7 +69,7 @@ __global__ void bcast_reduce_k(float *dst, const float *src, const float *other,
                 k += oc * p.ostride[d];
                 ko += oc * p.so[d];
             }
-            float g = other ? src[k] * other[ko] : sgn * src[k];
+            float g = other ? src[k] * other[ko] : src[k];
             acc += g;
         }
         dst[e] += (float)acc;
@@ -77,7 +77,7 @@ __global__ void bcast_reduce_k(float *dst, const float *src, const float *other,
 }
 
 void sx_bcast_reduce_add(const char *what, float *dst, const ag_tensor *dst_t, const ag_tensor *out_shape, const float *src,
-                         const float *other, const ag_tensor *other_t, float sgn) {
+                         const float *other, const ag_tensor *other_t) {
     if (!dst_t->numel || !out_shape->numel) return;
     SxReduce p;
     ag_pad4(dst_t, p.t4);
@@ -92,12 +92,12 @@ void sx_bcast_reduce_add(const char *what, float *dst, const ag_tensor *dst_t, c
         p.so[d] = 0;
     }
     if (other_t) ag_bcast_strides(other_t, p.o4, p.so);
-    bcast_reduce_k<<<sx_blocks(dst_t->numel), SX_THREADS, 0, sx_stream()>>>(dst, src, other, sgn, p, dst_t->numel);
+    bcast_reduce_k<<<sx_blocks(dst_t->numel), SX_THREADS, 0, sx_stream()>>>(dst, src, other, p, dst_t->numel);
     SX_LAUNCHED(what);
 }
 
-__global__ void grad_same_k(float *d, const float *dy, const float *other, float sgn, int64_t n) {
-    SX_GRID_STRIDE(i, n) d[i] += other ? dy[i] * other[i] : sgn * dy[i];
+__global__ void grad_same_k(float *d, const float *dy, const float *other, int64_t n) {
+    SX_GRID_STRIDE(i, n) d[i] += other ? dy[i] * other[i] : dy[i];
 }
 
 /* One kernel per input, one after the other on the stream: correct also when a and b are the same tensor (x * x). */
@@ -110,22 +110,19 @@ static void binary_bwd(ag_ctx *ctx, ag_node *n, int kind, const char *name) {
         if (!sx_needs(t)) continue;
         float *d = sx_grad(ctx, t);
         const float *other = kind == BIN_MUL ? sx_f32(o) : NULL;
-        float sgn = (kind == BIN_SUB && side) ? -1.f : 1.f;
         if (!cnt) continue;
         if (t->numel == cnt && (!other || o->numel == cnt)) {
-            grad_same_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(d, dy, other, sgn, cnt);
+            grad_same_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(d, dy, other, cnt);
             SX_LAUNCHED(name);
         } else {
-            sx_bcast_reduce_add(name, d, t, n->out, dy, other, other ? o : NULL, sgn);
+            sx_bcast_reduce_add(name, d, t, n->out, dy, other, other ? o : NULL);
         }
     }
 }
 
 extern "C" void ag_cuda_add_fwd(ag_ctx *ctx, ag_node *n) { binary_fwd(n, BIN_ADD, "add"); }
-extern "C" void ag_cuda_sub_fwd(ag_ctx *ctx, ag_node *n) { binary_fwd(n, BIN_SUB, "sub"); }
 extern "C" void ag_cuda_mul_fwd(ag_ctx *ctx, ag_node *n) { binary_fwd(n, BIN_MUL, "mul"); }
 extern "C" void ag_cuda_add_bwd(ag_ctx *ctx, ag_node *n) { binary_bwd(ctx, n, BIN_ADD, "add backward"); }
-extern "C" void ag_cuda_sub_bwd(ag_ctx *ctx, ag_node *n) { binary_bwd(ctx, n, BIN_SUB, "sub backward"); }
 extern "C" void ag_cuda_mul_bwd(ag_ctx *ctx, ag_node *n) { binary_bwd(ctx, n, BIN_MUL, "mul backward"); }
 
 /* ---- unary ops: forward y = f(x), backward dx += dy f'(x) --------------------------------------------------------- */
@@ -379,28 +376,4 @@ extern "C" void ag_cuda_cast_bwd(ag_ctx *ctx, ag_node *n) {
     float *dx = sx_grad(ctx, n->in[0]);
     SX_REQUIRE_F32("cast backward", n->out->grad);
     sx_add_into("cast backward", dx, sx_f32(n->out->grad), n->out->numel);
-}
-
-/* ---- one_hot: out (zeroed by the constructor) gets a 1 at [i, idx[i]] for 0 <= idx[i] < C --------------------------- */
-
-__global__ void one_hot_k(const int32_t *idx, void *out, int64_t n, int64_t C, int dtype) {
-    SX_GRID_STRIDE(i, n) {
-        int32_t v = idx[i];
-        if (v < 0 || v >= C) continue;
-        int64_t o = i * C + v;
-        switch (dtype) {
-        case AG_F32: ((float *)out)[o] = 1.f; break;
-        case AG_F64: ((double *)out)[o] = 1.0; break;
-        case AG_BF16: ((uint16_t *)out)[o] = 0x3f80u; break; /* 1.0 */
-        case AG_I32: ((int32_t *)out)[o] = 1; break;
-        default: ((int64_t *)out)[o] = 1; break;
-        }
-    }
-}
-
-extern "C" void ag_cuda_one_hot_fwd(ag_ctx *ctx, ag_node *n) {
-    int64_t cnt = n->in[0]->numel;
-    if (!cnt || !n->ip[0]) return;
-    one_hot_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(sx_i32(n->in[0]), n->out->data, cnt, n->ip[0], (int)n->out->dtype);
-    SX_LAUNCHED("one_hot");
 }

@@ -1,9 +1,8 @@
 /* Row-wise ops on the device, one block of SX_THREADS per row (rows looped with stride gridDim.x): rmsnorm (fp32
  * statistics, sums in double as on the CPU), softmax with additive bias and mask (fully masked rows come out
- * uniform exactly as on the CPU: the same float additions make every entry equal), log_softmax, logsumexp,
- * cross-entropy (the row's logsumexp is the only thing stored; the backward recomputes the probabilities), the
- * whole-tensor reductions (two passes with a fixed number of partials: deterministic), argmax and topk (the CPU's
- * order: larger value first, the smaller index on ties). */
+ * uniform exactly as on the CPU: the same float additions make every entry equal), logsumexp, cross-entropy
+ * (the row's logsumexp is the only thing stored; the backward recomputes the probabilities) and the whole-tensor
+ * sum (two passes with a fixed number of partials: deterministic). */
 #include <math.h>
 
 #include "autograd/cuda/common.cuh"
@@ -181,11 +180,11 @@ extern "C" void ag_cuda_softmax_bwd(ag_ctx *ctx, ag_node *n) {
     float *dz = (db || dm) ? (float *)sx_scratch(ctx, sizeof(float) * (size_t)xt->numel) : NULL;
     softmax_bwd_k<<<sx_row_blocks(rows), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->out), sx_f32(n->out->grad), dx, dz, rows, D);
     SX_LAUNCHED("softmax backward");
-    if (db) sx_bcast_reduce_add("softmax backward (bias)", db, bt, xt, dz, NULL, NULL, 1.f);
-    if (dm) sx_bcast_reduce_add("softmax backward (mask)", dm, mt, xt, dz, NULL, NULL, 1.f);
+    if (db) sx_bcast_reduce_add("softmax backward (bias)", db, bt, xt, dz, NULL, NULL);
+    if (dm) sx_bcast_reduce_add("softmax backward (mask)", dm, mt, xt, dz, NULL, NULL);
 }
 
-/* ---- log_softmax, logsumexp: the CPU's row_lse (max in float, sum of expf in double, mx + log(sum)) ------------------ */
+/* ---- logsumexp: the CPU's row_lse (max in float, sum of expf in double, mx + log(sum)) --------------------------- */
 
 __device__ double row_lse(const float *x, int64_t D) {
     float mx = -INFINITY;
@@ -198,21 +197,6 @@ __device__ double row_lse(const float *x, int64_t D) {
     return mx == -INFINITY ? -INFINITY : (double)mx + log(s);
 }
 
-__global__ void log_softmax_fwd_k(const float *x, float *y, int64_t rows, int64_t D) {
-    SX_ROWS(r, rows) {
-        float lse = (float)row_lse(x + r * D, D);
-        for (int64_t j = threadIdx.x; j < D; j += blockDim.x) y[r * D + j] = x[r * D + j] - lse;
-    }
-}
-__global__ void log_softmax_bwd_k(const float *y, const float *dy, float *dx, int64_t rows, int64_t D) {
-    SX_ROWS(r, rows) {
-        double s = 0;
-        for (int64_t j = threadIdx.x; j < D; j += blockDim.x) s += dy[r * D + j];
-        s = sx_block_reduce(s, SxSum(), 0.0);
-        float fs = (float)s;
-        for (int64_t j = threadIdx.x; j < D; j += blockDim.x) dx[r * D + j] += dy[r * D + j] - expf(y[r * D + j]) * fs;
-    }
-}
 __global__ void logsumexp_fwd_k(const float *x, float *y, int64_t rows, int64_t D) {
     SX_ROWS(r, rows) {
         float lse = (float)row_lse(x + r * D, D);
@@ -230,18 +214,6 @@ __global__ void logsumexp_bwd_k(const float *x, const float *y, const float *dy,
     int64_t D = sx_last_dim(t), rows = D ? (t)->numel / D : 0;                                                        \
     if (!rows) return
 
-extern "C" void ag_cuda_log_softmax_fwd(ag_ctx *ctx, ag_node *n) {
-    SX_REQUIRE_F32("log_softmax", n->in[0]);
-    ROWS_OF(n->in[0], D, rows);
-    log_softmax_fwd_k<<<sx_row_blocks(rows), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->in[0]), sx_f32(n->out), rows, D);
-    SX_LAUNCHED("log_softmax");
-}
-extern "C" void ag_cuda_log_softmax_bwd(ag_ctx *ctx, ag_node *n) {
-    float *dx = sx_grad(ctx, n->in[0]);
-    ROWS_OF(n->in[0], D, rows);
-    log_softmax_bwd_k<<<sx_row_blocks(rows), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->out), sx_f32(n->out->grad), dx, rows, D);
-    SX_LAUNCHED("log_softmax backward");
-}
 extern "C" void ag_cuda_logsumexp_fwd(ag_ctx *ctx, ag_node *n) {
     SX_REQUIRE_F32("logsumexp", n->in[0]);
     ROWS_OF(n->in[0], D, rows);
@@ -255,7 +227,7 @@ extern "C" void ag_cuda_logsumexp_bwd(ag_ctx *ctx, ag_node *n) {
     SX_LAUNCHED("logsumexp backward");
 }
 
-/* ---- sum, mean (whole tensor), sum_last ------------------------------------------------------------------------------ */
+/* ---- sum (whole tensor), sum_last -------------------------------------------------------------------------------- */
 
 #define RED_BLOCKS 1024 /* partials of the whole-tensor sums: a fixed count, so the order of the sum is fixed */
 
@@ -265,46 +237,41 @@ __global__ void sum_partial_k(const float *x, int64_t n, double *part) {
     s = sx_block_reduce(s, SxSum(), 0.0);
     if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
-/* One block: out[0] = sum(part) (mean: / n; n == 0 gives 0 as on the CPU). */
-__global__ void sum_finish_k(const double *part, int64_t n_part, float *out, int64_t n, int mean) {
+/* One block: out[0] = sum(part). */
+__global__ void sum_finish_k(const double *part, int64_t n_part, float *out) {
     double s = 0;
     for (int64_t i = threadIdx.x; i < n_part; i += blockDim.x) s += part[i];
     s = sx_block_reduce(s, SxSum(), 0.0);
-    if (threadIdx.x == 0) out[0] = mean ? (n ? (float)(s / (double)n) : 0.f) : (float)s;
+    if (threadIdx.x == 0) out[0] = (float)s;
 }
 
-static void sum_all(ag_ctx *ctx, ag_node *n, int mean, const char *name) {
-    SX_REQUIRE_F32(name, n->in[0]);
+extern "C" void ag_cuda_sum_fwd(ag_ctx *ctx, ag_node *n) {
+    SX_REQUIRE_F32("sum", n->in[0]);
     int64_t cnt = n->in[0]->numel;
     unsigned g = sx_blocks(cnt);
     if (g > RED_BLOCKS) g = RED_BLOCKS;
     double *part = (double *)sx_scratch(ctx, sizeof(double) * g);
     if (cnt) {
         sum_partial_k<<<g, SX_THREADS, 0, sx_stream()>>>(sx_f32(n->in[0]), cnt, part);
-        SX_LAUNCHED(name);
+        SX_LAUNCHED("sum");
     }
-    sum_finish_k<<<1, SX_THREADS, 0, sx_stream()>>>(part, cnt ? g : 0, sx_f32(n->out), cnt, mean);
-    SX_LAUNCHED(name);
+    sum_finish_k<<<1, SX_THREADS, 0, sx_stream()>>>(part, cnt ? g : 0, sx_f32(n->out));
+    SX_LAUNCHED("sum");
 }
 
-/* dx += dy[0] (mean: dy[0] / n, the float division of the CPU), read on the device: no synchronisation. */
-__global__ void sum_bwd_k(const float *dy, float *dx, int64_t n, int mean) {
-    float g = mean ? dy[0] / (float)n : dy[0];
+/* dx += dy[0], read on the device: no synchronisation. */
+__global__ void sum_bwd_k(const float *dy, float *dx, int64_t n) {
+    float g = dy[0];
     SX_GRID_STRIDE(i, n) dx[i] += g;
 }
 
-extern "C" void ag_cuda_sum_fwd(ag_ctx *ctx, ag_node *n) { sum_all(ctx, n, 0, "sum"); }
-extern "C" void ag_cuda_mean_fwd(ag_ctx *ctx, ag_node *n) { sum_all(ctx, n, 1, "mean"); }
-static void sum_bwd(ag_ctx *ctx, ag_node *n, int mean, const char *name) {
+extern "C" void ag_cuda_sum_bwd(ag_ctx *ctx, ag_node *n) {
     int64_t cnt = n->in[0]->numel;
-    if (mean && !cnt) return;
     float *dx = sx_grad(ctx, n->in[0]);
     if (!cnt) return;
-    sum_bwd_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->out->grad), dx, cnt, mean);
-    SX_LAUNCHED(name);
+    sum_bwd_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->out->grad), dx, cnt);
+    SX_LAUNCHED("sum backward");
 }
-extern "C" void ag_cuda_sum_bwd(ag_ctx *ctx, ag_node *n) { sum_bwd(ctx, n, 0, "sum backward"); }
-extern "C" void ag_cuda_mean_bwd(ag_ctx *ctx, ag_node *n) { sum_bwd(ctx, n, 1, "mean backward"); }
 
 __global__ void sum_last_k(const float *x, float *y, int64_t rows, int64_t D) {
     SX_ROWS(r, rows) {
@@ -403,51 +370,4 @@ extern "C" void ag_cuda_cross_entropy_bwd(ag_ctx *ctx, ag_node *n) {
     ce_bwd_k<<<sx_blocks(N * V), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->in[0]), sx_i32(n->in[1]), sx_f32(n->saved[0]), sx_f32(n->out->grad),
                                                                 (const int64_t *)n->saved[1]->data, dx, N * V, V);
     SX_LAUNCHED("cross_entropy backward");
-}
-
-/* ---- argmax, topk ---------------------------------------------------------------------------------------------------- */
-
-__global__ void argmax_k(const float *x, int32_t *y, int64_t rows, int64_t D) {
-    SX_ROWS(r, rows) {
-        SxArg best = {0.f, -1};
-        for (int64_t j = threadIdx.x; j < D; j += blockDim.x) best = sx_arg_best(best, SxArg{x[r * D + j], j});
-        best = sx_block_argbest(best);
-        if (threadIdx.x == 0) y[r] = (int32_t)best.i;
-    }
-}
-
-extern "C" void ag_cuda_argmax_fwd(ag_ctx *ctx, ag_node *n) {
-    SX_REQUIRE_F32("argmax", n->in[0]);
-    ROWS_OF(n->in[0], D, rows);
-    argmax_k<<<sx_row_blocks(rows), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->in[0]), (int32_t *)n->out->data, rows, D);
-    SX_LAUNCHED("argmax");
-}
-
-/* k rounds of a block argmax, each over the entries that come after the previous pick in the order (value
- * descending, index ascending): the same picks as the CPU's selection, without a list of taken indices. */
-__global__ void topk_k(const float *x, float *v, int32_t *ix, int64_t rows, int64_t D, int64_t k) {
-    SX_ROWS(r, rows) {
-        const float *xr = x + r * D;
-        SxArg last = {0.f, -1};
-        for (int64_t s = 0; s < k; s++) {
-            SxArg best = {0.f, -1};
-            for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
-                float xv = xr[j];
-                bool after = last.i < 0 || xv < last.v || (xv == last.v && j > last.i);
-                if (after) best = sx_arg_best(best, SxArg{xv, j});
-            }
-            last = sx_block_argbest(best);
-            if (threadIdx.x == 0) {
-                v[r * k + s] = last.i >= 0 ? xr[last.i] : NAN;
-                ix[r * k + s] = (int32_t)last.i;
-            }
-        }
-    }
-}
-
-extern "C" void ag_cuda_topk_fwd(ag_ctx *ctx, ag_node *n) {
-    SX_REQUIRE_F32("topk", n->in[0]);
-    ROWS_OF(n->in[0], D, rows);
-    topk_k<<<sx_row_blocks(rows), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->in[0]), sx_f32(n->out), (int32_t *)n->saved[0]->data, rows, D, n->ip[0]);
-    SX_LAUNCHED("topk");
 }

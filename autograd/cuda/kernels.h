@@ -1,4 +1,6 @@
-/* The CUDA op kernels' host entry points (defined in autograd/cuda/k_*.cu), declared for the op table (table.c).
+/* The CUDA op kernels' host entry points (defined in autograd/cuda/k_*.cu, and table.c for custom), declared for
+ * the op table (table.c): ag_cuda_<name>_fwd and ag_cuda_<name>_bwd for every op of autograd/ag_ops.def (an op
+ * without a gradient, or one the table marks AG_UNSUPPORTED, leaves the undefined ones unreferenced).
  * Forward functions fill n->out; backward functions ADD into the inputs' gradients, as on the CPU. */
 #ifndef SX_CUDA_KERNELS_H
 #define SX_CUDA_KERNELS_H
@@ -9,41 +11,10 @@
 extern "C" {
 #endif
 
-#define SX_CUDA_PAIR(op)                                                                                              \
-    void ag_cuda_##op##_fwd(ag_ctx *ctx, ag_node *n);                                                                 \
-    void ag_cuda_##op##_bwd(ag_ctx *ctx, ag_node *n);
-
-SX_CUDA_PAIR(matmul)
-SX_CUDA_PAIR(add)
-SX_CUDA_PAIR(sub)
-SX_CUDA_PAIR(mul)
-SX_CUDA_PAIR(scale)
-SX_CUDA_PAIR(relu)
-SX_CUDA_PAIR(gelu_tanh)
-SX_CUDA_PAIR(gelu_erf)
-SX_CUDA_PAIR(act)
-SX_CUDA_PAIR(rmsnorm)
-SX_CUDA_PAIR(softmax)
-SX_CUDA_PAIR(log_softmax)
-SX_CUDA_PAIR(logsumexp)
-SX_CUDA_PAIR(embedding)
-SX_CUDA_PAIR(dropout)
-SX_CUDA_PAIR(reshape)
-SX_CUDA_PAIR(permute)
-SX_CUDA_PAIR(sum)
-SX_CUDA_PAIR(mean)
-SX_CUDA_PAIR(sum_last)
-SX_CUDA_PAIR(cross_entropy)
-SX_CUDA_PAIR(gather_rows)
-SX_CUDA_PAIR(scatter_rows)
-SX_CUDA_PAIR(grouped_matmul)
-SX_CUDA_PAIR(square)
-SX_CUDA_PAIR(cast)
-void ag_cuda_one_hot_fwd(ag_ctx *ctx, ag_node *n);
-void ag_cuda_argmax_fwd(ag_ctx *ctx, ag_node *n);
-void ag_cuda_topk_fwd(ag_ctx *ctx, ag_node *n);
-
-#undef SX_CUDA_PAIR
+#define AG_OP(E, name, grad)                                                                                          \
+    void ag_cuda_##name##_fwd(ag_ctx *ctx, ag_node *node);                                                            \
+    void ag_cuda_##name##_bwd(ag_ctx *ctx, ag_node *node);
+#include "autograd/ag_ops.def"
 
 #ifdef __cplusplus
 }

@@ -40,13 +40,6 @@ static inline ag_tensor *g_rand(ag_arena *a, uint64_t seed, double lo, double hi
     for (int64_t i = 0; i < t->numel; i++) ag_set(t, i, lo + (hi - lo) * ag_rng_uniform(k, (uint64_t)i));
     return t;
 }
-/* Values on a coarse grid (ties are likely): for argmax/topk tie rules. */
-static inline ag_tensor *g_rand_ties(ag_arena *a, uint64_t seed, int levels, int ndim, const int64_t *shape) {
-    ag_tensor *t = ag_tensor_new(a, AG_F32, ndim, shape);
-    ag_rng_key k = ag_rng_make(seed, 7, 12);
-    for (int64_t i = 0; i < t->numel; i++) ag_set(t, i, floor(levels * ag_rng_uniform(k, (uint64_t)i)));
-    return t;
-}
 static inline ag_tensor *g_index(ag_arena *a, int ndim, const int64_t *shape, const int32_t *vals) {
     ag_tensor *t = ag_tensor_new(a, AG_I32, ndim, shape);
     memcpy(t->data, vals, sizeof(int32_t) * (size_t)t->numel);
