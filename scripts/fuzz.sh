@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for SECONDS (default 600) with the test
 # fixtures (and fuzz/seeds/<format>/) as the seed corpus and fuzz/<format>.dict as the dictionary when there is one.
-# Usage: scripts/fuzz.sh [SECONDS] [target ...]   (targets: fuzz_safetensors fuzz_torchbin fuzz_spm)
+# Usage: scripts/fuzz.sh [SECONDS] [target ...]   (targets: fuzz_safetensors fuzz_torchbin fuzz_spm fuzz_config
+# fuzz_ckpt)
 # SWITCHC_FUZZ_BUILD names the build folder (default build-fuzz).
 set -euo pipefail
 shopt -s nullglob
@@ -19,6 +20,8 @@ for t in "${targets[@]}"; do
     fuzz_torchbin)
       seeds=(tests/fixtures/hf/bin_*/pytorch_model.bin tests/fixtures/hf/bad/*.bin fuzz/seeds/torchbin/*.bin) ;;
     fuzz_spm) seeds=(tests/fixtures/spm/*.model tests/fixtures/spm/bad/*) ;;
+    fuzz_config) seeds=(configs/models/*.json configs/runs/*.json tests/fixtures/hf/*/config.json) ;;
+    fuzz_ckpt) seeds=(tests/fixtures/hf/reference.h5) ;;
   esac
   i=0; for f in "${seeds[@]}"; do cp -f "$f" "$corpus/seed_$i"; i=$((i + 1)); done
   # the format's tokens, when there is a dictionary (fuzz/torchbin.dict)
