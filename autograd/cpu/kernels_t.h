@@ -527,7 +527,7 @@ static void FN(dropout_fwd)(ag_ctx *ctx, ag_node *n) {
         int64_t m = N - i0 < 256 ? N - i0 : 256;
         ag_rng_words(n->key, (uint64_t)i0, m, w);
         for (int64_t j = 0; j < m; j++) mask[i0 + j] = w[j] >= thr;
-        for (int64_t j = 0; j < m; j++) y[i0 + j] = x[i0 + j] * (s * (T)mask[i0 + j]);
+        for (int64_t j = 0; j < m; j++) y[i0 + j] = mask[i0 + j] ? x[i0 + j] * s : (T)0; /* +0, as the GPU, whatever x's sign */
     }
 }
 static void FN(dropout_bwd)(ag_ctx *ctx, ag_node *n) {
@@ -535,7 +535,7 @@ static void FN(dropout_bwd)(ag_ctx *ctx, ag_node *n) {
     T *restrict dx = GRAD(ctx, n->in[0]);
     const T s = (T)1 / ((T)1 - (T)n->fp[0]);
     const uint8_t *restrict mask = n->saved[0]->data;
-    for (int64_t i = 0; i < n->out->numel; i++) dx[i] += dy[i] * (s * (T)mask[i]);
+    for (int64_t i = 0; i < n->out->numel; i++) dx[i] += mask[i] ? dy[i] * s : (T)0;
 }
 
 static void FN(reshape_fwd)(ag_ctx *ctx, ag_node *n) { (void)n; /* a view: the output shares the input's data */ }
