@@ -3,18 +3,7 @@
 if(SWITCHC_FUZZ)
   if(NOT CMAKE_C_COMPILER_ID STREQUAL "Clang")
     message(FATAL_ERROR "SWITCHC_FUZZ needs clang (CC=clang or -DCMAKE_C_COMPILER=clang)")
-    # the run config / HF config.json readers and the checkpoint reader: the whole project's sources, instrumented
-  # (they reach most of train/), linked into each target
-  file(GLOB SX_FUZZ_ALL CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/autograd/*.c ${CMAKE_SOURCE_DIR}/autograd/cpu/*.c
-       ${CMAKE_SOURCE_DIR}/parallel/*.c ${CMAKE_SOURCE_DIR}/moe/*.c ${CMAKE_SOURCE_DIR}/data/*.c ${CMAKE_SOURCE_DIR}/train/*.c)
-  foreach(t fuzz_config fuzz_ckpt)
-    add_executable(${t} ${CMAKE_SOURCE_DIR}/fuzz/${t}.c ${SX_FUZZ_ALL})
-    target_compile_options(${t} PRIVATE ${SX_FUZZ_FLAGS})
-    target_link_options(${t} PRIVATE ${SX_FUZZ_FLAGS})
-    target_include_directories(${t} PRIVATE ${CMAKE_SOURCE_DIR} ${HDF5_C_INCLUDE_DIRS})
-    target_link_libraries(${t} PRIVATE PkgConfig::CJSON PkgConfig::OPENBLAS ${HDF5_C_LIBRARIES} Threads::Threads ${MATH_LIB})
-  endforeach()
-endif()
+  endif()
   set(SX_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -g -O1)
   set(SX_HF_SRCS ${CMAKE_SOURCE_DIR}/train/hf_weights.c ${CMAKE_SOURCE_DIR}/train/hf_safetensors.c ${CMAKE_SOURCE_DIR}/train/hf_torchbin.c
       ${CMAKE_SOURCE_DIR}/train/cfg_util.c ${CMAKE_SOURCE_DIR}/autograd/sx_error.c

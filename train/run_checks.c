@@ -2,6 +2,7 @@
  * double, so a config whose products overflow 64 bits is measured, not wrapped. */
 #include "train/run_checks.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,17 +56,17 @@ sx_status run_checks_model_memory(const model_config *c, int ep_size, bool train
                  c->num_experts, c->d_ff, c->d_model, p.experts);
     else if (p.attn >= p.dense_ffn)
         snprintf(why, sizeof why,
-                 "attention alone is num_layers %d + num_decoder_layers %d of d_model %d x num_heads %d x d_kv %d = "
-                 "%.3g parameters",
+                 "attention alone is num_layers %d + num_decoder_layers %d of d_model %d x num_heads %d x d_kv %d "
+                 "= %.3g parameters",
                  c->num_layers, c->num_decoder_layers, c->d_model, c->num_heads, c->d_kv, p.attn);
     else
         snprintf(why, sizeof why, "the dense FFNs alone are d_ff %d x d_model %d per layer = %.3g parameters", c->d_ff,
                  c->d_model, p.dense_ffn);
-    return sx_errorf(
-        "model: %.4g parameters need %.1f GB (%s) but this machine has %.1f GB of memory: %s (check model.vocab_size, "
-        "d_model, d_ff, num_experts, num_layers)",
-        n, gb(bytes), training ? "4 copies for training: weights, gradients, 2 optimizer moments" : "float32 weights",
-        gb(phys), why);
+    return sx_errorf("model: %.4g parameters need %.1f GB (%s) but this machine has %.1f GB of memory: %s "
+                     "(check model.vocab_size, d_model, d_ff, num_experts, num_layers)",
+                     n, gb(bytes),
+                     training ? "4 copies for training: weights, gradients, 2 optimizer moments" : "float32 weights",
+                     gb(phys), why);
 }
 
 int run_checks_target_bound(const run_config *r) {
@@ -89,19 +90,16 @@ static sx_status capacity_rule(const model_config *c, double cf, const char *cf_
     double G = c->capacity_group_size > 0 ? (double)c->capacity_group_size : (double)rows * (double)len;
     double slots = cf * G / c->num_experts;
     if (llround(slots) >= 1) return sx_ok();
+    char group[160];
     if (c->capacity_group_size > 0)
-        return sx_errorf("model.switchc.%s %g x capacity_group_size %d tokens / num_experts %d = %.3g rounds to 0 "
-                         "slots per expert and "
-                         "min_expert_capacity is 0: every token would be dropped (raise the factor or "
-                         "min_expert_capacity; %s 0 is dropless)",
-                         cf_key, cf, c->capacity_group_size, c->num_experts, slots, cf_key);
-    return sx_errorf("model.switchc.%s %g x at most %lld tokens per group (%s %lld x %lld tokens) / num_experts %d = "
-                     "%.3g rounds to 0 slots "
-                     "per expert and min_expert_capacity is 0: every token would be dropped (raise the factor or "
-                     "min_expert_capacity; %s 0 "
-                     "is dropless)",
-                     cf_key, cf, (long long)(rows * len), rows_key, (long long)rows, (long long)len, c->num_experts,
-                     slots, cf_key);
+        snprintf(group, sizeof group, "capacity_group_size %d tokens", c->capacity_group_size);
+    else
+        snprintf(group, sizeof group, "at most %lld tokens per group (%s %lld x %lld tokens)", (long long)(rows * len),
+                 rows_key, (long long)rows, (long long)len);
+    return sx_errorf("model.switchc.%s %g x %s / num_experts %d = %.3g rounds to 0 slots per expert and "
+                     "min_expert_capacity is 0: every token would be dropped "
+                     "(raise the factor or min_expert_capacity; %s 0 is dropless)",
+                     cf_key, cf, group, c->num_experts, slots, cf_key);
 }
 
 sx_status run_checks_validate(const run_config *r) {
@@ -118,9 +116,8 @@ sx_status run_checks_validate(const run_config *r) {
     double HK = (double)c->num_heads * c->d_kv, Ld = c->num_decoder_layers;
     double train_b = (double)mb * (double)T * V * 4 * 3;
     if (train_b > phys)
-        return sx_errorf("%s %lld x target length %lld x model.vocab_size %d: the logits of one training batch need "
-                         "%.1f GB but this machine "
-                         "has %.1f GB (use train.micro_batch_size, or a shorter %s)",
+        return sx_errorf("%s %lld x target length %lld x model.vocab_size %d: the logits of one training batch "
+                         "need %.1f GB but this machine has %.1f GB (use train.micro_batch_size, or a shorter %s)",
                          r->micro_batch_size ? "train.micro_batch_size" : "train.batch_size", (long long)mb,
                          (long long)T, c->vocab_size, gb(train_b), gb(phys),
                          builtin ? "data.task_max_len" : "data.max_target_len");
@@ -128,9 +125,13 @@ sx_status run_checks_validate(const run_config *r) {
     double eval_b = (double)r->eval_batch_size * ((double)T * V * 4 + 2 * Ld * HK * (G + S) * 4);
     if (eval_b > phys)
         return sx_errorf("eval.batch_size %d: the logits and KV cache of one evaluation batch (target length %lld, "
-                         "model.vocab_size %d, "
-                         "eval.max_gen_len %d) need %.1f GB but this machine has %.1f GB (lower eval.batch_size)",
+                         "model.vocab_size %d, eval.max_gen_len %d) need %.1f GB but this machine has %.1f GB "
+                         "(lower eval.batch_size)",
                          r->eval_batch_size, (long long)T, c->vocab_size, r->gen_max_len, gb(eval_b), gb(phys));
+    /* the generated ids of an evaluation batch are indexed with int */
+    if ((double)r->eval_batch_size * G > INT_MAX)
+        return sx_errorf("eval.batch_size %d x %g generated tokens exceeds %d ids in one batch (lower eval.batch_size)",
+                         r->eval_batch_size, G, INT_MAX);
     return sx_ok();
 }
 
@@ -150,18 +151,16 @@ sx_status run_checks_generate(const model_config *c, int64_t B, int64_t S, int64
                    R * (double)c->vocab_size * 4 * 2 + R * (double)max_len * 4 * 4;
     double phys = run_checks_phys_bytes();
     if (params + cache > phys)
-        return sx_errorf("%s: %lld beams x %lld tokens need a %.1f GB KV cache beside %.1f GB of weights, more than "
-                         "this machine's %.1f GB "
-                         "(fewer beams or a shorter maximum length)",
+        return sx_errorf("%s: %lld beams x %lld tokens need a %.1f GB KV cache beside %.1f GB of weights, "
+                         "more than this machine's %.1f GB (fewer beams or a shorter maximum length)",
                          flags, (long long)beams, (long long)max_len, gb(cache), gb(params), gb(phys));
     return sx_ok();
 }
 
 sx_status run_checks_preflight(const run_config *r, bool need_eval) {
     if (!strcmp(r->task, "dataset") && need_eval && !r->eval_data[0])
-        return sx_errorf(
-            "data.eval: task 'dataset' needs an evaluation dataset: the run evaluates on it at the end (and every "
-            "train.eval_every steps); give data.eval (it may be the training set)");
+        return sx_errorf("data.eval: task 'dataset' needs an evaluation dataset: the run evaluates on it at the end "
+                         "(and every train.eval_every steps); give data.eval (it may be the training set)");
     for (int k = 0; k < (need_eval ? 2 : 1); k++) { /* the training data first: its errors read first, as at step 1 */
         batch_source *src;
         SX_TRY(batch_source_open(r, k == 1, &src));
