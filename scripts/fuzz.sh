@@ -8,6 +8,7 @@ set -euo pipefail
 shopt -s nullglob
 cd "$(dirname "$0")/.."
 secs=${1:-600}; shift || true
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} # HDF5 leaks on its own error paths; LSan at exit would report them
 targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(fuzz_safetensors fuzz_torchbin fuzz_spm)
 SWITCHC_WITH_FUZZ=1 scripts/bootstrap.sh
 build=${SWITCHC_FUZZ_BUILD:-build-fuzz}
