@@ -29,19 +29,6 @@ struct train_step {
     int *route_param;          /* [n_sparse, 4]: the expert blocks of each routed layer (-1 absent) */
 };
 
-/* The HF name of global expert e of descriptor p (or its plain name). */
-static const char *global_hf_name(const param_desc *p, int e, char *buf, size_t cap) {
-    if (!p->n_experts) {
-        snprintf(buf, cap, "%s", p->name);
-        return buf;
-    }
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-    snprintf(buf, cap, p->name, e);
-#pragma GCC diagnostic pop
-    return buf;
-}
-
 /* Splits a comma-separated pattern list into pats (pointers into buf). */
 static int split_patterns(const char *list, char *buf, size_t cap, char **pats, int max) {
     snprintf(buf, cap, "%s", list);
@@ -73,7 +60,7 @@ static sx_status setup_freeze(train_step *t) {
         int ng = p->n_experts ? E : 1;
         int64_t per = p->n_experts ? p->numel / p->n_experts : p->numel;
         for (int e = 0; e < ng; e++) {
-            global_hf_name(p, e, name, sizeof name);
+            model_param_hf_name(m, i, e - p->expert_offset, name, sizeof name); /* e: the global expert */
             bool fz = false, only = no == 0;
             for (int k = 0; k < nf; k++)
                 if (fnmatch(fp[k], name, 0) == 0) fhits[k]++, fz = true;

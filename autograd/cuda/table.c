@@ -15,31 +15,16 @@ void ag_cuda_custom_bwd(ag_ctx *ctx, ag_node *n) {
 
 #define PAIR(op) {ag_cuda_##op##_fwd, ag_cuda_##op##_bwd, NULL}
 
+/* Generated from ag_ops.def like the CPU table: every op has its ag_cuda_<name>_fwd/_bwd (cuda/kernels.h). An op
+ * without a CUDA kernel would get a pair of wrappers that abort with the reason, or an AG_UNSUPPORTED("why") entry
+ * in place of this generated list. */
 static const ag_op_entry cuda_table[] = {
-    [AG_OP_MATMUL] = PAIR(matmul),
-    [AG_OP_ADD] = PAIR(add),
-    [AG_OP_MUL] = PAIR(mul),
-    [AG_OP_SCALE] = PAIR(scale),
-    [AG_OP_RELU] = PAIR(relu),
-    [AG_OP_GELU_TANH] = PAIR(gelu_tanh),
-    [AG_OP_GELU_ERF] = PAIR(gelu_erf),
-    [AG_OP_ACT] = PAIR(act),
-    [AG_OP_RMSNORM] = PAIR(rmsnorm),
-    [AG_OP_SOFTMAX] = PAIR(softmax),
-    [AG_OP_LOGSUMEXP] = PAIR(logsumexp),
-    [AG_OP_EMBEDDING] = PAIR(embedding),
-    [AG_OP_DROPOUT] = PAIR(dropout),
-    [AG_OP_RESHAPE] = PAIR(reshape),
-    [AG_OP_PERMUTE] = PAIR(permute),
-    [AG_OP_SUM] = PAIR(sum),
-    [AG_OP_SUM_LAST] = PAIR(sum_last),
-    [AG_OP_CROSS_ENTROPY] = PAIR(cross_entropy),
-    [AG_OP_GATHER_ROWS] = PAIR(gather_rows),
-    [AG_OP_SCATTER_ROWS] = PAIR(scatter_rows),
-    [AG_OP_GROUPED_MATMUL] = PAIR(grouped_matmul),
-    [AG_OP_SQUARE] = PAIR(square),
-    [AG_OP_CAST] = PAIR(cast),
-    [AG_OP_CUSTOM] = PAIR(custom),
+#define ENTRY_AG_GRAD(op) PAIR(op)
+#define ENTRY_AG_NOGRAD(op) {ag_cuda_##op##_fwd, NULL, NULL}
+#define AG_OP(E, name, grad) [AG_OP_##E] = ENTRY_##grad(name),
+#include "autograd/ag_ops.def"
+#undef ENTRY_AG_GRAD
+#undef ENTRY_AG_NOGRAD
 };
 _Static_assert(sizeof cuda_table / sizeof cuda_table[0] == AG_OP_COUNT, "the CUDA op table must cover every AG_OP_*");
 
