@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Fixtures for switchc's inference commands (tests/test_infer.c): generate over a file, sampling, embed and int8.
+
+A small random SwitchTransformersForConditionalGeneration (transformers 4.57.6, float32, CPU) with a real
+SentencePiece tokenizer (tests/fixtures/text_task/spiece.model: 300 pieces + 100 sentinels = vocab 400), and what HF
+computes for it:
+
+  tests/fixtures/infer/model/        config.json, model.safetensors, spiece.model (an HF folder switchc reads)
+  tests/fixtures/infer/inputs.jsonl  one {"input": TEXT} per line (the last few as {"input": [ids]})
+  tests/fixtures/infer/inputs.txt    the same texts, one per line
+  tests/fixtures/infer/generate.jsonl  per setting and input, what HF's model.generate gives for that input alone
+                                     (batch of one): {"setting", "index", "output_ids", "score"}; the settings are
+                                     in SETTINGS. An input is left out of a setting (and listed in "dropped") when
+                                     its output changes under a 3e-5 perturbation of HF's log-probabilities, or when
+                                     HF's own batched run (all inputs right-padded together) differs from the
+                                     batch-of-one run: such a case tests float rounding, not the algorithm.
+                                     "output" is T5Tokenizer.decode of the ids without EOS and padding
+                                     (skip_special_tokens=False: sentinels kept, as switchc prints them).
+  tests/fixtures/infer/sampling.h5   the first decoding step of one input: HF's logits [V] and, per warper setting
+                                     (temperature, top_k, top_p), softmax after HF's TemperatureLogitsWarper,
+                                     TopKLogitsWarper, TopPLogitsWarper in _get_logits_processor's order [n, V]
+
+Regenerate: python3 scripts/make_infer_fixtures.py    (torch, transformers==4.57.6, h5py, numpy, sentencepiece)
+"""
+import json
+import os
+import shutil
+import sys
+
+import h5py
+import numpy as np
+import torch
+import transformers
+from transformers import (LogitsProcessor, LogitsProcessorList, SwitchTransformersConfig,
+                          SwitchTransformersForConditionalGeneration, T5Tokenizer)
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+if transformers.__version__ != "4.57.6":
+    sys.exit(f"make_infer_fixtures.py needs transformers 4.57.6, found {transformers.__version__}")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+OUT = os.path.join(ROOT, "tests", "fixtures", "infer")
+SPM = os.path.join(ROOT, "tests", "fixtures", "text_task", "spiece.model")
+
+TEXTS = [
+    "sum: five plus four",
+    "translate English to German: the house is small.",
+    "The capital of France is <extra_id_0>.",
+    "a",
+    "sum: one plus five plus two plus seven plus three",
+    "reverse: 1 2 3 4 5 6 7 8",
+    "Hello world, the cat sat on the mat <extra_id_0> and <extra_id_1>.",
+    "question: what is nine minus six? answer:",
+    "",
+    "sort: nine three one seven",
+    "one two three four five six seven eight nine ten eleven twelve",
+    "The <extra_id_0> walks in <extra_id_1> park",
+]
+N_IDS = 3  # the last N_IDS inputs of inputs.jsonl are given as id lists (their tokenization)
+
+# name: generate kwargs (do_sample False)
+SETTINGS = {
+    "greedy": dict(num_beams=1, max_new_tokens=10),
+    "beam3": dict(num_beams=3, length_penalty=1.0, early_stopping=False, max_new_tokens=10),
+    "beam4_lp05_es": dict(num_beams=4, length_penalty=0.5, early_stopping=True, max_new_tokens=8),
+}
+# (temperature, top_k, top_p) for the sampling distribution; (1, 50, 1) is HF's default do_sample=True
+WARPERS = [(1.0, 0, 1.0), (1.0, 50, 1.0), (2.0, 20, 1.0), (3.0, 0, 0.9), (2.5, 0, 0.5), (2.0, 40, 0.8), (0.7, 5, 0.95)]
+
+
+def build_model(vocab):
+    torch.manual_seed(7)
+    cfg = SwitchTransformersConfig(vocab_size=vocab, d_model=16, d_kv=4, num_heads=4, d_ff=24, num_layers=2,
+                                   num_decoder_layers=2, num_sparse_encoder_layers=1, num_sparse_decoder_layers=1,
+                                   num_experts=4, expert_capacity=64, router_jitter_noise=0.0, pad_token_id=0,
+                                   eos_token_id=1, decoder_start_token_id=0, tie_word_embeddings=False)
+    model = SwitchTransformersForConditionalGeneration(cfg).float().eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(2.0)  # a sharper next-token distribution than the init's: fewer near-ties
+        # EOS made a scaled copy of token 96's row: EOS wins where 96 would, and some outputs end early (2..7 tokens
+        # of 10 under greedy), others at the limit
+        model.lm_head.weight[1] = 1.3 * model.lm_head.weight[96]
+    return model
+
+
+class Noise(LogitsProcessor):
+    def __init__(self, amp, seed):
+        self.amp, self.g = amp, torch.Generator().manual_seed(seed)
+
+    def __call__(self, input_ids, scores):
+        return scores + (torch.rand(scores.shape, generator=self.g) * 2 - 1) * self.amp
+
+
+def gen(model, ids, mask, kw, amp=0.0, seed=0):
+    procs = LogitsProcessorList([Noise(amp, seed)]) if amp else None
+    with torch.no_grad():
+        o = model.generate(ids, attention_mask=mask, do_sample=False, return_dict_in_generate=True,
+                           output_scores=True, logits_processor=procs, **kw)
+    out = []
+    for b, row in enumerate(o.sequences[:, 1:].tolist()):
+        n = row.index(1) + 1 if 1 in row else len(row)
+        score = float(o.sequences_scores[b]) if kw["num_beams"] > 1 else 0.0
+        out.append((row[:n], score))
+    return out
+
+
+def padded(seqs):
+    S = max(len(s) for s in seqs)
+    ids = torch.zeros((len(seqs), S), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for b, s in enumerate(seqs):
+        ids[b, :len(s)] = torch.tensor(s)
+        mask[b, :len(s)] = 1
+    return ids, mask
+
+
+def write_generate(model, tok, tok_ids):
+    lines, stats = [], {}
+    ids_all, mask_all = padded(tok_ids)
+    for name, kw in SETTINGS.items():
+        batched = gen(model, ids_all, mask_all, kw)
+        kept, dropped = 0, []
+        for i, s in enumerate(tok_ids):
+            ids, mask = padded([s])
+            ref = gen(model, ids, mask, kw)[0]
+            stable = all(gen(model, ids, mask, kw, 3e-5, k)[0][0] == ref[0] for k in (1, 2))
+            if not stable or batched[i][0] != ref[0]:
+                dropped.append(i)
+                continue
+            text = tok.decode([t for t in ref[0] if t not in (0, 1)], skip_special_tokens=False)
+            lines.append(json.dumps({"setting": name, "index": i, "output_ids": ref[0], "output": text,
+                                     "score": ref[1]}))
+            kept += 1
+        lines.append(json.dumps({"setting": name, "dropped": dropped}))
+        stats[name] = (kept, dropped)
+    with open(os.path.join(OUT, "generate.jsonl"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return stats
+
+
+def write_sampling(model, tok_ids):
+    ids, mask = padded([tok_ids[1]])
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask,
+                       decoder_input_ids=torch.tensor([[model.config.decoder_start_token_id]])).logits[0, -1].float()
+    probs = []
+    for t, k, p in WARPERS:
+        procs = []  # _get_logits_processor's conditions and order (min_tokens_to_keep 1 without beams)
+        if t != 1.0:
+            procs.append(TemperatureLogitsWarper(t))
+        if k != 0:
+            procs.append(TopKLogitsWarper(top_k=k, min_tokens_to_keep=1))
+        if p < 1.0:
+            procs.append(TopPLogitsWarper(top_p=p, min_tokens_to_keep=1))
+        s = logits[None].clone()
+        for proc in procs:
+            s = proc(None, s)
+        probs.append(torch.softmax(s, -1)[0].numpy())
+    with h5py.File(os.path.join(OUT, "sampling.h5"), "w") as h:
+        h["input_ids"] = np.array(tok_ids[1], np.int32)
+        h["logits"] = logits.numpy().astype(np.float32)
+        h["warpers"] = np.array(WARPERS, np.float64)
+        h["probs"] = np.array(probs, np.float32)
+    return [int((q > 0).sum()) for q in probs]
+
+
+def main():
+    torch.set_num_threads(1)
+    if os.path.exists(OUT):
+        shutil.rmtree(OUT)
+    os.makedirs(OUT)
+    tok = T5Tokenizer(SPM, legacy=True)
+    tok_ids = [tok(t).input_ids for t in TEXTS]
+    model = build_model(len(tok))
+    mdir = os.path.join(OUT, "model")
+    model.save_pretrained(mdir)
+    os.remove(os.path.join(mdir, "generation_config.json"))
+    shutil.copy(SPM, os.path.join(mdir, "spiece.model"))
+    with open(os.path.join(OUT, "inputs.jsonl"), "w") as f:
+        for i, t in enumerate(TEXTS):
+            f.write(json.dumps({"input": tok_ids[i] if i >= len(TEXTS) - N_IDS else t}) + "\n")
+    with open(os.path.join(OUT, "inputs.txt"), "w") as f:
+        f.write("".join(t + "\n" for t in TEXTS))
+    print("generate:", write_generate(model, tok, tok_ids))
+    print("sampling support sizes:", write_sampling(model, tok_ids))
+    total = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(OUT) for f in fs)
+    print(f"wrote {OUT}: {total} bytes")
+
+
+if __name__ == "__main__":
+    main()
