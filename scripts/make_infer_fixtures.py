@@ -19,6 +19,10 @@ computes for it:
   tests/fixtures/infer/sampling.h5   the first decoding step of one input: HF's logits [V] and, per warper setting
                                      (temperature, top_k, top_p), softmax after HF's TemperatureLogitsWarper,
                                      TopKLogitsWarper, TopPLogitsWarper in _get_logits_processor's order [n, V]
+  tests/fixtures/infer/embed.h5      SwitchTransformersEncoderModel.from_pretrained(model/) on all inputs right-padded
+                                     together: input_ids, mask [N, S]; hidden [N, S, D] (last_hidden_state); pooled
+                                     [N, D] (the mean over mask = 1); router_logits/block_<b> [N, S, E] for each
+                                     sparse encoder block b (router_probs[b][0], the raw router logits)
 
 Regenerate: python3 scripts/make_infer_fixtures.py    (torch, transformers==4.57.6, h5py, numpy, sentencepiece)
 """
@@ -163,6 +167,34 @@ def write_sampling(model, tok_ids):
     return [int((q > 0).sum()) for q in probs]
 
 
+def write_embed(model, tok_ids):
+    from transformers import SwitchTransformersEncoderModel
+    # from_pretrained(model/) would re-initialise the embedding of an untied folder (its encoder.embed_tokens key is
+    # missing): the encoder's weights are copied over instead, and checked
+    enc = SwitchTransformersEncoderModel(model.config).float().eval()
+    missing, _ = enc.load_state_dict(model.state_dict(), strict=False)
+    assert not [k for k in missing if k != "encoder.embed_tokens.weight"], missing
+    assert enc.encoder.embed_tokens.weight.data_ptr() == enc.shared.weight.data_ptr()
+    assert torch.equal(enc.shared.weight, model.shared.weight)
+    ids, mask = padded(tok_ids)
+    with torch.no_grad():
+        o = enc(input_ids=ids, attention_mask=mask, output_router_logits=True, return_dict=True)
+    h = o.last_hidden_state
+    m = mask[..., None].float()
+    pooled = (h * m).sum(1) / m.sum(1)
+    with h5py.File(os.path.join(OUT, "embed.h5"), "w") as f:
+        f["input_ids"] = ids.numpy().astype(np.int32)
+        f["mask"] = mask.numpy().astype(np.int32)
+        f["hidden"] = h.numpy().astype(np.float32)
+        f["pooled"] = pooled.numpy().astype(np.float32)
+        blocks = []
+        for b, r in enumerate(o.router_probs):
+            if len(r) == 2:  # a sparse block: (router_logits, expert_index); dense blocks give a zero placeholder
+                f[f"router_logits/block_{b}"] = r[0].numpy().astype(np.float32)
+                blocks.append(b)
+    return blocks
+
+
 def main():
     torch.set_num_threads(1)
     if os.path.exists(OUT):
@@ -182,6 +214,7 @@ def main():
         f.write("".join(t + "\n" for t in TEXTS))
     print("generate:", write_generate(model, tok, tok_ids))
     print("sampling support sizes:", write_sampling(model, tok_ids))
+    print("embed: sparse encoder blocks", write_embed(model, tok_ids))
     total = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(OUT) for f in fs)
     print(f"wrote {OUT}: {total} bytes")
 

@@ -5,7 +5,10 @@
  *    greedy and two beam-search settings;
  *  - sampling: switchc's warpers give HF's distribution after temperature/top-k/top-p, the sampler's first-token
  *    frequencies over 20000 (seed, input index) streams fit it (chi-square), and the same seed gives the same
- *    tokens whatever the batch size. */
+ *    tokens whatever the batch size;
+ *  - embed: `switchc embed` gives SwitchTransformersEncoderModel's last hidden state and router logits and their
+ *    mean over the mask within 1e-5 relative, in every output layout (padded HDF5, per example, .npy), from the HF
+ *    folder and from a converted checkpoint. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
@@ -322,4 +325,159 @@ Test(infer, sampling_same_seed_any_batch) {
     free(b);
     free(c);
     for (int k = 0; k < 3; k++) unlink(out[k]);
+}
+
+/* ---- embed ----------------------------------------------------------------------------------------------------- */
+
+/* Relative error of a tensor: max |a - b| over max |b| (one number per tensor; elements near zero make an
+ * element-wise relative error meaningless). SwitchTransformersEncoderModel's states agree to ~1e-6 absolute on O(1)
+ * values (the model parity tests' level); 1e-5 relative is the acceptance bound. */
+#define EMBED_TOL 1e-5
+
+typedef struct {
+    double max_err, max_ref;
+} rel_err;
+
+static void rel_add(rel_err *r, double a, double b) {
+    r->max_err = fmax(r->max_err, fabs(a - b));
+    r->max_ref = fmax(r->max_ref, fabs(b));
+}
+
+static double rel(const rel_err *r) { return r->max_ref > 0 ? r->max_err / r->max_ref : r->max_err; }
+
+static void embed_cmd(const char *out, const char *flags) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s embed --model %s/model --input-file %s/inputs.jsonl --output %s %s", BIN, FIX, FIX,
+             out, flags);
+    cr_assert(run(cmd) == 0, "%s failed", cmd);
+}
+
+Test(infer, embed_hidden_router_pooled) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t ref = H5Fopen(FIX "/embed.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(ref >= 0);
+    int nd;
+    hsize_t dims[8];
+    int32_t *mask = h5f_ints(ref, "mask", &nd, dims), *ref_ids = h5f_ints(ref, "input_ids", NULL, NULL);
+    int64_t N = (int64_t)dims[0], Sr = (int64_t)dims[1];
+    float *hidden = h5f_read(ref, "hidden", H5T_NATIVE_FLOAT, sizeof(float), &nd, dims, NULL);
+    int64_t D = (int64_t)dims[2];
+    float *pooled = h5f_floats(ref, "pooled", NULL);
+    float *router = h5f_read(ref, "router_logits/block_1", H5T_NATIVE_FLOAT, sizeof(float), &nd, dims, NULL);
+    int64_t E = (int64_t)dims[2];
+    H5Fclose(ref);
+
+    char out[256];
+    /* 1. padded, with the router logits, batches of 5 of mixed lengths */
+    snprintf(out, sizeof out, "/tmp/test_infer_%d_embed.h5", (int)getpid());
+    embed_cmd(out, "--router-logits --batch-size 5");
+    hid_t f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0, "%s not written", out);
+    float *h = h5f_read(f, "hidden", H5T_NATIVE_FLOAT, sizeof(float), &nd, dims, NULL);
+    int64_t S = (int64_t)dims[1];
+    cr_assert(nd == 3 && (int64_t)dims[0] == N && (int64_t)dims[2] == D && S <= Sr, "hidden shape");
+    int32_t *mk = h5f_ints(f, "mask", NULL, NULL), *lens = h5f_ints(f, "lengths", NULL, NULL);
+    int32_t *ids = h5f_ints(f, "input_ids", NULL, NULL);
+    float *rl = h5f_read(f, "router_logits/block_1", H5T_NATIVE_FLOAT, sizeof(float), &nd, dims, NULL);
+    cr_assert(nd == 3 && (int64_t)dims[2] == E, "router logits shape");
+    H5Fclose(f);
+    rel_err eh = {0}, er = {0};
+    double pad_max = 0;
+    int bad_mask = 0;
+    for (int64_t i = 0; i < N; i++) {
+        int64_t n = 0;
+        while (n < Sr && mask[i * Sr + n]) n++;
+        bad_mask += lens[i] != n;
+        for (int64_t s = 0; s < S; s++) {
+            bad_mask += mk[i * S + s] != (s < n) || (s < n && ids[i * S + s] != ref_ids[i * Sr + s]);
+            for (int64_t d = 0; d < D; d++) {
+                double a = h[(i * S + s) * D + d];
+                if (s < n) rel_add(&eh, a, hidden[(i * Sr + s) * D + d]);
+                else pad_max = fmax(pad_max, fabs(a));
+            }
+            for (int64_t e = 0; e < E && s < n; e++)
+                rel_add(&er, rl[(i * S + s) * E + e], router[(i * Sr + s) * E + e]);
+        }
+    }
+    printf("embed vs SwitchTransformersEncoderModel (%lld inputs, batches of 5): hidden %.2e relative (max abs %.2e), "
+           "router logits %.2e relative; padding written as %g; %d mask/length/id mismatches\n",
+           (long long)N, rel(&eh), eh.max_err, rel(&er), pad_max, bad_mask);
+    cr_expect(rel(&eh) <= EMBED_TOL && rel(&er) <= EMBED_TOL, "hidden %g, router logits %g", rel(&eh), rel(&er));
+    cr_expect(pad_max == 0 && bad_mask == 0);
+
+    /* 2. mean pooling, HDF5 and .npy */
+    embed_cmd(out, "--pool mean --batch-size 4");
+    f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
+    float *p = h5f_floats(f, "pooled", NULL);
+    H5Fclose(f);
+    rel_err ep = {0};
+    for (int64_t k = 0; k < N * D; k++) rel_add(&ep, p[k], pooled[k]);
+    char npy[256];
+    snprintf(npy, sizeof npy, "/tmp/test_infer_%d_embed.npy", (int)getpid());
+    embed_cmd(npy, "--pool mean");
+    char *raw = slurp(npy);
+    const char *want = "{'descr': '<f4', 'fortran_order': False, 'shape': (12, 16), }";
+    int hl = (unsigned char)raw[8] | (unsigned char)raw[9] << 8;
+    cr_assert(!memcmp(raw, "\x93NUMPY\x01\x00", 8) && !strncmp(raw + 10, want, strlen(want)), "npy header: %.80s",
+              raw + 10);
+    cr_assert((10 + hl) % 64 == 0, "npy header length %d", hl);
+    rel_err en = {0};
+    for (int64_t k = 0; k < N * D; k++) {
+        float v;
+        memcpy(&v, raw + 10 + hl + 4 * k, 4);
+        rel_add(&en, v, pooled[k]);
+    }
+    printf("embed --pool mean: .h5 %.2e relative, .npy %.2e relative to HF's mean over the mask\n", rel(&ep),
+           rel(&en));
+    cr_expect(rel(&ep) <= EMBED_TOL && rel(&en) <= EMBED_TOL, "pooled %g, npy %g", rel(&ep), rel(&en));
+
+    /* 3. one group per example */
+    embed_cmd(out, "--layout per-example --router-logits");
+    f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
+    rel_err ex = {0};
+    for (int64_t i = 0; i < N; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "example_%lld/hidden", (long long)i);
+        float *x = h5f_read(f, name, H5T_NATIVE_FLOAT, sizeof(float), &nd, dims, NULL);
+        cr_assert(nd == 2 && (int64_t)dims[0] == lens[i] && (int64_t)dims[1] == D, "%s shape", name);
+        for (int64_t k = 0; k < lens[i] * D; k++) rel_add(&ex, x[k], hidden[i * Sr * D + k]);
+        free(x);
+        snprintf(name, sizeof name, "example_%lld/router_logits/block_1", (long long)i);
+        cr_assert(h5f_exists(f, name), "no %s", name);
+    }
+    H5Fclose(f);
+    printf("embed --layout per-example: hidden %.2e relative\n", rel(&ex));
+    cr_expect(rel(&ex) <= EMBED_TOL);
+
+    /* 4. from a switchc checkpoint of the same model (the tokenizer given with --spm) */
+    char ckpt[256], cmd[2048];
+    snprintf(ckpt, sizeof ckpt, "/tmp/test_infer_%d_model.h5", (int)getpid());
+    snprintf(cmd, sizeof cmd, "%s convert --from-hf %s/model --output %s > /dev/null", BIN, FIX, ckpt);
+    cr_assert(run(cmd) == 0, "%s failed", cmd);
+    snprintf(cmd, sizeof cmd, "%s embed --model %s --spm %s/model/spiece.model --input-file %s/inputs.jsonl "
+             "--output %s --pool mean", BIN, ckpt, FIX, FIX, out);
+    cr_assert(run(cmd) == 0, "%s failed", cmd);
+    f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
+    float *pc = h5f_floats(f, "pooled", NULL);
+    H5Fclose(f);
+    rel_err ec = {0};
+    for (int64_t k = 0; k < N * D; k++) rel_add(&ec, pc[k], pooled[k]);
+    printf("embed from a checkpoint (switchc convert): pooled %.2e relative\n", rel(&ec));
+    cr_expect(rel(&ec) <= EMBED_TOL);
+    free(pc);
+    unlink(ckpt);
+    unlink(out);
+    unlink(npy);
+    free(raw);
+    free(mask);
+    free(ref_ids);
+    free(hidden);
+    free(pooled);
+    free(router);
+    free(h);
+    free(mk);
+    free(lens);
+    free(ids);
+    free(rl);
+    free(p);
 }

@@ -616,6 +616,25 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
     }
 }
 
+/* ---- the encoder alone (embeddings) ------------------------------------------------------------------------------ */
+
+ag_tensor *model_encode(model *m, ag_ctx *ctx, const int32_t *input_ids, const int32_t *attention_mask, int64_t B,
+                        int64_t S, model_route_stats **routes, int *n_routes) {
+    bool g = ctx->grad_enabled, tr = ctx->training;
+    ctx->grad_enabled = false;
+    ctx->training = false;
+    fwd_state st = {m, ctx, {0, 0, false}, 0, 0};
+    model_batch b = {B, S, 1, input_ids, attention_mask, NULL, NULL};
+    model_route_stats *rs = ag_arena_calloc(ag_ctx_host_arena(ctx), sizeof *rs * (size_t)(m->cfg.num_layers + 1));
+    int n = 0;
+    ag_tensor *enc = encoder(&st, &b, padding_mask(ctx, m->dtype, attention_mask, B, S), rs, &n);
+    ctx->grad_enabled = g;
+    ctx->training = tr;
+    if (routes) *routes = rs;
+    if (n_routes) *n_routes = n;
+    return enc;
+}
+
 /* ---- incremental decoding with a KV cache (generation) ----------------------------------------------------------- */
 
 struct model_decoder_cache {

@@ -135,6 +135,11 @@ typedef struct {
 
 /* Builds the whole graph on ctx (training mode from ctx->training). */
 void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, model_output *out);
+/* The encoder alone, in eval mode, as HF's SwitchTransformersEncoderModel: the last hidden state after the final
+ * layer norm [B, S, D]; *routes (if given) the routing of each sparse encoder layer, in order (logits [B*S, E]: the
+ * raw router logits, HF's router_probs[l][0]), *n_routes their count. Lives in ctx's arenas. */
+ag_tensor *model_encode(model *m, ag_ctx *ctx, const int32_t *input_ids, const int32_t *attention_mask, int64_t B,
+                        int64_t S, model_route_stats **routes, int *n_routes);
 /* Incremental decoding with a KV cache: the encoder and the cross-attention keys/values run once in begin; each
  * step appends one position's self-attention keys/values and returns the logits [B, V] of the next token. */
 typedef struct model_decoder_cache model_decoder_cache;

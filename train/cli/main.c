@@ -300,6 +300,7 @@ static const cli_command COMMANDS[] = {
     {"eval", "evaluate a checkpoint: loss, token accuracy, exact match (text examples with a tokenizer)", cmd_eval},
     {"generate", "text (or ids) in, text (or ids) out: greedy, beam search or sampling, one input or a file",
      cmd_generate},
+    {"embed", "the encoder alone over a file of inputs: hidden states (or their mean) to HDF5 or .npy", cmd_embed},
 };
 
 static void main_help(void) {
