@@ -23,8 +23,21 @@ computes for it:
                                      together: input_ids, mask [N, S]; hidden [N, S, D] (last_hidden_state); pooled
                                      [N, D] (the mean over mask = 1); router_logits/block_<b> [N, S, E] for each
                                      sparse encoder block b (router_probs[b][0], the raw router logits)
+  tests/fixtures/infer/int8.h5       bitsandbytes 0.50 (its CPU backend) Linear8bitLt, has_fp16_weights=False, eval:
+                                     /linear: W [O, I], X [N, I] with outlier columns, CB (int8) and SCB (its
+                                     quantized weight), Y_t6 / Y_t0 (outputs at threshold 6.0 and 0.0: no outlier
+                                     decomposition); /model: int8_model/ loaded with transformers'
+                                     BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=T), dtype float32 on
+                                     the CPU: input_ids, attention_mask, decoder_input_ids, logits_t6, logits_t0, and
+                                     the float32 model's logits_fp32
+  tests/fixtures/infer/int8_model/   a second random model (tied embeddings as switch-base-8's: an untied folder
+                                     loses its embedding in from_pretrained with load_in_8bit; no tokenizer) whose
+                                     layer norm weights are +-8 at two features (3 and 11), so that those input
+                                     features of most Linears exceed the threshold (the systematic outliers LLM.int8
+                                     decomposes)
 
-Regenerate: python3 scripts/make_infer_fixtures.py    (torch, transformers==4.57.6, h5py, numpy, sentencepiece)
+Regenerate: python3 scripts/make_infer_fixtures.py    (torch, transformers==4.57.6, bitsandbytes==0.50.2 with its CPU
+backend (no GPU needed), accelerate, h5py, numpy, sentencepiece)
 """
 import json
 import os
@@ -195,6 +208,72 @@ def write_embed(model, tok_ids):
     return blocks
 
 
+def write_int8():
+    import bitsandbytes as bnb
+    from transformers import BitsAndBytesConfig
+    torch.manual_seed(11)
+    out = {}
+    # one layer: W with a few large entries, X with outliers in columns 2, 9 and 30 of some rows only
+    O, I, N = 24, 40, 7
+    W = torch.randn(O, I) * 0.5
+    W[3, 5] = 4.0
+    X = torch.randn(N, I) * 1.5
+    X[1, 2], X[4, 2], X[0, 9], X[6, 30] = 9.0, -7.5, 6.0, -12.0
+    for thr in (6.0, 0.0):
+        lin = bnb.nn.Linear8bitLt(I, O, bias=False, has_fp16_weights=False, threshold=thr)
+        lin.weight = bnb.nn.Int8Params(W.clone(), requires_grad=False, has_fp16_weights=False)
+        lin = lin.to("cpu").eval()
+        with torch.no_grad():
+            out[f"Y_t{int(thr)}"] = lin(X.clone()).float().numpy()
+        out["CB"], out["SCB"] = lin.state.CB.numpy().astype(np.int8), lin.state.SCB.float().numpy()
+    # a model with systematic outlier features
+    torch.manual_seed(12)
+    cfg = SwitchTransformersConfig(vocab_size=64, d_model=16, d_kv=4, num_heads=4, d_ff=32, num_layers=2,
+                                   num_decoder_layers=2, num_sparse_encoder_layers=1, num_sparse_decoder_layers=1,
+                                   num_experts=4, expert_capacity=64, router_jitter_noise=0.0, pad_token_id=0,
+                                   eos_token_id=1, decoder_start_token_id=0, tie_word_embeddings=True)
+    model = SwitchTransformersForConditionalGeneration(cfg).float().eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layer_norm" in name:
+                p[3], p[11] = 8.0, -8.0
+    mdir = os.path.join(OUT, "int8_model")
+    model.save_pretrained(mdir)
+    os.remove(os.path.join(mdir, "generation_config.json"))
+    g = torch.Generator().manual_seed(13)
+    ids = torch.randint(2, 64, (4, 12), generator=g)
+    mask = torch.ones_like(ids)
+    for b, n in enumerate((12, 9, 5, 12)):
+        ids[b, n - 1], ids[b, n:], mask[b, n:] = 1, 0, 0
+    dec = torch.randint(2, 64, (4, 6), generator=g)
+    dec[:, 0] = 0
+    with torch.no_grad():
+        out["logits_fp32"] = model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits.numpy()
+    n_conv = {}
+    for thr in (6.0, 0.0):
+        qm = SwitchTransformersForConditionalGeneration.from_pretrained(
+            mdir, quantization_config=BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=thr),
+            device_map="cpu", dtype=torch.float32).eval()
+        assert torch.equal(qm.shared.weight, model.shared.weight), "the embedding did not load"
+        for emb in (qm.encoder.embed_tokens, qm.decoder.embed_tokens, qm.lm_head):
+            assert torch.equal(emb.weight, model.shared.weight), "an embedding did not load"
+        n_conv[thr] = sum(type(m).__name__ == "Linear8bitLt" for m in qm.modules())
+        assert type(qm.lm_head).__name__ == "Linear"
+        with torch.no_grad():
+            out[f"logits_t{int(thr)}"] = qm(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits.numpy()
+    with h5py.File(os.path.join(OUT, "int8.h5"), "w") as h:
+        for k in ("W", "X", "CB", "SCB", "Y_t6", "Y_t0"):
+            h["linear/" + k] = out[k] if k in out else (W if k == "W" else X).numpy()
+        h["model/input_ids"] = ids.numpy().astype(np.int32)
+        h["model/attention_mask"] = mask.numpy().astype(np.int32)
+        h["model/decoder_input_ids"] = dec.numpy().astype(np.int32)
+        for k in ("logits_fp32", "logits_t6", "logits_t0"):
+            h["model/" + k] = out[k].astype(np.float32)
+    d6 = np.abs(out["logits_t6"] - out["logits_fp32"]).max()
+    d0 = np.abs(out["logits_t0"] - out["logits_fp32"]).max()
+    return dict(linear8bitlt_modules=n_conv[6.0], max_dev_fp32_t6=float(d6), max_dev_fp32_t0=float(d0))
+
+
 def main():
     torch.set_num_threads(1)
     if os.path.exists(OUT):
@@ -215,6 +294,7 @@ def main():
     print("generate:", write_generate(model, tok, tok_ids))
     print("sampling support sizes:", write_sampling(model, tok_ids))
     print("embed: sparse encoder blocks", write_embed(model, tok_ids))
+    print("int8:", write_int8())
     total = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(OUT) for f in fs)
     print(f"wrote {OUT}: {total} bytes")
 

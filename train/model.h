@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "autograd/ag.h"
+#include "autograd/ag_int8.h"
 #include "moe/switch.h"
 #include "parallel/par.h"
 #include "train/model_config.h"
@@ -62,6 +63,9 @@ typedef struct {
     ag_arena dev_arena;
     float *dw, *dg;           /* device flat weights and gradients (NULL on the CPU) */
     ag_tensor **host_t;       /* the host views (NULL until model_to_device) */
+    /* 8-bit inference (train/model_int8.h): q8[i] the int8 form of parameter i (its f32 data then released), NULL
+     * for the ones kept in f32; q8 itself NULL for an f32 model */
+    ag_int8_weight **q8;
 } model;
 
 /* Builds the table from the config and allocates the buffers (weights zeroed). */

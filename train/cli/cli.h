@@ -29,8 +29,23 @@ bool cli_parse_int(const char *cmd, const char *flag, const char *v, long long l
 int cmd_generate(int argc, char **argv);
 /* "switchc: error: MESSAGE" on stderr; returns the exit status 1. */
 int cli_fail(sx_status s);
-/* The model of an inference command from a checkpoint or an HF folder (cfg from trainer_config_from_checkpoint). */
-sx_status cli_load_model(const char *path, const run_config *cfg, model *m);
+/* 8-bit weights for an inference command (--int8, --int8-threshold T: train/model_int8.h). */
+typedef struct {
+    bool int8;
+    double threshold; /* bitsandbytes' llm_int8_threshold: 6.0 */
+} cli_int8_opts;
+#define CLI_INT8_DEFAULT ((cli_int8_opts){false, 6.0})
+#define CLI_INT8_HELP                                                                                                \
+    "  --int8               8-bit weights as transformers' load_in_8bit (bitsandbytes LLM.int8): every Linear but\n" \
+    "                       lm_head row-wise int8 (experts per expert), input features with a value >= the\n"       \
+    "                       threshold in fp32 (the outlier decomposition); weights take ~0.28x of fp32's memory\n"  \
+    "  --int8-threshold T   the outlier threshold (default 6.0, llm_int8_threshold; 0: no decomposition)\n"
+/* argv[i] is --int8 or --int8-threshold: returns the arguments it takes (1 or 2); 0 when it is neither; -1 after
+ * printing a usage error for a bad value. */
+int cli_int8_arg(cli_int8_opts *o, const char *cmd, int argc, char **argv, int i);
+/* The model of an inference command from a checkpoint or an HF folder (cfg from trainer_config_from_checkpoint),
+ * int8 when asked (o may be NULL: f32); the weight memory goes to stderr for int8. */
+sx_status cli_load_model(const char *path, const run_config *cfg, const cli_int8_opts *o, model *m);
 int cmd_embed(int argc, char **argv);
 
 /* The tokenizer for text in and out of a model: --spm, else a Hugging Face folder's spiece.model, else the run

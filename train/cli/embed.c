@@ -42,6 +42,7 @@ static void embed_help(void) {
         "  --token-ids          the lines of a plain input file are ids even when the model has a tokenizer\n"
         "  --spm PATH.model     the tokenizer (default: the model's, as switchc generate)\n"
         "  --extra-ids N        T5 sentinels after the pieces (default 100)\n"
+        CLI_INT8_HELP
         "\n"
         "Every HDF5 file also holds lengths [N] and input_ids (padded [N, S], or per example).\n"
         "\n"
@@ -295,8 +296,15 @@ int cmd_embed(int argc, char **argv) {
     const char *layout = "padded";
     bool routes = false, ids_only = false;
     int batch = 16, extra_ids = -1;
+    cli_int8_opts q8 = CLI_INT8_DEFAULT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int used = cli_int8_arg(&q8, "embed", argc, argv, i);
+        if (used < 0) return 2;
+        if (used) {
+            i += used - 1;
+            continue;
+        }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             embed_help();
             return 0;
@@ -354,7 +362,7 @@ int cmd_embed(int argc, char **argv) {
     data_spm_free(tok);
     if (!s.ok) return cli_fail(s);
     model m;
-    s = cli_load_model(mpath, &cfg, &m);
+    s = cli_load_model(mpath, &cfg, &q8, &m);
     if (!s.ok) {
         cli_examples_free(ex, n);
         return cli_fail(s);

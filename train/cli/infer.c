@@ -72,6 +72,7 @@ static void generate_help(void) {
         "                       probability exceeds P)\n"
         "  --seed N             the sampling seed (default 0). The draws of input i depend on (seed, i) only, so an\n"
         "                       input gets the same tokens whatever --batch-size or the other inputs are\n"
+        CLI_INT8_HELP
         "\n"
         "Examples:\n"
         "  switchc generate --model switch-base-8/ --input \"The capital of France is <extra_id_0>.\"\n"
@@ -170,9 +171,16 @@ int cmd_generate(int argc, char **argv) {
     int extra_ids = -1, batch = 8;
     bool ids_only = false;
     gen_config g = {32, 1, 1.0, GEN_EARLY_STOP_FALSE, false, 1.0, 50, 1.0, 0};
+    cli_int8_opts q8 = CLI_INT8_DEFAULT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long long iv;
+        int used = cli_int8_arg(&q8, "generate", argc, argv, i);
+        if (used < 0) return 2;
+        if (used) {
+            i += used - 1;
+            continue;
+        }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             generate_help();
             return 0;
@@ -278,7 +286,7 @@ int cmd_generate(int argc, char **argv) {
     model m;
     s = run_checks_generate(&cfg.model, n < batch ? n : batch, S_max, g.max_len, g.num_beams,
                             "generate --max-new-tokens/--num-beams/--batch-size");
-    if (s.ok) s = cli_load_model(ckpt, &cfg, &m);
+    if (s.ok) s = cli_load_model(ckpt, &cfg, &q8, &m);
     if (!s.ok) {
         cli_examples_free(ex, n);
         data_spm_free(tok);

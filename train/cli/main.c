@@ -175,7 +175,8 @@ static void eval_help(void) {
            "  --spm PATH.model     print the first examples as text (input, target, generated) with this tokenizer;\n"
            "                       without it the run config's data.tokenizer (or the folder's spiece.model) is used\n"
            "                       when there is one\n"
-           "  --extra-ids N        T5 sentinels after the pieces (default: what the dataset was prepared with, else 100)\n");
+           "  --extra-ids N        T5 sentinels after the pieces (default: what the dataset was prepared with, else 100)\n"
+           CLI_INT8_HELP);
 }
 
 /* The first few held-out examples decoded: what the model makes of text, beside the numbers. */
@@ -227,8 +228,13 @@ static sx_status print_text_examples(model *m, const run_config *cfg0, const dat
 static int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL, *spm_path = NULL;
     int examples = 0, extra_ids = -1;
+    cli_int8_opts q8 = CLI_INT8_DEFAULT;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+        int used = cli_int8_arg(&q8, "eval", argc, argv, i);
+        if (used < 0) return 2;
+        if (used) {
+            i += used - 1;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             eval_help();
             return 0;
         } else if ((!strcmp(argv[i], "--checkpoint") || !strcmp(argv[i], "--model")) && i + 1 < argc) {
@@ -273,8 +279,7 @@ static int cmd_eval(int argc, char **argv) {
         if (!s.ok) fprintf(stderr, "switchc eval: warning: no text examples: %s\n", s.msg);
     }
     model m;
-    s = model_init_inference(&m, &cfg.model);
-    if (s.ok) s = trainer_load_params(&m, ckpt);
+    s = cli_load_model(ckpt, &cfg, &q8, &m);
     if (!s.ok) {
         data_spm_free(tok);
         return fail(s);

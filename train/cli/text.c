@@ -1,5 +1,6 @@
 /* Text in and out of a model for the inference commands (eval, generate, embed): which tokenizer goes with a model,
  * ids back to text. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "data/prepare.h"
 #include "train/cli/cli.h"
 #include "train/hf_model.h"
+#include "train/model_int8.h"
 #include "train/trainer.h"
 
 sx_status cli_open_tokenizer(const char *spm_flag, const char *model_path, const run_config *cfg, int extra_ids,
@@ -85,9 +87,34 @@ int cli_fail(sx_status s) {
     return 1;
 }
 
-sx_status cli_load_model(const char *path, const run_config *cfg, model *m) {
+int cli_int8_arg(cli_int8_opts *o, const char *cmd, int argc, char **argv, int i) {
+    if (!strcmp(argv[i], "--int8")) {
+        o->int8 = true;
+        return 1;
+    }
+    if (strcmp(argv[i], "--int8-threshold")) return 0;
+    char *end = NULL;
+    double t = i + 1 < argc ? strtod(argv[i + 1], &end) : 0;
+    if (i + 1 >= argc || end == argv[i + 1] || *end || !isfinite(t) || t < 0) {
+        fprintf(stderr, "switchc %s: --int8-threshold '%s' must be a non-negative number (see switchc %s --help)\n",
+                cmd, i + 1 < argc ? argv[i + 1] : "", cmd);
+        return -1;
+    }
+    o->threshold = t;
+    return 2;
+}
+
+sx_status cli_load_model(const char *path, const run_config *cfg, const cli_int8_opts *o, model *m) {
     SX_TRY(model_init_inference(m, &cfg->model));
     sx_status s = trainer_load_params(m, path);
+    if (s.ok && o && o->int8) {
+        size_t f32 = model_weight_bytes(m);
+        s = model_quantize_int8(m, o->threshold);
+        if (s.ok)
+            fprintf(stderr, "switchc: int8 weights (outlier threshold %g): %.1f MB, %.3fx the %.1f MB of fp32\n",
+                    o->threshold, (double)model_weight_bytes(m) / 1e6, (double)model_weight_bytes(m) / (double)f32,
+                    (double)f32 / 1e6);
+    }
     if (!s.ok) model_free(m);
     return s;
 }
