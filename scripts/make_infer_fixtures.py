@@ -34,7 +34,7 @@ computes for it:
                                      loses its embedding in from_pretrained with load_in_8bit; no tokenizer) whose
                                      layer norm weights are +-8 at two features (3 and 11), so that those input
                                      features of most Linears exceed the threshold (the systematic outliers LLM.int8
-                                     decomposes)
+                                     decomposes); router_bias=True, so the routers' Linear8bitLt carry a bias
 
 Regenerate: python3 scripts/make_infer_fixtures.py    (torch, transformers==4.57.6, bitsandbytes==0.50.2 with its CPU
 backend (no GPU needed), accelerate, h5py, numpy, sentencepiece)
@@ -231,7 +231,8 @@ def write_int8():
     cfg = SwitchTransformersConfig(vocab_size=64, d_model=16, d_kv=4, num_heads=4, d_ff=32, num_layers=2,
                                    num_decoder_layers=2, num_sparse_encoder_layers=1, num_sparse_decoder_layers=1,
                                    num_experts=4, expert_capacity=64, router_jitter_noise=0.0, pad_token_id=0,
-                                   eos_token_id=1, decoder_start_token_id=0, tie_word_embeddings=True)
+                                   eos_token_id=1, decoder_start_token_id=0, tie_word_embeddings=True,
+                                   router_bias=True)
     model = SwitchTransformersForConditionalGeneration(cfg).float().eval()
     with torch.no_grad():
         for name, p in model.named_parameters():

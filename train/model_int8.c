@@ -26,13 +26,6 @@ sx_status model_quantize_int8(model *m, double threshold) {
     if (m->ep_size != 1) return sx_errorf("int8: the model must hold every expert (no expert parallelism)");
     m->q8 = calloc((size_t)m->n_params, sizeof *m->q8);
     SX_ASSERT(m->q8, "out of memory");
-    /* router biases: the bias of their router's Linear8bitLt */
-    const float *router_bias[4096] = {0};
-    for (int b = 0; b < m->cfg.num_layers + m->cfg.num_decoder_layers; b++) {
-        const block_params *bp = b < m->cfg.num_layers ? &m->enc[b] : &m->dec[b - m->cfg.num_layers];
-        if (bp->sparse && bp->router_bias >= 0 && bp->router < 4096)
-            router_bias[bp->router] = m->t[bp->router_bias]->data;
-    }
     long page = sysconf(_SC_PAGESIZE);
     for (int i = 0; i < m->n_params; i++) {
         const param_desc *p = &m->params[i];
@@ -41,13 +34,17 @@ sx_status model_quantize_int8(model *m, double threshold) {
         ag_int8_weight *q = malloc(sizeof *q);
         SX_ASSERT(q, "out of memory");
         ag_int8_quantize(q, m->t[i]->data, n, O, I, threshold);
-        if (p->kind == PK_ROUTER && i < 4096) q->bias = router_bias[i];
         m->q8[i] = q;
         /* the whole pages inside this tensor's span go back to the system */
         uintptr_t lo = (uintptr_t)m->t[i]->data, hi = lo + sizeof(float) * (size_t)p->numel;
         uintptr_t a = (lo + (uintptr_t)page - 1) & ~((uintptr_t)page - 1), z = hi & ~((uintptr_t)page - 1);
         if (z > a) madvise((void *)a, z - a, MADV_DONTNEED);
         m->t[i]->data = NULL;
+    }
+    /* a router's bias (router_bias configs) is its Linear8bitLt's bias, added before the outlier part */
+    for (int b = 0; b < m->cfg.num_layers + m->cfg.num_decoder_layers; b++) {
+        const block_params *bp = b < m->cfg.num_layers ? &m->enc[b] : &m->dec[b - m->cfg.num_layers];
+        if (bp->sparse && bp->router_bias >= 0) m->q8[bp->router]->bias = m->t[bp->router_bias]->data;
     }
     return sx_ok();
 }
@@ -70,6 +67,7 @@ size_t model_weight_bytes(const model *m) {
 
 void model_int8_moe_weights(const model *m, const block_params *bp, moe_weights *w) {
     w->q_router = m->q8[bp->router];
+    if (w->q_router->bias) w->router_b = NULL; /* added inside the int8 matmul, as bitsandbytes adds it */
     w->q_wi = bp->wi >= 0 ? m->q8[bp->wi] : NULL;
     w->q_wi0 = bp->wi0 >= 0 ? m->q8[bp->wi0] : NULL;
     w->q_wi1 = bp->wi1 >= 0 ? m->q8[bp->wi1] : NULL;
