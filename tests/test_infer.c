@@ -141,12 +141,13 @@ Test(infer, generate_file_beam) {
 }
 
 Test(infer, generate_file_errors) {
-    char cmd[2048], bad[128];
+    char cmd[2048], bad[128], out[128];
     snprintf(bad, sizeof bad, "/tmp/test_infer_%d_bad.jsonl", (int)getpid());
+    snprintf(out, sizeof out, "/tmp/test_infer_%d_bad_out.jsonl", (int)getpid());
     FILE *f = fopen(bad, "w");
     fprintf(f, "{\"input\": \"fine\"}\n{\"text\": \"no input key\"}\n");
     fclose(f);
-    snprintf(cmd, sizeof cmd, "%s generate --model %s/model --input-file %s --output /dev/null", BIN, FIX, bad);
+    snprintf(cmd, sizeof cmd, "%s generate --model %s/model --input-file %s --output %s", BIN, FIX, bad, out);
     cr_expect(run(cmd) == 1, "%s: exit status 1 expected", cmd);
     char err[256];
     snprintf(err, sizeof err, "/tmp/test_infer_%d.err", (int)getpid());
@@ -156,13 +157,16 @@ Test(infer, generate_file_errors) {
     msg[k] = 0;
     fclose(e);
     cr_expect(strstr(msg, ":2: no \"input\" key"), "the message does not name line 2's missing key:\n%s", msg);
-    snprintf(cmd, sizeof cmd, "%s generate --model %s/model --input-file %s --output /dev/null --do-sample "
-             "--num-beams 2", BIN, FIX, bad);
+    snprintf(cmd, sizeof cmd, "%s generate --model %s/model --input-file %s --output %s --do-sample "
+             "--num-beams 2", BIN, FIX, bad, out);
     cr_expect(run(cmd) == 2, "--do-sample with beams: exit status 2 expected");
-    snprintf(cmd, sizeof cmd, "%s generate --model %s/model --input-file %s --output /dev/null --top-p 1.5", BIN,
-             FIX, bad);
+    snprintf(cmd, sizeof cmd, "%s generate --model %s/model --input-file %s --output %s --top-p 1.5", BIN, FIX,
+             bad, out);
     cr_expect(run(cmd) == 2, "--top-p 1.5: exit status 2 expected");
+    snprintf(cmd, sizeof cmd, "%s generate --model %s/model --input-file %s --output %s", BIN, FIX, bad, bad);
+    cr_expect(run(cmd) == 1, "--output = --input-file: exit status 1 expected");
     unlink(bad);
+    unlink(out);
 }
 
 /* ---- sampling ------------------------------------------------------------------------------------------------ */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "autograd/sx_file.h"
 #include "train/cli/cli.h"
 #include "train/trainer.h"
 
@@ -315,7 +316,10 @@ int cmd_embed(int argc, char **argv) {
             ids_only = true;
             continue;
         } else if (!v) {
-            return usage("unknown argument '%s', or a value missing", a);
+            static const char *const VALUE_FLAGS[] = {"--model", "--checkpoint", "--input-file", "--output", "--spm",
+                                                      "--pool", "--layout", "--batch-size", "--extra-ids",
+                                                      "--int8-threshold", NULL};
+            return cli_bad_arg("embed", a, VALUE_FLAGS);
         }
         i++;
         if (!strcmp(a, "--model") || !strcmp(a, "--checkpoint")) {
@@ -334,20 +338,31 @@ int cmd_embed(int argc, char **argv) {
                 return usage("--layout '%s' must be padded or per-example", v);
             layout = v;
         } else if (!strcmp(a, "--batch-size")) {
-            batch = atoi(v);
-            if (batch <= 0) return usage("--batch-size '%s' must be a positive integer", v);
+            long long iv;
+            if (!cli_parse_int("embed", a, v, 1, 1 << 20, &iv)) return 2;
+            batch = (int)iv;
         } else if (!strcmp(a, "--extra-ids")) {
-            extra_ids = atoi(v);
-            if (extra_ids < 0) return usage("--extra-ids '%s' must be a non-negative integer", v);
+            long long iv;
+            if (!cli_parse_int("embed", a, v, 0, 100000, &iv)) return 2;
+            extra_ids = (int)iv;
         } else {
-            return usage("unknown argument '%s'", a);
+            return cli_bad_arg("embed", a, NULL);
         }
     }
     if (!mpath || !in_file || !out_path) return usage("%s", "--model, --input-file and --output are required");
+    if (!mpath[0]) return usage("%s", "--model: the path is empty");
     bool npy = ends_with(out_path, ".npy");
     if (!npy && !ends_with(out_path, ".h5") && !ends_with(out_path, ".hdf5"))
         return usage("--output '%s' must end in .h5 (HDF5) or .npy", out_path);
     if (npy && routes) return usage("%s", "--router-logits needs an HDF5 --output (.h5)");
+    /* the output paths before a large model is read */
+    char mask_path[1100];
+    snprintf(mask_path, sizeof mask_path, "%.*s.mask.npy", (int)strlen(out_path) - 4, out_path);
+    sx_status os = sx_file_check_output(out_path, "--output", false);
+    if (os.ok && sx_file_same(in_file, out_path))
+        os = sx_errorf("--output %s is the --input-file: it would be overwritten", out_path);
+    if (os.ok && npy && !strcmp(pool, "none")) os = sx_file_check_output(mask_path, "--output's mask", false);
+    if (!os.ok) return cli_fail(os);
     run_config cfg;
     sx_status s = trainer_config_from_checkpoint(mpath, &cfg);
     if (!s.ok) return cli_fail(s);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "autograd/sx_file.h"
 #include "train/cli/cli.h"
 #include "train/generate.h"
 #include "train/run_checks.h"
@@ -257,6 +258,12 @@ int cmd_generate(int argc, char **argv) {
     if (!in_file && out_path) return usage("%s", "--output goes with --input-file");
     if (g.do_sample && g.num_beams > 1)
         return usage("%s", "--do-sample with --num-beams > 1 (HF's beam sampling) is not supported: use one of them");
+    if (out_path && strcmp(out_path, "-")) { /* the output path before a large model is read */
+        sx_status os = sx_file_check_output(out_path, "--output", false);
+        if (os.ok && sx_file_same(in_file, out_path))
+            os = sx_errorf("--output %s is the --input-file: it would be overwritten", out_path);
+        if (!os.ok) return cli_fail(os);
+    }
     run_config cfg;
     sx_status s = trainer_config_from_checkpoint(ckpt, &cfg);
     if (!s.ok) return cli_fail(s);

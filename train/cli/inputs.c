@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "autograd/sx_file.h"
 #include "train/cli/cli.h"
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -115,8 +116,8 @@ sx_status cli_read_examples(const char *path, const data_spm *tok, bool ids_only
                             cli_example **out, int64_t *n_out) {
     *out = NULL;
     *n_out = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return sx_errorf("%s: cannot open: %s", path, strerror(errno));
+    FILE *f;
+    SX_TRY(sx_file_fopen_read(path, "input file", &f, NULL)); /* a directory or a FIFO is refused, not read */
     bool jsonl = ends_with(path, ".jsonl") || ends_with(path, ".json");
     bool text = !jsonl && tok && !ids_only;
     int64_t n = 0, cap = 64, line_no = 0;
