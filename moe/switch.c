@@ -16,15 +16,20 @@ int64_t moe_capacity_from_factor(double cf, int64_t group_tokens, int num_expert
     return c > min_capacity ? c : min_capacity;
 }
 
+/* x W^T per expert group: the int8 weights when the layer has them */
+static ag_tensor *expert_matmul(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, const ag_int8_weight *q, ag_tensor *off) {
+    return q ? ag_int8_grouped_linear(ctx, x, q, off) : ag_grouped_matmul(ctx, x, w, off, true);
+}
+
 static ag_tensor *experts_local(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w, ag_tensor *xe, ag_tensor *off, ag_rng_key dropout_key) {
     ag_tensor *h;
     if (cfg->gated)
-        h = ag_mul(ctx, ag_act(ctx, cfg->act, ag_grouped_matmul(ctx, xe, w->wi0, off, true)),
-                   ag_grouped_matmul(ctx, xe, w->wi1, off, true));
+        h = ag_mul(ctx, ag_act(ctx, cfg->act, expert_matmul(ctx, xe, w->wi0, w->q_wi0, off)),
+                   expert_matmul(ctx, xe, w->wi1, w->q_wi1, off));
     else
-        h = ag_act(ctx, cfg->act, ag_grouped_matmul(ctx, xe, w->wi, off, true)); /* [Nk, F] */
+        h = ag_act(ctx, cfg->act, expert_matmul(ctx, xe, w->wi, w->q_wi, off)); /* [Nk, F] */
     h = ag_dropout(ctx, h, cfg->expert_dropout, dropout_key);
-    return ag_grouped_matmul(ctx, h, w->wo, off, true); /* [Nk, D] */
+    return expert_matmul(ctx, h, w->wo, w->q_wo, off); /* [Nk, D] */
 }
 
 /* ---- expert parallelism: rows to the owners of their experts and back ------------------------------------------- */
@@ -176,7 +181,8 @@ void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w
     /* the router in fp32 whatever the context's precision (the paper's selective precision): no bf16 operands */
     const bool mixed = ctx->mixed_bf16;
     ctx->mixed_bf16 = false;
-    ag_tensor *logits = ag_matmul(ctx, xr, w->router_w, false, true); /* [N, E] */
+    ag_tensor *logits = w->q_router ? ag_int8_linear(ctx, xr, w->q_router) /* [N, E] */
+                                    : ag_matmul(ctx, xr, w->router_w, false, true);
     ctx->mixed_bf16 = mixed;
     if (w->router_b) logits = ag_add(ctx, logits, w->router_b);
     ag_tensor *probs = ag_softmax(ctx, logits, NULL, NULL);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "autograd/ag.h"
+#include "autograd/ag_int8.h"
 #include "parallel/par.h"
 
 /* Who chooses: tokens choose their top-k experts (Switch, GShard), or experts choose their top-C tokens (Zhou et al.
@@ -43,6 +44,9 @@ typedef struct {
     ag_tensor *wi;             /* [E, F, D] (non-gated) */
     ag_tensor *wi0, *wi1;      /* [E, F, D] (gated) */
     ag_tensor *wo;             /* [E, D, F] */
+    /* 8-bit inference (autograd/ag_int8.h): when set, these replace the f32 matmuls of the router and the experts
+     * (HF's load_in_8bit converts both); NULL: f32 */
+    const ag_int8_weight *q_router, *q_wi, *q_wi0, *q_wi1, *q_wo;
 } moe_weights;                 /* expert blocks: [E_local, ...] under expert parallelism */
 
 typedef struct {

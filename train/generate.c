@@ -1,15 +1,114 @@
-/* Greedy and beam-search decoding on the KV cache, step for step as HF's generate (transformers 4.57.6): greedy takes
- * the first maximal logit; beam search follows _beam_search (top 2*num_beams candidates, finished hypotheses scored
- * sum log p / len^length_penalty, HF's early-stopping rule, the running beams finalised at the length limit). */
+/* Greedy, beam-search and sampled decoding on the KV cache, step for step as HF's generate (transformers 4.57.6):
+ * greedy takes the first maximal logit; beam search follows _beam_search (top 2*num_beams candidates, finished
+ * hypotheses scored sum log p / len^length_penalty, HF's early-stopping rule, the running beams finalised at the length
+ * limit); sampling follows _sample with HF's temperature, top-k and top-p warpers (generation/logits_process.py). */
 #include "train/generate.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void greedy(model *m, ag_ctx *ctx, model_decoder_cache *dc, int64_t B, const gen_config *g, int32_t *out,
-                   int *lens) {
+/* ---- sampling ---------------------------------------------------------------------------------------------------- */
+
+#define GEN_RNG_PURPOSE 0x53414d50ull /* "SAMP": the sampling stream, apart from dropout's and jitter's */
+
+double gen_uniform(uint64_t seed, uint64_t row, uint64_t step) {
+    uint32_t w[4];
+    ag_philox(ag_rng_make(seed, row, GEN_RNG_PURPOSE), step, w);
+    return (double)(((uint64_t)(w[0] >> 5) << 26) | (w[1] >> 6)) * 0x1.0p-53;
+}
+
+int32_t gen_sample_token(const double *probs, int64_t V, double u) {
+    double total = 0;
+    for (int64_t v = 0; v < V; v++) total += probs[v];
+    double target = u * total, cum = 0;
+    int32_t last = 0;
+    for (int64_t v = 0; v < V; v++) {
+        if (probs[v] <= 0) continue;
+        cum += probs[v];
+        last = (int32_t)v;
+        if (cum > target) return last;
+    }
+    return last; /* u * total rounded up to the sum: the last token with mass */
+}
+
+static int cmp_float_asc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* the k-th largest of x[0..n) (1 <= k <= n), by quickselect on a copy in w */
+static float kth_largest(const float *x, int64_t n, int64_t k, float *w) {
+    memcpy(w, x, sizeof(float) * (size_t)n);
+    int64_t lo = 0, hi = n - 1, want = k - 1; /* position want in descending order */
+    while (lo < hi) {
+        float pivot = w[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (w[i] > pivot) i++;
+            while (w[j] < pivot) j--;
+            if (i <= j) {
+                float t = w[i];
+                w[i++] = w[j];
+                w[j--] = t;
+            }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else break;
+    }
+    return w[want];
+}
+
+int64_t gen_sample_probs(const float *logits, int64_t V, const gen_config *g, float *work, double *probs) {
+    float *s = work, *w = work + V;
+    const float ninf = -INFINITY;
+    for (int64_t v = 0; v < V; v++) s[v] = g->temperature != 1.0 ? logits[v] / (float)g->temperature : logits[v];
+    if (g->top_k > 0) { /* TopKLogitsWarper: remove scores < the k-th largest (ties with it stay) */
+        int64_t k = g->top_k < V ? g->top_k : V;
+        float kth = kth_largest(s, V, k, w);
+        for (int64_t v = 0; v < V; v++)
+            if (s[v] < kth) s[v] = ninf;
+    }
+    if (g->top_p < 1.0) { /* TopPLogitsWarper: ascending sort, softmax, cumsum <= 1 - top_p removed, the top kept */
+        memcpy(w, s, sizeof(float) * (size_t)V);
+        qsort(w, (size_t)V, sizeof(float), cmp_float_asc);
+        float mx = w[V - 1], sum = 0;
+        for (int64_t v = 0; v < V; v++) sum += expf(w[v] - mx);
+        float cut = (float)(1.0 - g->top_p);
+        double cum = 0; /* torch's CPU cumsum accumulates float in double */
+        /* sorted entries 0..r-1 are removed where r is the first whose cumulative probability exceeds cut; as the
+         * cumulative sum only grows, the removed set is a prefix of the ascending order: s < w[r] (ties with w[r]
+         * keep whichever torch's sort puts after it; here all of them stay) */
+        int64_t r = 0;
+        for (; r < V - 1; r++) {
+            cum += expf(w[r] - mx) / sum;
+            if (!((float)cum <= cut)) break;
+        }
+        float thr = w[r];
+        for (int64_t v = 0; v < V; v++)
+            if (s[v] < thr) s[v] = ninf;
+    }
+    double mx = -INFINITY, sum = 0;
+    for (int64_t v = 0; v < V; v++) mx = fmax(mx, (double)s[v]);
+    int64_t kept = 0;
+    for (int64_t v = 0; v < V; v++) {
+        probs[v] = s[v] == ninf ? 0.0 : exp((double)s[v] - mx);
+        sum += probs[v];
+        kept += probs[v] > 0;
+    }
+    for (int64_t v = 0; v < V; v++) probs[v] /= sum;
+    return kept;
+}
+
+/* ---- greedy and sampling ----------------------------------------------------------------------------------------- */
+
+static void greedy(model *m, ag_ctx *ctx, model_decoder_cache *dc, int64_t B, const gen_config *g,
+                   const int64_t *row_ids, int32_t *out, int *lens) {
     const model_config *c = &m->cfg;
+    int64_t V = c->vocab_size;
+    float *work = g->do_sample ? malloc(sizeof(float) * (size_t)(2 * V)) : NULL;
+    double *probs = g->do_sample ? malloc(sizeof(double) * (size_t)V) : NULL;
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)B);
     bool *done = calloc((size_t)B, 1);
     for (int64_t b = 0; b < B; b++) {
@@ -20,12 +119,19 @@ static void greedy(model *m, ag_ctx *ctx, model_decoder_cache *dc, int64_t B, co
     for (int t = 0; t < g->max_len; t++) {
         ag_tensor *logits = model_decode_step(m, ctx, dc, tok);
         const float *lg = logits->data;
-        int64_t V = c->vocab_size, n_done = 0;
+        int64_t n_done = 0;
         for (int64_t b = 0; b < B; b++) {
             int32_t best = 0;
-            for (int64_t v = 1; v < V; v++)
-                if (lg[b * V + v] > lg[b * V + best]) best = (int32_t)v;
-            if (done[b]) best = c->pad_token_id;
+            if (done[b]) {
+                best = c->pad_token_id;
+            } else if (g->do_sample) {
+                gen_sample_probs(lg + b * V, V, g, work, probs);
+                uint64_t row = (uint64_t)(row_ids ? row_ids[b] : b);
+                best = gen_sample_token(probs, V, gen_uniform(g->seed, row, (uint64_t)t));
+            } else {
+                for (int64_t v = 1; v < V; v++)
+                    if (lg[b * V + v] > lg[b * V + best]) best = (int32_t)v;
+            }
             tok[b] = best;
             if (!done[b]) {
                 out[b * g->max_len + t] = best;
@@ -39,6 +145,8 @@ static void greedy(model *m, ag_ctx *ctx, model_decoder_cache *dc, int64_t B, co
     }
     free(tok);
     free(done);
+    free(work);
+    free(probs);
 }
 
 /* HF keeps its beam scores in float32 and pushes candidates out of a selection by adding -1e9 (an exact float32) */
@@ -80,7 +188,7 @@ static void order_desc(const float *key, int n, int *idx) {
  * hypotheses are kept here; on an exact tie the kept one goes first. Exact with vocab_size > num_beams: below that,
  * the first step must pick among -1e9 ties, which torch orders its own way. */
 static void beam(model *m, ag_ctx *ctx, const int32_t *ids, const int32_t *mask, int64_t B, int64_t S,
-                 const gen_config *g, int32_t *out, int *lens) {
+                 const gen_config *g, int32_t *out, int *lens, float *scores) {
     const model_config *c = &m->cfg;
     int nb = g->num_beams, L = g->max_len, K2 = 2 * nb;
     int64_t R = B * nb, V = c->vocab_size;
@@ -216,6 +324,7 @@ static void beam(model *m, ag_ctx *ctx, const int32_t *ids, const int32_t *mask,
         for (int t = 0; t < L; t++) out[b * L + t] = c->pad_token_id;
         memcpy(out + b * L, fseq + b * nb * L, sizeof(int32_t) * (size_t)flen[b * nb]);
         lens[b] = flen[b * nb];
+        if (scores) scores[b] = fscore[b * nb];
     }
     model_decode_end(dc);
     free(rid);
@@ -239,18 +348,29 @@ static void beam(model *m, ag_ctx *ctx, const int32_t *ids, const int32_t *mask,
     free(tlen);
 }
 
-void generate(model *m, ag_ctx *ctx, const int32_t *input_ids, const int32_t *attention_mask, int64_t B, int64_t S,
-              const gen_config *g, int32_t *out, int *lens) {
+void generate_ex(model *m, ag_ctx *ctx, const int32_t *input_ids, const int32_t *attention_mask, int64_t B, int64_t S,
+                 const gen_config *g, const int64_t *row_ids, int32_t *out, int *lens, float *scores) {
     SX_ASSERT(g->max_len >= 1 && g->num_beams >= 1, "generate: max_len %d, num_beams %d", g->max_len, g->num_beams);
     SX_ASSERT(isfinite(g->length_penalty), "generate: length_penalty %g is not finite", g->length_penalty);
     SX_ASSERT(g->early_stopping >= GEN_EARLY_STOP_FALSE && g->early_stopping <= GEN_EARLY_STOP_NEVER,
               "generate: early_stopping %d", (int)g->early_stopping);
+    SX_ASSERT(!g->do_sample || (g->num_beams == 1 && g->temperature > 0 && isfinite(g->temperature) && g->top_k >= 0 &&
+                                g->top_p > 0 && g->top_p <= 1),
+              "generate: sampling needs num_beams 1 (%d), temperature > 0 (%g), top_k >= 0 (%d), top_p in (0, 1] (%g)",
+              g->num_beams, g->temperature, g->top_k, g->top_p);
     if (g->num_beams > 1) {
-        beam(m, ctx, input_ids, attention_mask, B, S, g, out, lens);
+        beam(m, ctx, input_ids, attention_mask, B, S, g, out, lens, scores);
         return;
     }
     model_decoder_cache *dc = model_decode_begin(m, ctx, input_ids, attention_mask, B, S, g->max_len);
     ag_ctx_reset(ctx);
-    greedy(m, ctx, dc, B, g, out, lens);
+    greedy(m, ctx, dc, B, g, row_ids, out, lens);
     model_decode_end(dc);
+    if (scores)
+        for (int64_t b = 0; b < B; b++) scores[b] = 0;
+}
+
+void generate(model *m, ag_ctx *ctx, const int32_t *input_ids, const int32_t *attention_mask, int64_t B, int64_t S,
+              const gen_config *g, int32_t *out, int *lens) {
+    generate_ex(m, ctx, input_ids, attention_mask, B, S, g, NULL, out, lens, NULL);
 }

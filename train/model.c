@@ -3,6 +3,7 @@
 #include "train/model.h"
 
 #include "autograd/ag_cuda.h"
+#include "train/model_int8.h"
 #include "train/run_checks.h"
 
 #include <math.h>
@@ -224,6 +225,7 @@ void model_zero_grads(model *m) {
 }
 
 void model_free(model *m) {
+    if (m->q8) model_int8_free(m);
     if (m->device != AG_DEV_CPU) ag_arena_free(&m->dev_arena);
     free(m->params);
     free(m->enc);
@@ -365,10 +367,15 @@ static ag_tensor *dropout(const fwd_state *st, ag_tensor *x, int site) {
 
 /* T5 attention without 1/sqrt(d) scaling (SPEC 3.4). x [B, Lq, D], kv [B, Lk, D]. bias/mask broadcast to
  * [B, H, Lq, Lk]. */
+/* x W^T for the nn.Linear parameter w: through its int8 form when the model has one (model_quantize_int8) */
+static ag_tensor *linear(ag_ctx *ctx, const model *m, ag_tensor *x, int w) {
+    return m->q8 && m->q8[w] ? ag_int8_linear(ctx, x, m->q8[w]) : ag_matmul(ctx, x, m->t[w], false, true);
+}
+
 /* x [B, L, D] -> heads [B, H, L, K] through the projection w. */
 static ag_tensor *to_heads(ag_ctx *ctx, const model *m, ag_tensor *x, int w) {
     int64_t B = x->shape[0], L = x->shape[1];
-    return ag_permute(ctx, ag_reshapev(ctx, ag_matmul(ctx, x, m->t[w], false, true), B, L, m->cfg.num_heads, m->cfg.d_kv),
+    return ag_permute(ctx, ag_reshapev(ctx, linear(ctx, m, x, w), B, L, m->cfg.num_heads, m->cfg.d_kv),
                       (const int[]){0, 2, 1, 3});
 }
 
@@ -381,7 +388,7 @@ static ag_tensor *attention_core(const fwd_state *st, ag_tensor *Q, ag_tensor *K
     ag_tensor *a = ag_softmax(ctx, scores, bias, mask);
     a = dropout(st, a, 1);
     ag_tensor *ctxv = ag_permute(ctx, ag_matmul(ctx, a, Vt, false, false), (const int[]){0, 2, 1, 3}); /* [B, Lq, H, K] */
-    return ag_matmul(ctx, ag_reshapev(ctx, ctxv, B, Lq, H * K), m->t[o], false, true);
+    return linear(ctx, m, ag_reshapev(ctx, ctxv, B, Lq, H * K), o);
 }
 
 /* T5 attention without 1/sqrt(d) scaling (SPEC 3.4). x [B, Lq, D], kv [B, Lk, D]. bias/mask broadcast to
@@ -395,12 +402,11 @@ static ag_tensor *dense_ffn(const fwd_state *st, const block_params *bp, ag_tens
     model *m = st->m;
     ag_tensor *h;
     if (m->cfg.gated)
-        h = ag_mul(ctx, ag_act(ctx, m->cfg.act, ag_matmul(ctx, x, m->t[bp->wi0], false, true)),
-                   ag_matmul(ctx, x, m->t[bp->wi1], false, true));
+        h = ag_mul(ctx, ag_act(ctx, m->cfg.act, linear(ctx, m, x, bp->wi0)), linear(ctx, m, x, bp->wi1));
     else
-        h = ag_act(ctx, m->cfg.act, ag_matmul(ctx, x, m->t[bp->wi], false, true));
+        h = ag_act(ctx, m->cfg.act, linear(ctx, m, x, bp->wi));
     h = dropout(st, h, 2);
-    return ag_matmul(ctx, h, m->t[bp->wo], false, true);
+    return linear(ctx, m, h, bp->wo);
 }
 
 static ag_tensor *sparse_ffn(const fwd_state *st, const block_params *bp, ag_tensor *x, model_route_stats *rs) {
@@ -429,6 +435,7 @@ static ag_tensor *sparse_ffn(const fwd_state *st, const block_params *bp, ag_ten
     }
     moe_weights w = {m->t[bp->router], bp->router_bias >= 0 ? m->t[bp->router_bias] : NULL, bp->wi >= 0 ? m->t[bp->wi] : NULL,
                      bp->wi0 >= 0 ? m->t[bp->wi0] : NULL, bp->wi1 >= 0 ? m->t[bp->wi1] : NULL, m->t[bp->wo]};
+    if (m->q8) model_int8_moe_weights(m, bp, &w);
     moe_output mo;
     moe_switch_forward(ctx, &mc, &w, ag_reshapev(ctx, x, N, D), site_key(st, 10), site_key(st, 11), &mo);
     rs->stack = st->stack;
@@ -616,6 +623,25 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
     }
 }
 
+/* ---- the encoder alone (embeddings) ------------------------------------------------------------------------------ */
+
+ag_tensor *model_encode(model *m, ag_ctx *ctx, const int32_t *input_ids, const int32_t *attention_mask, int64_t B,
+                        int64_t S, model_route_stats **routes, int *n_routes) {
+    bool g = ctx->grad_enabled, tr = ctx->training;
+    ctx->grad_enabled = false;
+    ctx->training = false;
+    fwd_state st = {m, ctx, {0, 0, false}, 0, 0};
+    model_batch b = {B, S, 1, input_ids, attention_mask, NULL, NULL};
+    model_route_stats *rs = ag_arena_calloc(ag_ctx_host_arena(ctx), sizeof *rs * (size_t)(m->cfg.num_layers + 1));
+    int n = 0;
+    ag_tensor *enc = encoder(&st, &b, padding_mask(ctx, m->dtype, attention_mask, B, S), rs, &n);
+    ctx->grad_enabled = g;
+    ctx->training = tr;
+    if (routes) *routes = rs;
+    if (n_routes) *n_routes = n;
+    return enc;
+}
+
 /* ---- incremental decoding with a KV cache (generation) ----------------------------------------------------------- */
 
 struct model_decoder_cache {
@@ -692,7 +718,7 @@ ag_tensor *model_decode_step(model *m, ag_ctx *ctx, model_decoder_cache *dc, con
         st.block = i;
         ag_tensor *n = ag_rmsnorm(ctx, h, m->t[bp->ln_attn], c->layer_norm_epsilon);
         ag_tensor *Q = to_heads(ctx, m, n, bp->q);
-        ag_tensor *kn = ag_matmul(ctx, n, m->t[bp->k], false, true), *vn = ag_matmul(ctx, n, m->t[bp->v], false, true); /* [B,1,HK] */
+        ag_tensor *kn = linear(ctx, m, n, bp->k), *vn = linear(ctx, m, n, bp->v); /* [B,1,HK] */
         memcpy(dc->self_k[i] + t * B * HK, kn->data, sizeof(float) * (size_t)(B * HK));
         memcpy(dc->self_v[i] + t * B * HK, vn->data, sizeof(float) * (size_t)(B * HK));
         const int to_bhtk[4] = {1, 2, 0, 3}; /* [t+1, B, H, K] -> [B, H, t+1, K] */

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "autograd/ag.h"
+#include "autograd/ag_int8.h"
 #include "moe/switch.h"
 #include "parallel/par.h"
 #include "train/model_config.h"
@@ -62,6 +63,9 @@ typedef struct {
     ag_arena dev_arena;
     float *dw, *dg;           /* device flat weights and gradients (NULL on the CPU) */
     ag_tensor **host_t;       /* the host views (NULL until model_to_device) */
+    /* 8-bit inference (train/model_int8.h): q8[i] the int8 form of parameter i (its f32 data then released), NULL
+     * for the ones kept in f32; q8 itself NULL for an f32 model */
+    ag_int8_weight **q8;
 } model;
 
 /* Builds the table from the config and allocates the buffers (weights zeroed). */
@@ -135,6 +139,11 @@ typedef struct {
 
 /* Builds the whole graph on ctx (training mode from ctx->training). */
 void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, model_output *out);
+/* The encoder alone, in eval mode, as HF's SwitchTransformersEncoderModel: the last hidden state after the final
+ * layer norm [B, S, D]; *routes (if given) the routing of each sparse encoder layer, in order (logits [B*S, E]: the
+ * raw router logits, HF's router_probs[l][0]), *n_routes their count. Lives in ctx's arenas. */
+ag_tensor *model_encode(model *m, ag_ctx *ctx, const int32_t *input_ids, const int32_t *attention_mask, int64_t B,
+                        int64_t S, model_route_stats **routes, int *n_routes);
 /* Incremental decoding with a KV cache: the encoder and the cross-attention keys/values run once in begin; each
  * step appends one position's self-attention keys/values and returns the logits [B, V] of the next token. */
 typedef struct model_decoder_cache model_decoder_cache;

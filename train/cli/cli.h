@@ -1,9 +1,15 @@
 /* Subcommand table of the switchc CLI: the core commands live in main.c, the ones owned by other folders (prepare
- * from data/, convert and export-hf from train/hf_*) are listed in commands.c. */
+ * from data/, convert and export-hf from train/hf_*) are listed in commands.c; generate and embed (infer.c, embed.c)
+ * share the tokenizer helpers of text.c and the input files of inputs.c. */
 #ifndef SX_TRAIN_CLI_H
 #define SX_TRAIN_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
+
+#include "data/spm.h"
+#include "train/model.h"
+#include "train/run_config.h"
 
 typedef struct {
     const char *name;
@@ -19,5 +25,65 @@ const cli_command *cli_extra(int i);
 int cli_bad_arg(const char *cmd, const char *arg, const char *const *value_flags);
 /* A whole number in [lo, hi]; false after printing the error line. */
 bool cli_parse_int(const char *cmd, const char *flag, const char *v, long long lo, long long hi, long long *out);
+
+int cmd_generate(int argc, char **argv);
+/* "switchc: error: MESSAGE" on stderr; returns the exit status 1. */
+int cli_fail(sx_status s);
+/* 8-bit weights for an inference command (--int8, --int8-threshold T: train/model_int8.h). */
+typedef struct {
+    bool int8;
+    double threshold; /* bitsandbytes' llm_int8_threshold: 6.0 */
+} cli_int8_opts;
+#define CLI_INT8_DEFAULT ((cli_int8_opts){false, 6.0})
+#define CLI_INT8_HELP                                                                                                \
+    "  --int8               8-bit weights as transformers' load_in_8bit (bitsandbytes LLM.int8): every Linear but\n" \
+    "                       lm_head row-wise int8 (experts per expert), input features with a value >= the\n"       \
+    "                       threshold in fp32 (the outlier decomposition); weights take ~0.28x of fp32's memory\n"  \
+    "  --int8-threshold T   the outlier threshold (default 6.0, llm_int8_threshold; 0: no decomposition)\n"
+/* argv[i] is --int8 or --int8-threshold: returns the arguments it takes (1 or 2); 0 when it is neither; -1 after
+ * printing a usage error for a bad value. */
+int cli_int8_arg(cli_int8_opts *o, const char *cmd, int argc, char **argv, int i);
+/* The model of an inference command from a checkpoint or an HF folder (cfg from trainer_config_from_checkpoint),
+ * int8 when asked (o may be NULL: f32); the weight memory goes to stderr for int8. */
+sx_status cli_load_model(const char *path, const run_config *cfg, const cli_int8_opts *o, model *m);
+int cmd_embed(int argc, char **argv);
+
+/* The tokenizer for text in and out of a model: --spm, else a Hugging Face folder's spiece.model, else the run
+ * config's data.tokenizer (recorded in every checkpoint). extra_ids < 0: the sentinel count the training data was
+ * prepared with (its vocabulary minus the pieces, when the dataset is reachable and has this tokenizer's checksum),
+ * else T5's 100. *out stays NULL when none is known and none is required. */
+sx_status cli_open_tokenizer(const char *spm_flag, const char *model_path, const run_config *cfg, int extra_ids,
+                             bool required, data_spm **out);
+/* Whether cli_open_tokenizer has a file to open (a folder without spiece.model has none). */
+bool cli_tokenizer_known(const char *spm_flag, const char *model_path, const run_config *cfg);
+/* Ids -> text: stops at EOS, drops padding and ids past the tokenizer's vocabulary (a model's vocab_size may be
+ * padded, 32128 against T5's 32100). Returns a malloc'd string. */
+char *cli_decode_text(const data_spm *t, const int32_t *ids, int64_t n, int32_t eos, int32_t pad);
+
+/* ---- input files of generate and embed (inputs.c) ---------------------------------------------------------------- */
+
+typedef struct {
+    char *input_json; /* the input as the output repeats it: a JSON string (text) or array (ids) */
+    int32_t *ids;     /* the encoder input: text tokenized + EOS, or the ids as given */
+    int64_t n;
+} cli_example;
+
+/* Reads path: a .jsonl/.json file holds one JSON object per line whose "input" is a text (tokenized with tok, EOS
+ * appended as T5Tokenizer does) or a list of token ids; any other file holds one input per line, text when tok is
+ * given and ids_only is false, else ids separated by spaces or commas. Ids must lie in [0, vocab). Errors name the
+ * file and line. */
+sx_status cli_read_examples(const char *path, const data_spm *tok, bool ids_only, int32_t eos, int32_t vocab,
+                            cli_example **out, int64_t *n);
+void cli_examples_free(cli_example *ex, int64_t n);
+/* One input s (a line of origin, or origin's value when line is 0): ids, or text tokenized with tok. */
+sx_status cli_example_parse(const char *origin, int64_t line, const char *s, const data_spm *tok, bool ids,
+                            int32_t eos, int32_t vocab, cli_example *ex);
+/* Indices 0..n-1 sorted by input length (stable), so that a batch of neighbours needs little padding. */
+int64_t *cli_order_by_length(const cli_example *ex, int64_t n);
+/* Rows order[first .. first+B) as a right-padded batch: ids and mask [B, S] (malloc'd), S the longest. */
+void cli_batch(const cli_example *ex, const int64_t *order, int64_t first, int64_t B, int32_t pad, int32_t **ids,
+               int32_t **mask, int64_t *S);
+/* A progress line on stderr ('\r'-updated on a terminal): what, done of total, tokens and tokens/s. */
+void cli_progress(const char *what, int64_t done, int64_t total, int64_t tokens, double seconds, bool last);
 
 #endif

@@ -220,12 +220,17 @@ static sx_status read_ids(const cJSON *j, const char *path, const char *key, int
 
 static int cmd_logits(int argc, char **argv) {
     const char *mpath = NULL, *in = NULL, *out = NULL;
+    cli_int8_opts q8 = CLI_INT8_DEFAULT;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+        int used = cli_int8_arg(&q8, "logits", argc, argv, i);
+        if (used < 0) return 2;
+        if (used) {
+            i += used - 1;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: switchc logits --model CKPT|DIR --input BATCH.json --output LOGITS.f32\n\n"
                    "Runs one eval-mode forward on {\"input_ids\": [[..]], \"attention_mask\": [[..]], \"labels\": [[..]]} and writes the\n"
                    "logits [B, T, V] as raw little-endian float32, printing the shape and the loss: a cross-check with other\n"
-                   "implementations.\n");
+                   "implementations.\n\n" CLI_INT8_HELP);
             return 0;
         } else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
             mpath = argv[++i];
@@ -267,8 +272,7 @@ static int cmd_logits(int argc, char **argv) {
                       in, (long long)B, (long long)T, (long long)V, need / (1 << 30), phys / (1 << 30));
     if (!s.ok) return err("logits", s);
     model m;
-    s = model_init_inference(&m, &cfg.model);
-    if (s.ok) s = trainer_load_params(&m, mpath);
+    s = cli_load_model(mpath, &cfg, &q8, &m);
     if (!s.ok) return err("logits", s);
     ag_arena act;
     ag_arena_init(&act, "act", 1 << 20);

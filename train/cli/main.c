@@ -160,65 +160,6 @@ static int cmd_train(int argc, char **argv) {
     return 0;
 }
 
-/* ---- text: the tokenizer of a model ------------------------------------------------------------------------------- */
-
-/* The tokenizer for text in and out of a model: --spm, else a Hugging Face folder's spiece.model, else the run
- * config's data.tokenizer (recorded in every checkpoint). extra_ids < 0: the sentinel count the training data was
- * prepared with (its vocabulary minus the pieces, when the dataset is reachable and has this tokenizer's checksum),
- * else T5's 100. *out stays NULL when none is known and none is required. */
-static sx_status open_tokenizer(const char *spm_flag, const char *model_path, const run_config *cfg, int extra_ids, bool required, data_spm **out) {
-    *out = NULL;
-    const char *path = spm_flag ? spm_flag : hf_is_model_dir(model_path) ? model_path : cfg->tokenizer[0] ? cfg->tokenizer : NULL;
-    if (!path) {
-        if (!required) return sx_ok();
-        return sx_errorf("%s: no tokenizer known for this model (its run config has no data.tokenizer): give --spm PATH.model", model_path);
-    }
-    data_spm *t;
-    SX_TRY(data_tokenizer_open(path, 0, &t));
-    uint32_t crc = data_spm_checksum(t);
-    for (int k = 0; k < 2 && !strcmp(cfg->task, "dataset"); k++) {
-        const char *ds_path = k ? cfg->eval_data : cfg->train_data;
-        data_dataset *d;
-        if (!ds_path[0] || !data_dataset_open(ds_path, &d).ok) continue; /* the data may live elsewhere by now */
-        uint32_t dcrc = data_dataset_tokenizer_crc(d);
-        int32_t dv = data_dataset_vocab_size(d);
-        data_dataset_close(d);
-        if (dcrc == crc) {
-            if (extra_ids < 0 && dv >= data_spm_piece_count(t)) extra_ids = dv - data_spm_piece_count(t);
-            break;
-        }
-        if (dcrc) {
-            fprintf(stderr, "switchc: warning: %s (checksum %08x) is not the tokenizer %s was prepared with (checksum %08x): text may come out wrong\n", path,
-                    crc, ds_path, dcrc);
-            break;
-        }
-    }
-    data_spm_set_extra_ids(t, extra_ids < 0 ? 100 : extra_ids);
-    if (data_spm_vocab_size(t) > cfg->model.vocab_size) {
-        sx_status s = sx_errorf("%s: %d ids (%d pieces + %d extra ids) but the model's vocab_size is %d (fewer --extra-ids, or another tokenizer)", path,
-                                data_spm_vocab_size(t), data_spm_piece_count(t), data_spm_vocab_size(t) - data_spm_piece_count(t), cfg->model.vocab_size);
-        data_spm_free(t);
-        return s;
-    }
-    *out = t;
-    return sx_ok();
-}
-
-/* Ids -> text: stops at EOS, drops padding and ids past the tokenizer's vocabulary (a model's vocab_size may be padded,
- * 32128 against T5's 32100). Returns a malloc'd string. */
-static char *decode_text(const data_spm *t, const int32_t *ids, int64_t n, int32_t eos, int32_t pad) {
-    int32_t *keep = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-    int64_t k = 0;
-    for (int64_t i = 0; i < n && ids[i] != eos; i++)
-        if (ids[i] >= 0 && ids[i] != pad && ids[i] < data_spm_vocab_size(t)) keep[k++] = ids[i];
-    char small[2];
-    size_t need = data_spm_decode(t, keep, k, small, sizeof small);
-    char *out = malloc(need + 1);
-    data_spm_decode(t, keep, k, out, need + 1);
-    free(keep);
-    return out;
-}
-
 /* ---- eval ------------------------------------------------------------------------------------------------------- */
 
 static void eval_help(void) {
@@ -234,7 +175,8 @@ static void eval_help(void) {
            "  --spm PATH.model     print the first examples as text (input, target, generated) with this tokenizer;\n"
            "                       without it the run config's data.tokenizer (or the folder's spiece.model) is used\n"
            "                       when there is one\n"
-           "  --extra-ids N        T5 sentinels after the pieces (default: what the dataset was prepared with, else 100)\n");
+           "  --extra-ids N        T5 sentinels after the pieces (default: what the dataset was prepared with, else 100)\n"
+           CLI_INT8_HELP);
 }
 
 /* The first few held-out examples decoded: what the model makes of text, beside the numbers. */
@@ -264,8 +206,8 @@ static sx_status print_text_examples(model *m, const run_config *cfg0, const dat
             int64_t ns = 0, nt = 0;
             while (ns < S && mask[b * S + ns]) ns++;
             while (nt < T && labels[b * T + nt] >= 0) nt++;
-            char *in = decode_text(t, ids + b * S, ns, eos, pad), *want = decode_text(t, labels + b * T, nt, eos, pad),
-                 *got = decode_text(t, gen + b * cfg->gen_max_len, lens[b], eos, pad);
+            char *in = cli_decode_text(t, ids + b * S, ns, eos, pad), *want = cli_decode_text(t, labels + b * T, nt, eos, pad),
+                 *got = cli_decode_text(t, gen + b * cfg->gen_max_len, lens[b], eos, pad);
             printf("  example %d: %s\n    target:    %s\n    generated: %s%s\n", b, in, want, got, strcmp(want, got) ? "" : "   (exact)");
             free(in);
             free(want);
@@ -286,8 +228,13 @@ static sx_status print_text_examples(model *m, const run_config *cfg0, const dat
 static int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL, *spm_path = NULL;
     int examples = 0, extra_ids = -1;
+    cli_int8_opts q8 = CLI_INT8_DEFAULT;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+        int used = cli_int8_arg(&q8, "eval", argc, argv, i);
+        if (used < 0) return 2;
+        if (used) {
+            i += used - 1;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             eval_help();
             return 0;
         } else if ((!strcmp(argv[i], "--checkpoint") || !strcmp(argv[i], "--model")) && i + 1 < argc) {
@@ -327,13 +274,12 @@ static int cmd_eval(int argc, char **argv) {
     if (!s.ok) return fail(s);
     data_spm *tok = NULL; /* text examples: datasets only (the built-in tasks print their own) */
     if (!strcmp(cfg.task, "dataset")) {
-        s = open_tokenizer(spm_path, ckpt, &cfg, extra_ids, spm_path != NULL, &tok);
+        s = cli_open_tokenizer(spm_path, ckpt, &cfg, extra_ids, spm_path != NULL, &tok);
         if (!s.ok && spm_path) return fail(s);
         if (!s.ok) fprintf(stderr, "switchc eval: warning: no text examples: %s\n", s.msg);
     }
     model m;
-    s = model_init_inference(&m, &cfg.model);
-    if (s.ok) s = trainer_load_params(&m, ckpt);
+    s = cli_load_model(ckpt, &cfg, &q8, &m);
     if (!s.ok) {
         data_spm_free(tok);
         return fail(s);
@@ -352,170 +298,14 @@ static int cmd_eval(int argc, char **argv) {
     return 0;
 }
 
-/* ---- generate ----------------------------------------------------------------------------------------------------- */
-
-static void generate_help(void) {
-    printf("usage: switchc generate --model DIR|CKPT (--input TEXT | --ids \"5 7 3 1\") [options]\n"
-           "\n"
-           "Decodes one input with the KV cache (greedy, or beam search with --beams > 1), stopping at EOS or --max-len.\n"
-           "Text in, text out with --input; token ids in and out with --ids.\n"
-           "\n"
-           "  --model DIR|CKPT     a Hugging Face folder (config.json + model.safetensors or pytorch_model.bin, and\n"
-           "                       spiece.model for text), e.g. google/switch-base-8 as downloaded, or a switchc\n"
-           "                       checkpoint (.h5); --checkpoint is the same flag\n"
-           "  --input TEXT         text, tokenized like HF's T5Tokenizer (EOS appended; <extra_id_N> sentinels are single\n"
-           "                       tokens); prints the generated text (sentinels kept, EOS and padding dropped)\n"
-           "  --ids \"ID ...\"       token ids (space or comma separated), EOS included if wanted; prints ids\n"
-           "  --spm PATH.model     the SentencePiece tokenizer for --input. Without it: DIR/spiece.model for a folder;\n"
-           "                       for a checkpoint, the run config's data.tokenizer (set it when training on text,\n"
-           "                       e.g. --set data.tokenizer=spiece.model: checkpoints record it)\n"
-           "  --extra-ids N        T5 sentinels after the pieces (default: what the training data was prepared with when\n"
-           "                       it is reachable, else 100)\n"
-           "  --max-len N          generated tokens at most, EOS included (default 32): HF's max_new_tokens, or its\n"
-           "                       max_length - 1 (which counts the decoder start token)\n"
-           "  --beams K            beam search with K beams (default 1: greedy)\n"
-           "  --length-penalty P   beam score = log p / length^P, length = generated tokens (default 1.0, HF's);\n"
-           "                       P > 0 favours longer hypotheses, P < 0 shorter ones\n"
-           "  --early-stopping E   when beam search stops, as HF's early_stopping (default false):\n"
-           "                         false  once K hypotheses are finished and the best running beam, scored at its\n"
-           "                                current length, cannot beat the worst of them\n"
-           "                         true   as soon as K hypotheses are finished\n"
-           "                         never  as false, but with P > 0 a running beam is scored at --max-len\n"
-           "                       beams still running at --max-len compete with the finished ones\n"
-           "\n"
-           "Examples:\n"
-           "  switchc generate --model switch-base-8/ --input \"The capital of France is <extra_id_0>.\"\n"
-           "  switchc generate --model runs/text/ckpt_step00000300.h5 --spm spiece.model --input \"sum: two plus three\"\n"
-           "  switchc generate --checkpoint runs/default/ckpt_step00003000.h5 --ids \"5 7 3 1\" --beams 4\n"
-           "  switchc generate --model switch-base-8/ --input \"...\" --beams 4 --early-stopping true\n");
-}
-
-static int cmd_generate(int argc, char **argv) {
-    const char *ckpt = NULL, *ids_arg = NULL, *text = NULL, *spm_path = NULL;
-    int extra_ids = -1;
-    gen_config g = {32, 1, 1.0, GEN_EARLY_STOP_FALSE};
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            generate_help();
-            return 0;
-        } else if ((!strcmp(argv[i], "--checkpoint") || !strcmp(argv[i], "--model")) && i + 1 < argc) {
-            ckpt = argv[++i];
-        } else if (!strcmp(argv[i], "--ids") && i + 1 < argc) {
-            ids_arg = argv[++i];
-        } else if (!strcmp(argv[i], "--input") && i + 1 < argc) {
-            text = argv[++i];
-        } else if (!strcmp(argv[i], "--spm") && i + 1 < argc) {
-            spm_path = argv[++i];
-        } else if (!strcmp(argv[i], "--extra-ids") && i + 1 < argc) {
-            long long v;
-            if (!cli_parse_int("generate", "--extra-ids", argv[++i], 0, 100000, &v)) return 2;
-            extra_ids = (int)v;
-        } else if (!strcmp(argv[i], "--max-len") && i + 1 < argc) {
-            long long v;
-            if (!cli_parse_int("generate", "--max-len", argv[++i], 1, RUN_CHECKS_MAX_GEN_LEN, &v)) return 2;
-            g.max_len = (int)v;
-        } else if (!strcmp(argv[i], "--beams") && i + 1 < argc) {
-            long long v;
-            if (!cli_parse_int("generate", "--beams", argv[++i], 1, RUN_CHECKS_MAX_BEAMS, &v)) return 2;
-            g.num_beams = (int)v;
-        } else if (!strcmp(argv[i], "--length-penalty") && i + 1 < argc) {
-            char *end;
-            g.length_penalty = strtod(argv[++i], &end);
-            if (end == argv[i] || *end || !isfinite(g.length_penalty))
-                return usage_error("generate", "--length-penalty '%s' must be a finite number", argv[i]);
-        } else if (!strcmp(argv[i], "--early-stopping") && i + 1 < argc) {
-            const char *e = argv[++i];
-            if (!strcmp(e, "false")) g.early_stopping = GEN_EARLY_STOP_FALSE;
-            else if (!strcmp(e, "true")) g.early_stopping = GEN_EARLY_STOP_TRUE;
-            else if (!strcmp(e, "never")) g.early_stopping = GEN_EARLY_STOP_NEVER;
-            else return usage_error("generate", "--early-stopping '%s' must be true, false or never", e);
-        } else {
-            static const char *const VALUE_FLAGS[] = {"--checkpoint", "--model", "--ids", "--input", "--spm", "--extra-ids",
-                                                      "--max-len", "--beams", "--length-penalty", "--early-stopping", NULL};
-            return cli_bad_arg("generate", argv[i], VALUE_FLAGS);
-        }
-    }
-    if (!ckpt) return usage_error("generate", "%s", "--model DIR|CKPT is required");
-    if (!ckpt[0]) return usage_error("generate", "%s", "--model: the path is empty");
-    if (!ids_arg == !text) return usage_error("generate", "%s", "give the input as --input TEXT or as --ids \"ID ...\" (one of them)");
-    run_config cfg;
-    sx_status s = trainer_config_from_checkpoint(ckpt, &cfg);
-    if (!s.ok) return fail(s);
-    /* the tokenizer first: a missing or bad one fails before a large model is read */
-    data_spm *tok = NULL;
-    int32_t *ids = NULL;
-    int64_t n = 0;
-    if (text) {
-        s = open_tokenizer(spm_path, ckpt, &cfg, extra_ids, true, &tok);
-        if (!s.ok) return fail(s);
-        int64_t cap = 256;
-        ids = malloc(sizeof(int32_t) * (size_t)(cap + 1));
-        n = data_spm_encode(tok, text, strlen(text), ids, cap);
-        if (n > cap) {
-            cap = n;
-            ids = realloc(ids, sizeof(int32_t) * (size_t)(cap + 1));
-            n = data_spm_encode(tok, text, strlen(text), ids, cap);
-        }
-        ids[n++] = cfg.model.eos_token_id; /* as HF's T5Tokenizer: every sequence ends with </s> */
-    } else {
-        ids = malloc(sizeof(int32_t) * (strlen(ids_arg) / 2 + 1));
-        char *end;
-        for (const char *p = ids_arg; *p;) {
-            while (*p == ' ' || *p == ',') p++;
-            if (!*p) break;
-            long v = strtol(p, &end, 10);
-            if (end == p || v < 0 || v >= cfg.model.vocab_size) {
-                fprintf(stderr, "switchc generate: --ids: '%s' is not a token id in [0, %d)\n", p, cfg.model.vocab_size);
-                free(ids);
-                return 2;
-            }
-            ids[n++] = (int32_t)v;
-            p = end;
-        }
-        if (n == 0) {
-            free(ids);
-            return usage_error("generate", "%s", "--ids is empty");
-        }
-    }
-    model m;
-    s = run_checks_generate(&cfg.model, 1, n, g.max_len, g.num_beams, "generate --max-len/--beams");
-    if (s.ok) s = model_init_inference(&m, &cfg.model);
-    if (s.ok) s = trainer_load_params(&m, ckpt);
-    if (!s.ok) {
-        free(ids);
-        data_spm_free(tok);
-        return fail(s);
-    }
-    ag_arena act;
-    ag_arena_init(&act, "generate", 1 << 20);
-    ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    int32_t *out = malloc(sizeof(int32_t) * (size_t)g.max_len);
-    int len;
-    generate(&m, &ctx, ids, NULL, 1, n, &g, out, &len);
-    if (tok) {
-        char *t = decode_text(tok, out, len, m.cfg.eos_token_id, m.cfg.pad_token_id);
-        printf("%s\n", t);
-        free(t);
-    } else {
-        for (int i = 0; i < len; i++) printf(i ? " %d" : "%d", out[i]);
-        printf("\n");
-    }
-    free(out);
-    free(ids);
-    data_spm_free(tok);
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
-    model_free(&m);
-    return 0;
-}
-
 /* ---- dispatch ----------------------------------------------------------------------------------------------------- */
 
 static const cli_command COMMANDS[] = {
     {"train", "train or fine-tune (no arguments: the built-in demo run)", cmd_train},
     {"eval", "evaluate a checkpoint: loss, token accuracy, exact match (text examples with a tokenizer)", cmd_eval},
-    {"generate", "text (or ids) in, text (or ids) out: greedy or beam search on the KV cache", cmd_generate},
+    {"generate", "text (or ids) in, text (or ids) out: greedy, beam search or sampling, one input or a file",
+     cmd_generate},
+    {"embed", "the encoder alone over a file of inputs: hidden states (or their mean) to HDF5 or .npy", cmd_embed},
 };
 
 static void main_help(void) {

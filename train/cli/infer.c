@@ -1,0 +1,331 @@
+/* switchc generate: one input (--input TEXT, --ids) or a file of them (--input-file, batched in length order, results
+ * in input order as JSONL), greedy, beam search or sampling with HF generate's parameters (train/generate.h). */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "autograd/sx_file.h"
+#include "train/cli/cli.h"
+#include "train/generate.h"
+#include "train/run_checks.h"
+#include "train/trainer.h"
+
+static int usage(const char *fmt, const char *arg) {
+    fprintf(stderr, "switchc generate: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (see switchc generate --help)\n");
+    return 2;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void generate_help(void) {
+    printf(
+        "usage: switchc generate --model DIR|CKPT (--input TEXT | --ids \"5 7 3 1\" |\n"
+        "                        --input-file F --output OUT.jsonl) [options]\n"
+        "\n"
+        "Decodes with the KV cache: greedy (the default), beam search (--num-beams K > 1) or sampling (--do-sample),\n"
+        "stopping at EOS or --max-new-tokens, as Hugging Face's generate with the same parameters.\n"
+        "\n"
+        "  --model DIR|CKPT     a Hugging Face folder (config.json + model.safetensors or pytorch_model.bin, and\n"
+        "                       spiece.model for text), e.g. google/switch-base-8 as downloaded, or a switchc\n"
+        "                       checkpoint (.h5); --checkpoint is the same flag\n"
+        "  --input TEXT         one text, tokenized like HF's T5Tokenizer (EOS appended; <extra_id_N> sentinels are\n"
+        "                       single tokens); prints the generated text (sentinels kept, EOS and padding dropped)\n"
+        "  --ids \"ID ...\"       one input as token ids (space or comma separated), EOS included if wanted;\n"
+        "                       prints ids\n"
+        "  --input-file F       many inputs: F.jsonl holds one JSON object per line whose \"input\" is a text or a\n"
+        "                       list of ids; any other file holds one input per line (text with a tokenizer, else\n"
+        "                       ids as for --ids). Decoded in batches of inputs of similar length (less padding);\n"
+        "                       the results go to --output in input order, one JSON object per line: {\"index\",\n"
+        "                       \"input\", \"output\" (text, with a tokenizer), \"output_ids\", \"score\" (beam\n"
+        "                       search: HF's sequences_scores)}. Progress and tokens/s on stderr.\n"
+        "  --output OUT.jsonl   where --input-file's results go ('-': stdout)\n"
+        "  --batch-size N       inputs decoded together (default 8)\n"
+        "  --token-ids          the lines of a plain --input-file are ids even when the model has a tokenizer\n"
+        "  --spm PATH.model     the SentencePiece tokenizer. Without it: DIR/spiece.model for a folder; for a\n"
+        "                       checkpoint, the run config's data.tokenizer (set it when training on text,\n"
+        "                       e.g. --set data.tokenizer=spiece.model: checkpoints record it)\n"
+        "  --extra-ids N        T5 sentinels after the pieces (default: what the training data was prepared with when\n"
+        "                       it is reachable, else 100)\n"
+        "  --max-new-tokens N   generated tokens at most, EOS included (default 32; --max-len is the same): HF's\n"
+        "                       max_new_tokens, or its max_length - 1 (which counts the decoder start token)\n"
+        "  --num-beams K        beam search with K beams (default 1: greedy; --beams is the same)\n"
+        "  --length-penalty P   beam score = log p / length^P, length = generated tokens (default 1.0, HF's);\n"
+        "                       P > 0 favours longer hypotheses, P < 0 shorter ones\n"
+        "  --early-stopping E   when beam search stops, as HF's early_stopping (default false):\n"
+        "                         false  once K hypotheses are finished and the best running beam, scored at its\n"
+        "                                current length, cannot beat the worst of them\n"
+        "                         true   as soon as K hypotheses are finished\n"
+        "                         never  as false, but with P > 0 a running beam is scored at --max-new-tokens\n"
+        "                       beams still running at the limit compete with the finished ones\n"
+        "  --do-sample          sample each token (num_beams 1) from softmax(logits) after HF's warpers, in HF's\n"
+        "                       order: --temperature T (default 1.0), then --top-k K (default 50, HF's; 0 = off),\n"
+        "                       then --top-p P (default 1.0 = off: keep the smallest set of top tokens whose\n"
+        "                       probability exceeds P)\n"
+        "  --seed N             the sampling seed (default 0). The draws of input i depend on (seed, i) only, so an\n"
+        "                       input gets the same tokens whatever --batch-size or the other inputs are\n"
+        CLI_INT8_HELP
+        "\n"
+        "Examples:\n"
+        "  switchc generate --model switch-base-8/ --input \"The capital of France is <extra_id_0>.\"\n"
+        "  switchc generate --model switch-base-8/ --input-file prompts.jsonl --output out.jsonl --num-beams 4\n"
+        "  switchc generate --model switch-base-8/ --input-file prompts.txt --output - --do-sample --top-p 0.9\n"
+        "  switchc generate --model runs/text/ckpt_step00000300.h5 --spm spiece.model --input \"sum: two plus three\"\n"
+        "  switchc generate --checkpoint runs/default/ckpt_step00003000.h5 --ids \"5 7 3 1\" --beams 4\n");
+}
+
+static bool parse_double(const char *s, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+/* The generated ids of one row as a JSON object line (the fields in --help's order). */
+static void write_result(FILE *f, int64_t index, const cli_example *ex, const data_spm *tok, const model_config *c,
+                         const int32_t *ids, int len, bool beam, float score) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "index", (double)index);
+    cJSON_AddItemToObject(o, "input", cJSON_Parse(ex->input_json));
+    if (tok) {
+        char *t = cli_decode_text(tok, ids, len, c->eos_token_id, c->pad_token_id);
+        cJSON_AddStringToObject(o, "output", t);
+        free(t);
+    }
+    cJSON *arr = cJSON_CreateArray();
+    for (int t = 0; t < len; t++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[t]));
+    cJSON_AddItemToObject(o, "output_ids", arr);
+    if (beam) cJSON_AddNumberToObject(o, "score", (double)score);
+    char *s = cJSON_PrintUnformatted(o);
+    fprintf(f, "%s\n", s);
+    free(s);
+    cJSON_Delete(o);
+}
+
+/* The file mode: batches of neighbours in length order, results put back in input order. */
+static sx_status generate_file(model *m, const cli_example *ex, int64_t n, const gen_config *g, int batch,
+                               const data_spm *tok, const char *out_path) {
+    FILE *f = strcmp(out_path, "-") ? fopen(out_path, "w") : stdout;
+    if (!f) return sx_errorf("%s: cannot create: %s", out_path, strerror(errno));
+    int L = g->max_len;
+    int32_t *out = malloc(sizeof(int32_t) * (size_t)(n * L));
+    int *lens = malloc(sizeof(int) * (size_t)n);
+    float *scores = malloc(sizeof(float) * (size_t)n);
+    int64_t *order = cli_order_by_length(ex, n);
+    int32_t *bout = malloc(sizeof(int32_t) * (size_t)(batch * L));
+    int *blens = malloc(sizeof(int) * (size_t)batch);
+    float *bscores = malloc(sizeof(float) * (size_t)batch);
+    ag_arena act;
+    ag_arena_init(&act, "generate", 1 << 20);
+    ag_ctx ctx;
+    ag_ctx_init(&ctx, &act);
+    ctx.grad_enabled = false;
+    ctx.training = false;
+    double t0 = now_s();
+    int64_t tokens = 0;
+    for (int64_t first = 0; first < n; first += batch) {
+        int64_t B = n - first < batch ? n - first : batch, S;
+        int32_t *ids, *mask;
+        cli_batch(ex, order, first, B, m->cfg.pad_token_id, &ids, &mask, &S);
+        generate_ex(m, &ctx, ids, mask, B, S, g, order + first, bout, blens, bscores);
+        for (int64_t b = 0; b < B; b++) {
+            int64_t i = order[first + b];
+            memcpy(out + i * L, bout + b * L, sizeof(int32_t) * (size_t)L);
+            lens[i] = blens[b];
+            scores[i] = bscores[b];
+            tokens += blens[b];
+        }
+        free(ids);
+        free(mask);
+        if (first + B < n) cli_progress("generate", first + B, n, tokens, now_s() - t0, false);
+    }
+    cli_progress("generate", n, n, tokens, now_s() - t0, true);
+    for (int64_t i = 0; i < n; i++) write_result(f, i, &ex[i], tok, &m->cfg, out + i * L, lens[i], g->num_beams > 1,
+                                                 scores[i]);
+    sx_status st = sx_ok();
+    if (f != stdout && fclose(f) != 0) st = sx_errorf("%s: cannot write: %s", out_path, strerror(errno));
+    else if (f == stdout) fflush(stdout);
+    ag_ctx_free(&ctx);
+    ag_arena_free(&act);
+    free(out);
+    free(lens);
+    free(scores);
+    free(order);
+    free(bout);
+    free(blens);
+    free(bscores);
+    return st;
+}
+
+int cmd_generate(int argc, char **argv) {
+    const char *ckpt = NULL, *ids_arg = NULL, *text = NULL, *spm_path = NULL, *in_file = NULL, *out_path = NULL;
+    int extra_ids = -1, batch = 8;
+    bool ids_only = false;
+    gen_config g = {32, 1, 1.0, GEN_EARLY_STOP_FALSE, false, 1.0, 50, 1.0, 0};
+    cli_int8_opts q8 = CLI_INT8_DEFAULT;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long long iv;
+        int used = cli_int8_arg(&q8, "generate", argc, argv, i);
+        if (used < 0) return 2;
+        if (used) {
+            i += used - 1;
+            continue;
+        }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            generate_help();
+            return 0;
+        } else if (!strcmp(a, "--do-sample")) {
+            g.do_sample = true;
+            continue;
+        } else if (!strcmp(a, "--token-ids")) {
+            ids_only = true;
+            continue;
+        } else if (!v) {
+            static const char *const VALUE_FLAGS[] = {
+                "--checkpoint", "--model", "--ids", "--input", "--input-file", "--output", "--spm", "--extra-ids",
+                "--batch-size", "--max-len", "--max-new-tokens", "--beams", "--num-beams", "--length-penalty",
+                "--early-stopping", "--temperature", "--top-k", "--top-p", "--seed", "--int8-threshold", NULL};
+            return cli_bad_arg("generate", a, VALUE_FLAGS);
+        }
+        i++;
+        if (!strcmp(a, "--checkpoint") || !strcmp(a, "--model")) {
+            ckpt = v;
+        } else if (!strcmp(a, "--ids")) {
+            ids_arg = v;
+        } else if (!strcmp(a, "--input")) {
+            text = v;
+        } else if (!strcmp(a, "--input-file")) {
+            in_file = v;
+        } else if (!strcmp(a, "--output")) {
+            out_path = v;
+        } else if (!strcmp(a, "--spm")) {
+            spm_path = v;
+        } else if (!strcmp(a, "--extra-ids")) {
+            if (!cli_parse_int("generate", a, v, 0, 100000, &iv)) return 2;
+            extra_ids = (int)iv;
+        } else if (!strcmp(a, "--batch-size")) {
+            if (!cli_parse_int("generate", a, v, 1, 1 << 20, &iv)) return 2;
+            batch = (int)iv;
+        } else if (!strcmp(a, "--max-len") || !strcmp(a, "--max-new-tokens")) {
+            if (!cli_parse_int("generate", a, v, 1, RUN_CHECKS_MAX_GEN_LEN, &iv)) return 2;
+            g.max_len = (int)iv;
+        } else if (!strcmp(a, "--beams") || !strcmp(a, "--num-beams")) {
+            if (!cli_parse_int("generate", a, v, 1, RUN_CHECKS_MAX_BEAMS, &iv)) return 2;
+            g.num_beams = (int)iv;
+        } else if (!strcmp(a, "--length-penalty")) {
+            if (!parse_double(v, &g.length_penalty)) return usage("--length-penalty '%s' must be a finite number", v);
+        } else if (!strcmp(a, "--early-stopping")) {
+            if (!strcmp(v, "false")) g.early_stopping = GEN_EARLY_STOP_FALSE;
+            else if (!strcmp(v, "true")) g.early_stopping = GEN_EARLY_STOP_TRUE;
+            else if (!strcmp(v, "never")) g.early_stopping = GEN_EARLY_STOP_NEVER;
+            else return usage("--early-stopping '%s' must be true, false or never", v);
+        } else if (!strcmp(a, "--temperature")) {
+            if (!parse_double(v, &g.temperature) || g.temperature <= 0)
+                return usage("--temperature '%s' must be a positive number", v);
+        } else if (!strcmp(a, "--top-k")) {
+            if (!cli_parse_int("generate", a, v, 0, 1 << 30, &iv)) return 2;
+            g.top_k = (int)iv;
+        } else if (!strcmp(a, "--top-p")) {
+            if (!parse_double(v, &g.top_p) || g.top_p <= 0 || g.top_p > 1)
+                return usage("--top-p '%s' must be a number in (0, 1]", v);
+        } else if (!strcmp(a, "--seed")) {
+            char *end;
+            errno = 0;
+            unsigned long long sv = strtoull(v, &end, 10);
+            if (end == v || *end || errno || v[0] == '-') return usage("--seed '%s' must be a non-negative integer", v);
+            g.seed = (uint64_t)sv;
+        } else {
+            return cli_bad_arg("generate", a, NULL);
+        }
+    }
+    if (!ckpt) return usage("%s", "--model DIR|CKPT is required");
+    if (!ckpt[0]) return usage("%s", "--model: the path is empty");
+    if ((ids_arg != NULL) + (text != NULL) + (in_file != NULL) != 1)
+        return usage("%s", "give the input as --input TEXT or as --ids \"ID ...\", or many as --input-file F "
+                           "(one of them)");
+    if (in_file && !out_path) return usage("%s", "--input-file needs --output OUT.jsonl ('-' for stdout)");
+    if (!in_file && out_path) return usage("%s", "--output goes with --input-file");
+    if (g.do_sample && g.num_beams > 1)
+        return usage("%s", "--do-sample with --num-beams > 1 (HF's beam sampling) is not supported: use one of them");
+    if (out_path && strcmp(out_path, "-")) { /* the output path before a large model is read */
+        sx_status os = sx_file_check_output(out_path, "--output", false);
+        if (os.ok && sx_file_same(in_file, out_path))
+            os = sx_errorf("--output %s is the --input-file: it would be overwritten", out_path);
+        if (!os.ok) return cli_fail(os);
+    }
+    run_config cfg;
+    sx_status s = trainer_config_from_checkpoint(ckpt, &cfg);
+    if (!s.ok) return cli_fail(s);
+    /* the tokenizer and the inputs first: a missing or bad one fails before a large model is read */
+    data_spm *tok = NULL;
+    cli_example *ex = NULL;
+    int64_t n = 0;
+    if (text || (in_file && !ids_only && (spm_path || cli_tokenizer_known(NULL, ckpt, &cfg)))) {
+        s = cli_open_tokenizer(spm_path, ckpt, &cfg, extra_ids, true, &tok);
+        if (!s.ok) return cli_fail(s);
+    }
+    if (in_file) {
+        s = cli_read_examples(in_file, tok, ids_only, cfg.model.eos_token_id, cfg.model.vocab_size, &ex, &n);
+    } else {
+        n = 1;
+        ex = calloc(1, sizeof *ex);
+        s = cli_example_parse(text ? "--input" : "--ids", 0, text ? text : ids_arg, tok, !text, cfg.model.eos_token_id,
+                              cfg.model.vocab_size, ex);
+    }
+    if (!s.ok) {
+        cli_examples_free(ex, n);
+        data_spm_free(tok);
+        return cli_fail(s);
+    }
+    int64_t S_max = 1;
+    for (int64_t i = 0; i < n; i++) S_max = ex[i].n > S_max ? ex[i].n : S_max;
+    model m;
+    s = run_checks_generate(&cfg.model, n < batch ? n : batch, S_max, g.max_len, g.num_beams,
+                            "generate --max-new-tokens/--num-beams/--batch-size");
+    if (s.ok) s = cli_load_model(ckpt, &cfg, &q8, &m);
+    if (!s.ok) {
+        cli_examples_free(ex, n);
+        data_spm_free(tok);
+        return cli_fail(s);
+    }
+    if (in_file) {
+        s = generate_file(&m, ex, n, &g, batch, tok, out_path);
+    } else {
+        ag_arena act;
+        ag_arena_init(&act, "generate", 1 << 20);
+        ag_ctx ctx;
+        ag_ctx_init(&ctx, &act);
+        ctx.grad_enabled = false;
+        int32_t *out = malloc(sizeof(int32_t) * (size_t)g.max_len);
+        int len;
+        float score;
+        int64_t row = 0;
+        generate_ex(&m, &ctx, ex[0].ids, NULL, 1, ex[0].n, &g, &row, out, &len, &score);
+        if (text) {
+            char *t = cli_decode_text(tok, out, len, m.cfg.eos_token_id, m.cfg.pad_token_id);
+            printf("%s\n", t);
+            free(t);
+        } else {
+            for (int i = 0; i < len; i++) printf(i ? " %d" : "%d", out[i]);
+            printf("\n");
+        }
+        free(out);
+        ag_ctx_free(&ctx);
+        ag_arena_free(&act);
+    }
+    cli_examples_free(ex, n);
+    data_spm_free(tok);
+    model_free(&m);
+    return s.ok ? 0 : cli_fail(s);
+}
