@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "data/dataset.h"
-#include "train/batches.h"
+#include "data/batches.h"
 
 static double now_s(void) {
     struct timespec ts;

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "data/dataset.h"
-#include "train/batches.h"
+#include "data/batches.h"
 #include "train/ckpt.h"
 #include "train/run_config.h"
 #include "train/trainer.h"

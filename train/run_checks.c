@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "train/batches.h"
+#include "data/batches.h"
 
 double run_checks_phys_bytes(void) {
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);

@@ -26,8 +26,8 @@
 #include "train/run_checks.h"
 #include "train/step.h"
 #include "train/schedule.h"
-#include "train/batches.h"
-#include "train/task.h"
+#include "data/batches.h"
+#include "data/task.h"
 
 #define CKPT_PREFIX "ckpt_step"
 

@@ -14,7 +14,7 @@
 #include "data/prepare.h"
 #include "data/spm.h"
 #include "parallel/par.h"
-#include "train/batches.h"
+#include "data/batches.h"
 #include "train/cli/cli.h"
 #include "train/generate.h"
 #include "train/hf_model.h"

@@ -1,5 +1,5 @@
 /* Synthetic tasks for the built-in default run: reverse or sort digit strings, deterministic per example. */
-#include "train/task.h"
+#include "data/task.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -8,14 +8,14 @@
  * last window may be short: its full batches are shuffled, its partial tail stays last. So the example at consumption
  * position g is still a pure function of (seed, g): a resumed run recomputes its window and sees the same batches, and
  * every rank, building the same global batch and keeping its rows, gets a disjoint share. */
-#include "train/batches.h"
+#include "data/batches.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "data/dataset.h"
 #include "data/span.h"
-#include "train/task.h"
+#include "data/task.h"
 
 typedef struct {
     int64_t len, pos, idx;

@@ -1,8 +1,8 @@
 /* Where a run's batches come from: the built-in synthetic tasks, or token datasets (data/dataset.h) with a fresh
  * memoryless shuffle every epoch and optional on-the-fly span corruption. A batch is a pure function of the global
  * index of its first example, so a resumed run (and every rank) sees exactly the batches it would have seen. */
-#ifndef SX_TRAIN_BATCHES_H
-#define SX_TRAIN_BATCHES_H
+#ifndef SX_DATA_BATCHES_H
+#define SX_DATA_BATCHES_H
 
 #include <stdbool.h>
 #include <stdint.h>
