@@ -10,11 +10,11 @@
 
 #include "autograd/ag_cuda.h"
 #include "autograd/sx_file.h"
+#include "data/batches.h"
 #include "data/dataset.h"
 #include "data/prepare.h"
 #include "data/spm.h"
 #include "parallel/par.h"
-#include "train/batches.h"
 #include "train/cli/cli.h"
 #include "train/generate.h"
 #include "train/hf_model.h"
@@ -185,7 +185,7 @@ static sx_status print_text_examples(model *m, const run_config *cfg0, const dat
     bounded.gen_max_len = run_checks_eval_gen_len(cfg0);
     const run_config *cfg = &bounded;
     batch_source *src;
-    SX_TRY(batch_source_open(cfg, true, &src));
+    SX_TRY(run_config_batches_open(cfg, true, &src));
     int B = (int)(batch_source_count(src) < count ? batch_source_count(src) : count);
     int64_t L = batch_source_max_len(src), S, T;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * L)), *mask = malloc(sizeof(int32_t) * (size_t)(B * L));
