@@ -56,9 +56,8 @@ static void run_model(const char *name) {
     int32_t *ids = h5f_ints(grp, "input_ids", &nd, dims), *mask = h5f_ints(grp, "attention_mask", NULL, NULL);
     int64_t S = (int64_t)dims[1];
     ag_arena act;
-    ag_arena_init(&act, "act", 1 << 20);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
+    ag_ctx_init_eval(&ctx, &act, "act", 1 << 20);
 
     int64_t B_all = (int64_t)dims[0];
     int32_t *nbs = h5f_ints(grp, "num_beams", &nd, dims), *max_new = h5f_ints(grp, "max_new_tokens", NULL, NULL);
@@ -112,8 +111,7 @@ static void run_model(const char *name) {
            n_cases, n_beam, n_cases - n_beam, n_rows, n_fail, worst_score);
     cr_assert(n_cases >= 50, "%s: only %d cases in the fixture", name, n_cases);
     cr_expect(n_fail == 0, "%s: %d of %d rows differ from HF (printed above)", name, n_fail, n_rows);
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
+    ag_ctx_free_eval(&ctx);
     free(ids);
     free(mask);
     free(nbs);

@@ -36,10 +36,8 @@ static double logits_err(model *m, const char *ref_name) {
     int64_t T = (int64_t)d[1], n;
     float *ref = h5f_floats(f, ref_name, &n);
     ag_arena act;
-    ag_arena_init(&act, "act", 1 << 20);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    ctx.grad_enabled = false;
+    ag_ctx_init_eval(&ctx, &act, "act", 1 << 20);
     model_batch b = {B, S, T, ids, mask, labels, NULL, 0, 0};
     model_output o;
     model_forward(m, &ctx, &b, (model_rng){0, 0, 0}, &o);
@@ -49,8 +47,7 @@ static double logits_err(model *m, const char *ref_name) {
         md = fmax(md, fabs((double)((float *)o.logits->data)[i] - ref[i]));
         mr = fmax(mr, fabs(ref[i]));
     }
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
+    ag_ctx_free_eval(&ctx);
     free(ids);
     free(mask);
     free(labels);

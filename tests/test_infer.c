@@ -203,10 +203,8 @@ Test(infer, sampling_distribution) {
     H5Fclose(f);
 
     ag_arena act;
-    ag_arena_init(&act, "act", 1 << 20);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    ctx.grad_enabled = false;
+    ag_ctx_init_eval(&ctx, &act, "act", 1 << 20);
     /* the first step's logits (the decoder start token) */
     model_decoder_cache *dc = model_decode_begin(&m, &ctx, ids, NULL, 1, S, 1);
     int32_t start = m.cfg.decoder_start_token_id;
@@ -292,8 +290,7 @@ Test(infer, sampling_distribution) {
     free(hf_logits);
     free(warp);
     free(hf_probs);
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
+    ag_ctx_free_eval(&ctx);
     model_free(&m);
 }
 

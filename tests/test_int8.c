@@ -97,17 +97,14 @@ static void load_int8_model(model *m) {
 static float *forward_logits(model *m, const int32_t *ids, const int32_t *mask, const int32_t *dec, int64_t B,
                              int64_t S, int64_t T) {
     ag_arena act;
-    ag_arena_init(&act, "act", 1 << 20);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    ctx.grad_enabled = false;
+    ag_ctx_init_eval(&ctx, &act, "act", 1 << 20);
     model_batch b = {B, S, T, ids, mask, NULL, dec};
     model_output o;
     model_forward(m, &ctx, &b, (model_rng){0, 0, 0}, &o);
     float *out = malloc(sizeof(float) * (size_t)o.logits->numel);
     memcpy(out, o.logits->data, sizeof(float) * (size_t)o.logits->numel);
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
+    ag_ctx_free_eval(&ctx);
     return out;
 }
 
