@@ -5,22 +5,11 @@
 #include <string.h>
 
 #include "train/generate.h"
+#include "tests/tutil.h"
 
 static void tiny(model *m, uint64_t seed, bool gated) {
-    model_config c;
-    model_config_defaults(&c);
-    c.vocab_size = 11;
-    c.d_model = 16;
-    c.d_kv = 4;
-    c.num_heads = 4;
-    c.d_ff = 24;
-    c.num_layers = 2;
+    model_config c = tu_tiny_config((tu_dims){.V = 11, .D = 16, .K = 4, .F = 24, .H = 4, .E = 3});
     c.num_decoder_layers = 3;
-    c.num_sparse_encoder_layers = 1;
-    c.num_sparse_decoder_layers = 1;
-    c.encoder_sparse_step = 2;
-    c.decoder_sparse_step = 2;
-    c.num_experts = 3;
     c.expert_capacity = 64; /* no drops: full-prefix and incremental decoding then route identically (SPEC 3.11) */
     c.gated = gated;
     c.tie_word_embeddings = !gated;
