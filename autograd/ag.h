@@ -154,6 +154,10 @@ struct ag_ctx {
 /* The context runs on act's device (a device arena gives a CUDA context). */
 void ag_ctx_init(ag_ctx *ctx, ag_arena *act);
 void ag_ctx_free(ag_ctx *ctx);
+/* A no-grad, non-training context (evaluation, generation, inference) over act, a fresh CPU arena named name;
+ * ag_ctx_free_eval frees the context and its arena. */
+void ag_ctx_init_eval(ag_ctx *ctx, ag_arena *act, const char *name, size_t initial_bytes);
+void ag_ctx_free_eval(ag_ctx *ctx);
 /* Forget the tape and free every activation: call once per micro-batch, after backward. */
 void ag_ctx_reset(ag_ctx *ctx);
 /* Small tensors built on the host during a step (indices, masks, counts): ag_ctx_host_arena gives the arena they

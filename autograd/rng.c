@@ -3,6 +3,8 @@
  * data/'s built-in task draws from it without linking autograd. */
 #include "autograd/ag_rng.h"
 
+#include "autograd/ag_philox.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -20,24 +22,7 @@ ag_rng_key ag_rng_make(uint64_t seed, uint64_t step, uint64_t purpose) {
     return k;
 }
 
-void ag_philox(ag_rng_key k, uint64_t index, uint32_t out[4]) {
-    uint32_t c0 = (uint32_t)index, c1 = (uint32_t)(index >> 32), c2 = (uint32_t)k.counter_hi, c3 = (uint32_t)(k.counter_hi >> 32);
-    uint32_t k0 = (uint32_t)k.key, k1 = (uint32_t)(k.key >> 32);
-    for (int r = 0; r < 10; r++) {
-        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
-        c1 = (uint32_t)p1;
-        c3 = (uint32_t)p0;
-        c0 = n0;
-        c2 = n2;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    out[0] = c0;
-    out[1] = c1;
-    out[2] = c2;
-    out[3] = c3;
-}
+void ag_philox(ag_rng_key k, uint64_t index, uint32_t out[4]) { ag_philox_block(k.key, k.counter_hi, index, out); }
 
 /* 8 Philox blocks at a time in lanes: the rounds over independent counters vectorise. */
 #define RNG_LANES 8
@@ -55,16 +40,8 @@ static void philox_lanes(ag_rng_key k, uint64_t block0, uint32_t out[RNG_LANES *
     }
     uint32_t k0 = (uint32_t)k.key, k1 = (uint32_t)(k.key >> 32);
     for (int r = 0; r < 10; r++) {
-        for (int j = 0; j < RNG_LANES; j++) { /* ag_philox's round, lane by lane */
-            uint64_t p0 = (uint64_t)0xD2511F53u * c0[j], p1 = (uint64_t)0xCD9E8D57u * c2[j];
-            uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[j] ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3[j] ^ k1;
-            c1[j] = (uint32_t)p1;
-            c3[j] = (uint32_t)p0;
-            c0[j] = n0;
-            c2[j] = n2;
-        }
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
+        for (int j = 0; j < RNG_LANES; j++) AG_PHILOX_ROUND(c0[j], c1[j], c2[j], c3[j], k0, k1); /* lane by lane */
+        AG_PHILOX_BUMP(k0, k1);
     }
     for (int j = 0; j < RNG_LANES; j++) {
         out[4 * j] = c0[j];

@@ -15,6 +15,18 @@ void ag_ctx_init(ag_ctx *ctx, ag_arena *act) {
     ctx->device = act ? act->device : AG_DEV_CPU;
 }
 
+void ag_ctx_init_eval(ag_ctx *ctx, ag_arena *act, const char *name, size_t initial_bytes) {
+    ag_arena_init(act, name, initial_bytes);
+    ag_ctx_init(ctx, act);
+    ctx->grad_enabled = false;
+}
+
+void ag_ctx_free_eval(ag_ctx *ctx) {
+    ag_arena *act = ctx->act;
+    ag_ctx_free(ctx);
+    ag_arena_free(act);
+}
+
 ag_arena *ag_ctx_host_arena(const ag_ctx *ctx) { return ctx->act->device == AG_DEV_CPU ? ctx->act : ctx->act->host; }
 
 ag_tensor *ag_ctx_from_host(ag_ctx *ctx, ag_tensor *t) {

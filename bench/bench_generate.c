@@ -91,11 +91,8 @@ int main(int argc, char **argv) {
     double load_s = now_s() - t0, rss_f32 = rss_mb();
     size_t bytes_f32 = model_weight_bytes(&m);
     ag_arena act;
-    ag_arena_init(&act, "bench", 1 << 20);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    ctx.grad_enabled = false;
-    ctx.training = false;
+    ag_ctx_init_eval(&ctx, &act, "bench", 1 << 20);
     if (agreement) { /* teacher-forced next tokens of fp32, then of int8, on the same random batch */
         int32_t *dec = malloc(sizeof(int32_t) * (size_t)(B * T));
         uint64_t x = 88172645463325252ull;
@@ -157,8 +154,7 @@ int main(int argc, char **argv) {
     free(out);
     free(lens);
     free(ids);
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
+    ag_ctx_free_eval(&ctx);
     model_free(&m);
     return 0;
 }

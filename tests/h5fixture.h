@@ -8,6 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The fixture file at path, read-only, with HDF5's own error printing off (the tests report their errors);
+ * writer (may be NULL) names the script that writes it, for the failure message. */
+static inline hid_t h5f_open(const char *path, const char *writer) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0, "cannot open %s%s%s", path, writer ? ": written by " : "", writer ? writer : "");
+    return f;
+}
+
 static inline bool h5f_exists(hid_t f, const char *path) {
     /* H5Lexists needs every intermediate group to exist: walk the path. */
     char buf[512];

@@ -13,6 +13,7 @@
 #include "train/ckpt.h"
 #include "train/run_config.h"
 #include "train/trainer.h"
+#include "tests/tutil.h"
 
 #define N_EX 300
 #define VOCAB 400
@@ -44,6 +45,13 @@ static void dataset_config(run_config *c, const char *path, int batch, int bucke
     c->batch_size = batch;
     c->bucket_batches = bucket;
     cr_assert(run_config_validate(c).ok);
+}
+
+/* write_pairs into the file name of this suite, and c a dataset run of it */
+static void pairs_dataset(char *p, size_t cap, const char *name, run_config *c, int batch, int bucket) {
+    path_of(p, cap, name);
+    write_pairs(p);
+    dataset_config(c, p, batch, bucket);
 }
 
 typedef struct {
@@ -97,10 +105,8 @@ Test(batching, dataset_length_and_read_cache) {
 
 Test(batching, fixed_padding_gives_the_configured_shapes) {
     char p[400];
-    path_of(p, sizeof p, "fixed.h5");
-    write_pairs(p);
     run_config c;
-    dataset_config(&c, p, 8, 0);
+    pairs_dataset(p, sizeof p, "fixed.h5", &c, 8, 0);
     batch_source *s;
     batch_buf b = {0}, f = {0};
     cr_assert(run_config_batches_open(&c, false, &s).ok);
@@ -252,11 +258,9 @@ static void check_seek(batch_source *s) {
 
 Test(batching, bucketing_resumes_mid_window_exactly) {
     char p[400];
-    path_of(p, sizeof p, "resume.h5");
-    write_pairs(p);
     const int B = 8, K = 4, NB = 90; /* 720 examples: across two epoch boundaries */
     run_config c;
-    dataset_config(&c, p, B, K);
+    pairs_dataset(p, sizeof p, "resume.h5", &c, B, K);
     batch_source *a, *r;
     cr_assert(run_config_batches_open(&c, false, &a).ok);
     int32_t *straight = malloc(sizeof(int32_t) * (size_t)(NB * B));
@@ -302,11 +306,9 @@ Test(batching, bucketing_resumes_mid_window_exactly) {
 /* The trainer with bucketing and fixed padding: stopped mid-window and resumed, the losses match bit for bit. */
 Test(batching, trainer_resume_with_bucketing, .timeout = 300) {
     char p[400], dir[400];
-    path_of(p, sizeof p, "trainer.h5");
     path_of(dir, sizeof dir, "run");
-    write_pairs(p);
     run_config c;
-    dataset_config(&c, p, 8, 4);
+    pairs_dataset(p, sizeof p, "trainer.h5", &c, 8, 4);
     c.model.d_model = 16;
     c.model.d_kv = 4;
     c.model.d_ff = 24;
@@ -317,26 +319,18 @@ Test(batching, trainer_resume_with_bucketing, .timeout = 300) {
     c.eval_every = 0;
     c.ckpt_every = 0;
     snprintf(c.pad_to, sizeof c.pad_to, "fixed");
-    snprintf(c.out_dir, sizeof c.out_dir, "%s_a", dir);
     double straight[12], resumed[12];
-    trainer_opts o = {.quiet = true, .loss_trace = straight};
-    trainer_result res;
-    sx_status s = trainer_run(&c, &o, &res);
-    cr_assert(s.ok, "%s", s.msg);
-    snprintf(c.out_dir, sizeof c.out_dir, "%s_b", dir);
-    trainer_opts o1 = {.quiet = true, .loss_trace = resumed, .stop_after = 5}; /* 40 examples: inside window 1 */
-    cr_assert(trainer_run(&c, &o1, &res).ok);
-    /* the checkpoint says where the data stands: epoch 0, example 40 of the 300 */
-    char ck[600];
-    snprintf(ck, sizeof ck, "%s_b/ckpt_step00000005.h5", dir);
-    ckpt_reader *rd;
-    cr_assert(ckpt_open(ck, &rd).ok);
+    char a[600], b[600];
+    snprintf(a, sizeof a, "%s_a", dir);
+    snprintf(b, sizeof b, "%s_b", dir);
+    tu_train(&c, a, straight);
+    tu_train_resumed(&c, b, 5, resumed); /* 5 steps, 40 examples: inside window 1 */
+    /* the step-5 checkpoint says where the data stood: epoch 0, example 40 of the 300 */
+    char ck[700];
+    snprintf(ck, sizeof ck, "%s/ckpt_step00000005.h5", b);
     int64_t pos[3];
-    cr_assert(ckpt_read_i64(rd, "data/position", 1, (int64_t[]){3}, pos).ok);
-    ckpt_close(rd);
+    tu_ckpt_position(ck, pos);
     cr_expect(pos[0] == 0 && pos[1] == 40 && pos[2] == N_EX, "data position %lld %lld %lld", (long long)pos[0], (long long)pos[1], (long long)pos[2]);
-    trainer_opts o2 = {.quiet = true, .loss_trace = resumed, .resume = "auto"};
-    cr_assert(trainer_run(&c, &o2, &res).ok);
     for (int i = 0; i < 12; i++) cr_expect(straight[i] == resumed[i], "step %d: %.9g vs %.9g after resume", i + 1, straight[i], resumed[i]);
     unlink(p);
 }
@@ -429,10 +423,8 @@ Test(batching, config_keys_are_validated_and_listed) {
 /* data.shuffle = false: the training order is the file's, epoch after epoch (the targets carry the example id). */
 Test(batching, shuffle_false_keeps_the_file_order) {
     char p[512];
-    path_of(p, sizeof p, "order.h5");
-    write_pairs(p);
     run_config c;
-    dataset_config(&c, p, 10, 0);
+    pairs_dataset(p, sizeof p, "order.h5", &c, 10, 0);
     cr_assert(run_config_set(&c, "data.shuffle=false").ok);
     batch_source *s;
     cr_assert(run_config_batches_open(&c, false, &s).ok);
@@ -460,10 +452,8 @@ Test(batching, shuffle_false_keeps_the_file_order) {
 /* data.eval_examples: 0 (the default) evaluates an eval dataset whole (it capped it at 512 before); a value caps it. */
 Test(batching, eval_examples_default_is_the_whole_dataset) {
     char p[512];
-    path_of(p, sizeof p, "evalcount.h5");
-    write_pairs(p);
     run_config c;
-    dataset_config(&c, p, 10, 0);
+    pairs_dataset(p, sizeof p, "evalcount.h5", &c, 10, 0);
     snprintf(c.eval_data, sizeof c.eval_data, "%s", p);
     batch_source *s;
     cr_assert(run_config_batches_open(&c, true, &s).ok);

@@ -14,6 +14,7 @@
 #include "train/generate.h"
 #include "train/hf_model.h"
 #include "train/hf_weights.h"
+#include "tests/tutil.h"
 
 #define FIX SX_SOURCE_DIR "/tests/fixtures/beam"
 /* The score check: both sides sum the same fp32 log-probabilities in different orders over <= 24 tokens, from logits
@@ -46,9 +47,7 @@ static void run_model(const char *name) {
     s = hf_load_weights(&m, dir);
     cr_assert(s.ok, "%s: %s", dir, s.msg);
 
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fopen(FIX "/cases.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
-    cr_assert(f >= 0, "cannot open %s/cases.h5", FIX);
+    hid_t f = h5f_open(FIX "/cases.h5", NULL);
     hid_t grp = H5Gopen2(f, name, H5P_DEFAULT);
     cr_assert(grp >= 0, "cases.h5 has no group %s", name);
     int nd;
@@ -56,9 +55,8 @@ static void run_model(const char *name) {
     int32_t *ids = h5f_ints(grp, "input_ids", &nd, dims), *mask = h5f_ints(grp, "attention_mask", NULL, NULL);
     int64_t S = (int64_t)dims[1];
     ag_arena act;
-    ag_arena_init(&act, "act", 1 << 20);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
+    ag_ctx_init_eval(&ctx, &act, "act", 1 << 20);
 
     int64_t B_all = (int64_t)dims[0];
     int32_t *nbs = h5f_ints(grp, "num_beams", &nd, dims), *max_new = h5f_ints(grp, "max_new_tokens", NULL, NULL);
@@ -112,8 +110,7 @@ static void run_model(const char *name) {
            n_cases, n_beam, n_cases - n_beam, n_rows, n_fail, worst_score);
     cr_assert(n_cases >= 50, "%s: only %d cases in the fixture", name, n_cases);
     cr_expect(n_fail == 0, "%s: %d of %d rows differ from HF (printed above)", name, n_fail, n_rows);
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
+    ag_ctx_free_eval(&ctx);
     free(ids);
     free(mask);
     free(nbs);
@@ -134,24 +131,11 @@ Test(beam_parity, untied_eos_scaled) { run_model("untied_eos4"); }
 Test(beam_parity, tied) { run_model("tied"); }
 
 /* runs cmd, returns its exit status; its stdout and stderr together in out */
-static int run_cmd(const char *cmd, char *out, size_t cap) {
-    char full[2048];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    cr_assert(p, "cannot run %s", cmd);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* the batch-of-one cases through the CLI (its input has no padding: row 0 of the fixture is unpadded) */
 Test(beam_parity, cli_flags) {
     const char *bin = SX_BINARY_DIR "/switchc", *dir = FIX "/eos_bias";
     cr_assert(access(bin, X_OK) == 0, "%s is not built", bin);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fopen(FIX "/cases.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
-    cr_assert(f >= 0);
+    hid_t f = h5f_open(FIX "/cases.h5", NULL);
     hid_t grp = H5Gopen2(f, "eos_bias", H5P_DEFAULT);
     int nd;
     hsize_t dims[8];
@@ -174,7 +158,7 @@ Test(beam_parity, cli_flags) {
         if (rows[i] != 1) continue;
         snprintf(cmd, sizeof cmd, "%s generate --model %s --ids \"%s\" --beams %d --length-penalty %.17g "
                  "--early-stopping %s --max-len %d", bin, dir, ids_arg, nbs[i], lpen[i], es_flag[es[i]], max_new[i]);
-        cr_assert(run_cmd(cmd, out, sizeof out) == 0, "%s failed:\n%s", cmd, out);
+        cr_assert(tu_run_capture(cmd, out, sizeof out) == 0, "%s failed:\n%s", cmd, out);
         want[0] = 0;
         const int32_t *r0 = ref + (int64_t)i * B_all * T;
         for (int t = 0; t < ref_len[(int64_t)i * B_all]; t++)
@@ -190,7 +174,7 @@ Test(beam_parity, cli_flags) {
                              {"--early-stopping maybe", "--early-stopping 'maybe' must be true, false or never"}};
     for (int k = 0; k < 3; k++) {
         snprintf(cmd, sizeof cmd, "%s generate --model %s --ids \"5 7 1\" --beams 2 %s", bin, dir, bad[k][0]);
-        cr_expect(run_cmd(cmd, out, sizeof out) == 2, "%s: exit status 2 expected", cmd);
+        cr_expect(tu_run_capture(cmd, out, sizeof out) == 2, "%s: exit status 2 expected", cmd);
         cr_expect(strstr(out, bad[k][1]), "%s: the message does not say '%s':\n%s", cmd, bad[k][1], out);
     }
     free(ids);

@@ -16,26 +16,9 @@
 #include <unistd.h>
 
 #include "train/ckpt.h"
+#include "tests/tutil.h"
 
 #define MSG_HAS(s, sub) cr_assert(strstr((s).msg, (sub)), "message lacks '%s': %s", (sub), (s).msg)
-
-/* A fresh, empty directory per test (Criterion runs tests in parallel processes). */
-static void test_dir(const char *name, char *out, size_t cap) {
-    snprintf(out, cap, "%s/test_ckpt_tmp", SX_BINARY_DIR);
-    mkdir(out, 0755);
-    snprintf(out, cap, "%s/test_ckpt_tmp/%s", SX_BINARY_DIR, name);
-    mkdir(out, 0755);
-    DIR *d = opendir(out);
-    cr_assert(d, "cannot open %s", out);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char p[4096];
-        snprintf(p, sizeof p, "%s/%s", out, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-}
 
 static int count_files(const char *dir) {
     DIR *d = opendir(dir);
@@ -99,25 +82,6 @@ static sx_status read_standard(const char *path, bool *same) {
     return s;
 }
 
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot read %s", path);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(*n);
-    cr_assert(fread(b, 1, *n, f) == *n);
-    fclose(f);
-    return b;
-}
-
-static void spill(const char *path, const unsigned char *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert(f, "cannot write %s", path);
-    cr_assert(fwrite(b, 1, n, f) == n);
-    fclose(f);
-}
-
 /* A root with hand-chosen format attributes, written with HDF5 directly (what another tool might produce). */
 static void write_raw(const char *path, const char *format, int64_t version, bool complete) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -161,7 +125,7 @@ static void collect(const char *name, int ndim, const int64_t *shape, void *u) {
 
 Test(ckpt, round_trip) {
     char dir[1024], path[1200];
-    test_dir("round_trip", dir, sizeof dir);
+    tu_fresh_dir("test_ckpt", "round_trip", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/ckpt_00000010.h5", dir);
 
     enum { R = 1500, C = 1000 }; /* 6 MB: two 4 MiB Fletcher32 chunks */
@@ -240,7 +204,7 @@ Test(ckpt, round_trip) {
 
 Test(ckpt, missing_dataset_and_shape_mismatch) {
     char dir[1024], path[1200];
-    test_dir("mismatch", dir, sizeof dir);
+    tu_fresh_dir("test_ckpt", "mismatch", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/c.h5", dir);
     write_standard(path);
     ckpt_reader *r;
@@ -282,7 +246,7 @@ Test(ckpt, missing_dataset_and_shape_mismatch) {
 
 Test(ckpt, writer_rejects_misuse) {
     char dir[1024], path[1200];
-    test_dir("misuse", dir, sizeof dir);
+    tu_fresh_dir("test_ckpt", "misuse", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/c.h5", dir);
     float x[2] = {1, 2};
     ckpt_writer *w;
@@ -310,7 +274,7 @@ Test(ckpt, writer_rejects_misuse) {
 
 Test(ckpt, abort_leaves_nothing) {
     char dir[1024], path[1200];
-    test_dir("abort", dir, sizeof dir);
+    tu_fresh_dir("test_ckpt", "abort", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/c.h5", dir);
     float *big = big_data();
     ckpt_writer *w;
@@ -325,7 +289,7 @@ Test(ckpt, abort_leaves_nothing) {
 
 Test(ckpt, wrong_format_version_incomplete) {
     char dir[1024], path[1200];
-    test_dir("format", dir, sizeof dir);
+    tu_fresh_dir("test_ckpt", "format", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/c.h5", dir);
     ckpt_reader *r;
 
@@ -355,17 +319,17 @@ Test(ckpt, wrong_format_version_incomplete) {
 
 Test(ckpt, not_hdf5_and_missing_file) {
     char dir[1024], path[1200];
-    test_dir("nothdf5", dir, sizeof dir);
+    tu_fresh_dir("test_ckpt", "nothdf5", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/c.h5", dir);
     ckpt_reader *r;
     const char *json = "{\"this\": \"is json\"}\n";
-    spill(path, (const unsigned char *)json, strlen(json));
+    tu_spill(path, (const unsigned char *)json, strlen(json));
     sx_status s = ckpt_open(path, &r);
     cr_assert(!s.ok);
     MSG_HAS(s, path);
     MSG_HAS(s, "not an HDF5 file");
 
-    spill(path, (const unsigned char *)"", 0);
+    tu_spill(path, (const unsigned char *)"", 0);
     s = ckpt_open(path, &r);
     MSG_HAS(s, "not an HDF5 file");
 
@@ -381,15 +345,15 @@ Test(ckpt, not_hdf5_and_missing_file) {
 
 Test(ckpt, truncated_files) {
     char dir[1024], path[1200], cut[1200];
-    test_dir("truncated", dir, sizeof dir);
+    tu_fresh_dir("test_ckpt", "truncated", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/c.h5", dir);
     snprintf(cut, sizeof cut, "%s/cut.h5", dir);
     write_standard(path);
     size_t n;
-    unsigned char *b = slurp(path, &n);
+    unsigned char *b = (unsigned char *)tu_slurp(path, &n);
     size_t lens[] = {0, 7, 64, 200, 512, 2048, n / 4, n / 2, 3 * n / 4, n - 4096, n - 100, n - 1};
     for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
-        spill(cut, b, lens[i]);
+        tu_spill(cut, b, lens[i]);
         bool same;
         sx_status s = read_standard(cut, &same);
         cr_assert(!s.ok, "a file truncated to %zu of %zu bytes was accepted", lens[i], n);
@@ -408,18 +372,18 @@ static const void *find_bytes(const unsigned char *hay, size_t n, const void *ne
 
 Test(ckpt, flipped_data_byte_names_dataset) {
     char dir[1024], path[1200], bad[1200];
-    test_dir("flip", dir, sizeof dir);
+    tu_fresh_dir("test_ckpt", "flip", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/c.h5", dir);
     snprintf(bad, sizeof bad, "%s/bad.h5", dir);
     write_standard(path);
     size_t n;
-    unsigned char *b = slurp(path, &n);
+    unsigned char *b = (unsigned char *)tu_slurp(path, &n);
     float *big = big_data();
     /* Element 40000 lies in the middle of the tensor's raw data (the f32 values are little-endian in the file). */
     const unsigned char *at = find_bytes(b, n, big + 40000, 16);
     cr_assert(at, "could not locate the raw data in the file");
     b[at - b + 2] ^= 0x10;
-    spill(bad, b, n);
+    tu_spill(bad, b, n);
 
     ckpt_reader *r;
     check(ckpt_open(bad, &r)); /* metadata is intact: only the data read can notice */
@@ -435,12 +399,12 @@ Test(ckpt, flipped_data_byte_names_dataset) {
     ckpt_close(r);
 
     /* The small i64 dataset is compact (stored in its object header): a flip there fails the header checksum. */
-    unsigned char *b2 = slurp(path, &n);
+    unsigned char *b2 = (unsigned char *)tu_slurp(path, &n);
     int64_t pat[2] = {INT64_MAX, INT64_MIN};
     const unsigned char *at2 = find_bytes(b2, n, pat, 16);
     cr_assert(at2, "could not locate the compact data in the file");
     b2[at2 - b2 + 3] ^= 0x01;
-    spill(bad, b2, n);
+    tu_spill(bad, b2, n);
     bool same;
     s = read_standard(bad, &same);
     cr_assert(!s.ok, "a flipped byte in compact data was not detected");
@@ -455,17 +419,17 @@ Test(ckpt, flipped_data_byte_names_dataset) {
  * never reads, such as free space), and never crashes. */
 Test(ckpt, flip_sweep_never_silent) {
     char dir[1024], path[1200], bad[1200];
-    test_dir("sweep", dir, sizeof dir);
+    tu_fresh_dir("test_ckpt", "sweep", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/c.h5", dir);
     snprintf(bad, sizeof bad, "%s/bad.h5", dir);
     write_standard(path);
     size_t n;
-    unsigned char *b = slurp(path, &n);
+    unsigned char *b = (unsigned char *)tu_slurp(path, &n);
     int detected = 0, harmless = 0, tried = 0;
     /* Every byte of the first 4 KiB (superblock, root header, heaps) then a stride through the rest. */
     for (size_t pos = 0; pos < n; pos += pos < 4096 ? 1 : 997) {
         b[pos] ^= 0x40;
-        spill(bad, b, n);
+        tu_spill(bad, b, n);
         b[pos] ^= 0x40;
         bool same;
         sx_status s = read_standard(bad, &same);
@@ -495,15 +459,15 @@ static void write_step(const char *dir, const char *prefix, long step) {
 
 Test(ckpt, rotate_keeps_newest_by_step) {
     char dir[1024], p[1200];
-    test_dir("rotate", dir, sizeof dir);
+    tu_fresh_dir("test_ckpt", "rotate", dir, sizeof dir);
     long steps[] = {900, 1000, 80, 100000, 5000};
     for (int i = 0; i < 5; i++) write_step(dir, "ckpt_", steps[i]);
     snprintf(p, sizeof p, "%s/ckpt_200000.h5.tmp.123", dir);
-    spill(p, (const unsigned char *)"x", 1);
+    tu_spill(p, (const unsigned char *)"x", 1);
     snprintf(p, sizeof p, "%s/notes.txt", dir);
-    spill(p, (const unsigned char *)"x", 1);
+    tu_spill(p, (const unsigned char *)"x", 1);
     snprintf(p, sizeof p, "%s/ckpt_final.h5", dir);
-    spill(p, (const unsigned char *)"x", 1);
+    tu_spill(p, (const unsigned char *)"x", 1);
 
     check(ckpt_rotate(dir, "ckpt_", 2));
     const char *keep[] = {"ckpt_100000.h5", "ckpt_5000.h5", "ckpt_200000.h5.tmp.123", "notes.txt", "ckpt_final.h5"};
@@ -519,7 +483,7 @@ Test(ckpt, rotate_keeps_newest_by_step) {
 
 Test(ckpt, find_latest_skips_temp_and_incomplete) {
     char dir[1024], p[1200], got[1200];
-    test_dir("latest", dir, sizeof dir);
+    tu_fresh_dir("test_ckpt", "latest", dir, sizeof dir);
     bool found = true;
     check(ckpt_find_latest(dir, "ckpt_", got, sizeof got, &found));
     cr_assert(!found && got[0] == 0, "an empty directory has no checkpoint");
@@ -561,7 +525,7 @@ static void kill_child(const char *path) {
 
 Test(ckpt, sigkill_during_write_is_atomic, .timeout = 300) {
     char dir[1024], path[1200];
-    test_dir("sigkill", dir, sizeof dir);
+    tu_fresh_dir("test_ckpt", "sigkill", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/ckpt_1.h5", dir);
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     srand(seed);

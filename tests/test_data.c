@@ -11,6 +11,7 @@
 #include "data/prepare.h"
 #include "data/span.h"
 #include "train/trainer.h"
+#include "tests/tutil.h"
 
 static void path_of(char *buf, size_t cap, const char *name) { snprintf(buf, cap, "%s/data_test_%d_%s", SX_BINARY_DIR, (int)getpid(), name); }
 
@@ -199,18 +200,13 @@ Test(data, prepare_train_eval_end_to_end, .timeout = 300) {
     c.eval_every = 0;
     c.ckpt_every = 0;
     c.eval_examples = 60;
-    snprintf(c.out_dir, sizeof c.out_dir, "%s_a", dir);
     double straight[30], resumed[30];
-    trainer_opts o = {.quiet = true, .loss_trace = straight};
-    trainer_result r;
-    sx_status s = trainer_run(&c, &o, &r);
-    cr_assert(s.ok, "%s", s.msg);
+    char a[600], b[600];
+    snprintf(a, sizeof a, "%s_a", dir);
+    snprintf(b, sizeof b, "%s_b", dir);
+    trainer_result r = tu_train(&c, a, straight);
     cr_expect(r.eval_token_acc > 0, "evaluation on the eval dataset ran (token accuracy %.3f, exact match %.3f)", r.eval_token_acc, r.eval_exact_match);
     printf("dataset run: 30 steps, eval loss %.4f, token accuracy %.3f, exact match %.3f\n", r.eval_loss, r.eval_token_acc, r.eval_exact_match);
-    snprintf(c.out_dir, sizeof c.out_dir, "%s_b", dir);
-    trainer_opts o1 = {.quiet = true, .loss_trace = resumed, .stop_after = 15};
-    cr_assert(trainer_run(&c, &o1, &r).ok);
-    trainer_opts o2 = {.quiet = true, .loss_trace = resumed, .resume = "auto"};
-    cr_assert(trainer_run(&c, &o2, &r).ok);
+    tu_train_resumed(&c, b, 15, resumed);
     for (int i = 0; i < 30; i++) cr_expect(straight[i] == resumed[i], "step %d: %.9g vs %.9g after resume (the epoch boundary is at step 22)", i + 1, straight[i], resumed[i]);
 }

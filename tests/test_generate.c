@@ -5,22 +5,11 @@
 #include <string.h>
 
 #include "train/generate.h"
+#include "tests/tutil.h"
 
 static void tiny(model *m, uint64_t seed, bool gated) {
-    model_config c;
-    model_config_defaults(&c);
-    c.vocab_size = 11;
-    c.d_model = 16;
-    c.d_kv = 4;
-    c.num_heads = 4;
-    c.d_ff = 24;
-    c.num_layers = 2;
+    model_config c = tu_tiny_config((tu_dims){.V = 11, .D = 16, .K = 4, .F = 24, .H = 4, .E = 3});
     c.num_decoder_layers = 3;
-    c.num_sparse_encoder_layers = 1;
-    c.num_sparse_decoder_layers = 1;
-    c.encoder_sparse_step = 2;
-    c.decoder_sparse_step = 2;
-    c.num_experts = 3;
     c.expert_capacity = 64; /* no drops: full-prefix and incremental decoding then route identically (SPEC 3.11) */
     c.gated = gated;
     c.tie_word_embeddings = !gated;
@@ -34,10 +23,8 @@ static const int32_t MASK[3 * 6] = {1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0, 1, 1, 1,
 /* Greedy by recomputing: the full forward over the prefix [start, y_0 .. y_{t-1}] for every t. */
 static void greedy_recompute(model *m, int64_t B, int L, int32_t *out) {
     ag_arena act;
-    ag_arena_init(&act, "act", 1 << 20);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    ctx.grad_enabled = false;
+    ag_ctx_init_eval(&ctx, &act, "act", 1 << 20);
     int32_t dec[3 * 16];
     for (int64_t b = 0; b < B; b++) dec[b * L] = m->cfg.decoder_start_token_id;
     for (int t = 0; t < L; t++) {
@@ -57,8 +44,7 @@ static void greedy_recompute(model *m, int64_t B, int L, int32_t *out) {
         }
         ag_ctx_reset(&ctx);
     }
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
+    ag_ctx_free_eval(&ctx);
 }
 
 static void check_cache_matches(bool gated) {
@@ -69,9 +55,8 @@ static void check_cache_matches(bool gated) {
     int lens[3];
     greedy_recompute(&m, 3, L, ref);
     ag_arena act;
-    ag_arena_init(&act, "act", 1 << 20);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
+    ag_ctx_init_eval(&ctx, &act, "act", 1 << 20);
     gen_config g = {L, 1, 1.0};
     generate(&m, &ctx, IDS, MASK, 3, 6, &g, out, lens);
     for (int b = 0; b < 3; b++)
@@ -83,8 +68,7 @@ static void check_cache_matches(bool gated) {
     gen_config g1 = {L, 1, 1.0};
     generate(&m, &ctx, IDS, MASK, 3, 6, &g1, out1, lens1);
     cr_expect(!memcmp(out, out1, sizeof out), "generation is not deterministic");
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
+    ag_ctx_free_eval(&ctx);
     model_free(&m);
 }
 
@@ -95,9 +79,8 @@ Test(generate, beam_search_scores_at_least_greedy) {
     model m;
     tiny(&m, 5, false);
     ag_arena act;
-    ag_arena_init(&act, "act", 1 << 20);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
+    ag_ctx_init_eval(&ctx, &act, "act", 1 << 20);
     const int L = 10;
     int32_t gout[3 * 10], bout[3 * 10];
     int glens[3], blens[3];
@@ -125,7 +108,6 @@ Test(generate, beam_search_scores_at_least_greedy) {
         /* 1e-4: the two scores come from different float reductions of the same probabilities */
         if (greedy_finished) cr_expect(lp[1] >= lp[0] - 1e-4, "row %d: beam search found a worse finished sequence than greedy", b);
     }
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
+    ag_ctx_free_eval(&ctx);
     model_free(&m);
 }

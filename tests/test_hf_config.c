@@ -13,16 +13,9 @@
 
 #include "tests/h5fixture.h"
 #include "train/hf_model.h"
+#include "tests/tutil.h"
 
 #define ACT_FIXTURE SX_SOURCE_DIR "/tests/fixtures/activations/act2fn.h5"
-
-static sx_status parse(const char *json, model_config *c) {
-    cJSON *j = cJSON_Parse(json);
-    cr_assert(j, "test JSON does not parse: %s", json);
-    sx_status s = model_config_from_json(j, "cfg.json", c);
-    cJSON_Delete(j);
-    return s;
-}
 
 /* a small model of the config's kind: two blocks per stack, block 1 sparse */
 static void shrink(model_config *c) {
@@ -39,12 +32,12 @@ static void shrink(model_config *c) {
 
 Test(hf_config, gated_keys_mean_nothing_as_in_hf) {
     model_config c;
-    sx_status s = parse("{\"is_gated_act\": true, \"feed_forward_proj\": \"gated-gelu\"}", &c);
+    sx_status s = tu_model_config_json("{\"is_gated_act\": true, \"feed_forward_proj\": \"gated-gelu\"}", &c);
     cr_assert(s.ok, "%s", s.msg);
     cr_expect(!c.gated, "is_gated_act / feed_forward_proj must not make the FFNs gated (HF builds wi/wo)");
     cr_expect_eq(c.act, AG_ACT_RELU,
                  "feed_forward_proj must not change the activation (HF: dense_act_fn, default relu)");
-    s = parse("{\"dense_act_fn\": \"gelu_new\", \"is_gated_act\": true}", &c);
+    s = tu_model_config_json("{\"dense_act_fn\": \"gelu_new\", \"is_gated_act\": true}", &c);
     cr_assert(s.ok, "%s", s.msg);
     cr_expect(!c.gated && c.act == AG_ACT_GELU_TANH);
     /* the model built from such a config has HF's tensor names */
@@ -59,7 +52,7 @@ Test(hf_config, gated_keys_mean_nothing_as_in_hf) {
 
 Test(hf_config, gated_ffn_is_a_switchc_knob) {
     model_config c;
-    sx_status s = parse("{\"dense_act_fn\": \"gelu_new\", \"switchc\": {\"gated_ffn\": true}}", &c);
+    sx_status s = tu_model_config_json("{\"dense_act_fn\": \"gelu_new\", \"switchc\": {\"gated_ffn\": true}}", &c);
     cr_assert(s.ok, "%s", s.msg);
     cr_expect(c.gated && c.act == AG_ACT_GELU_TANH);
     cJSON *j = model_config_to_json(&c);
@@ -82,37 +75,37 @@ Test(hf_config, gated_ffn_is_a_switchc_knob) {
     s = hf_export(&m, dir);
     cr_expect(!s.ok && strstr(s.msg, "gated_ffn"), "got: %s", s.ok ? "ok" : s.msg);
     model_free(&m);
-    s = parse("{\"switchc\": {\"gated_ffn\": 1}}", &c);
+    s = tu_model_config_json("{\"switchc\": {\"gated_ffn\": 1}}", &c);
     cr_expect(!s.ok && strstr(s.msg, "gated_ffn"), "got: %s", s.ok ? "ok" : s.msg);
 }
 
 Test(hf_config, router_dtype_other_than_float32_is_refused_by_name) {
     model_config c;
-    cr_expect(parse("{\"router_dtype\": \"float32\"}", &c).ok);
+    cr_expect(tu_model_config_json("{\"router_dtype\": \"float32\"}", &c).ok);
     const char *bad[] = {"bfloat16", "float16"};
     for (int i = 0; i < 2; i++) {
         char js[64];
         snprintf(js, sizeof js, "{\"router_dtype\": \"%s\"}", bad[i]);
-        sx_status s = parse(js, &c);
-        cr_expect(!s.ok && strstr(s.msg, "cfg.json.router_dtype") && strstr(s.msg, "float32 only"), "%s: got %s",
+        sx_status s = tu_model_config_json(js, &c);
+        cr_expect(!s.ok && strstr(s.msg, "test.json.router_dtype") && strstr(s.msg, "float32 only"), "%s: got %s",
                   bad[i], s.ok ? "ok" : s.msg);
     }
-    sx_status s = parse("{\"router_dtype\": \"float64\"}", &c);
+    sx_status s = tu_model_config_json("{\"router_dtype\": \"float64\"}", &c);
     cr_expect(!s.ok && strstr(s.msg, "router_dtype") && strstr(s.msg, "float32, bfloat16, float16"), "got %s",
               s.ok ? "ok" : s.msg);
 }
 
 Test(hf_config, unknown_activations_are_named_with_the_valid_ones) {
     model_config c;
-    sx_status s = parse("{\"dense_act_fn\": \"swiglu\"}", &c);
-    cr_expect(!s.ok && strstr(s.msg, "cfg.json.dense_act_fn") && strstr(s.msg, "'swiglu'") && strstr(s.msg, "silu") &&
+    sx_status s = tu_model_config_json("{\"dense_act_fn\": \"swiglu\"}", &c);
+    cr_expect(!s.ok && strstr(s.msg, "test.json.dense_act_fn") && strstr(s.msg, "'swiglu'") && strstr(s.msg, "silu") &&
                   strstr(s.msg, "gelu_new") && strstr(s.msg, "relu"),
               "got: %s", s.ok ? "ok" : s.msg);
-    s = parse("{\"dense_act_fn\": \"gelu_neww\"}", &c);
+    s = tu_model_config_json("{\"dense_act_fn\": \"gelu_neww\"}", &c);
     cr_expect(!s.ok && strstr(s.msg, "did you mean 'gelu_new'"), "got: %s", s.ok ? "ok" : s.msg);
-    s = parse("{\"dense_act_fn\": \"prelu\"}", &c);
+    s = tu_model_config_json("{\"dense_act_fn\": \"prelu\"}", &c);
     cr_expect(!s.ok && strstr(s.msg, "dense_act_fn") && strstr(s.msg, "learnable"), "got: %s", s.ok ? "ok" : s.msg);
-    s = parse("{\"dense_act_fn\": 3}", &c);
+    s = tu_model_config_json("{\"dense_act_fn\": 3}", &c);
     cr_expect(!s.ok && strstr(s.msg, "dense_act_fn"), "got: %s", s.ok ? "ok" : s.msg);
 }
 
@@ -147,9 +140,7 @@ static double rel_err(const float *a, const float *ref, int64_t n, int64_t *wors
 /* Tolerance: both sides are float32 formulas over libm-class functions (glibc's expf/tanhf/erff/log1pf here, torch's
  * SLEEF/MKL ones there), a few ulp apart: 1e-6 of the largest magnitude, forward and derivative. */
 Test(hf_config, every_act2fn_name_computes_hf_values_and_derivatives) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fopen(ACT_FIXTURE, H5F_ACC_RDONLY, H5P_DEFAULT);
-    cr_assert(f >= 0, "cannot open %s (scripts/make_act_fixtures.py writes it)", ACT_FIXTURE);
+    hid_t f = h5f_open(ACT_FIXTURE, "scripts/make_act_fixtures.py");
     name_list l = {.n = 0};
     H5Literate(f, H5_INDEX_NAME, H5_ITER_INC, NULL, collect, &l);
     cr_assert(l.n >= 18, "the fixture holds %d activations", l.n);
@@ -165,7 +156,7 @@ Test(hf_config, every_act2fn_name_computes_hf_values_and_derivatives) {
         char js[96], path[96];
         snprintf(js, sizeof js, "{\"dense_act_fn\": \"%s\"}", l.names[i]);
         model_config c;
-        sx_status s = parse(js, &c);
+        sx_status s = tu_model_config_json(js, &c);
         cr_expect(s.ok, "HF's ACT2FN name '%s' must be accepted: %s", l.names[i], s.ok ? "" : s.msg);
         if (!s.ok) {
             fails++;
@@ -200,9 +191,9 @@ Test(hf_config, every_act2fn_name_computes_hf_values_and_derivatives) {
 
 Test(hf_config, max_distance_must_leave_the_decoder_log_buckets_room) {
     model_config c;
-    sx_status s = parse("{\"relative_attention_num_buckets\": 32, \"relative_attention_max_distance\": 16}", &c);
+    sx_status s = tu_model_config_json("{\"relative_attention_num_buckets\": 32, \"relative_attention_max_distance\": 16}", &c);
     cr_expect(!s.ok && strstr(s.msg, "relative_attention_max_distance"), "got: %s", s.ok ? "ok" : s.msg);
-    cr_expect(parse("{\"relative_attention_num_buckets\": 32, \"relative_attention_max_distance\": 17}", &c).ok);
-    s = parse("{\"relative_attention_num_buckets\": 3, \"relative_attention_max_distance\": 17}", &c);
+    cr_expect(tu_model_config_json("{\"relative_attention_num_buckets\": 32, \"relative_attention_max_distance\": 17}", &c).ok);
+    s = tu_model_config_json("{\"relative_attention_num_buckets\": 3, \"relative_attention_max_distance\": 17}", &c);
     cr_expect(!s.ok && strstr(s.msg, "relative_attention_num_buckets"), "got: %s", s.ok ? "ok" : s.msg);
 }

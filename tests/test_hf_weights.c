@@ -13,21 +13,12 @@
 #include "tests/h5fixture.h"
 #include "train/hf_model.h"
 #include "train/hf_weights.h"
+#include "tests/tutil.h"
 
 #define FIX SX_SOURCE_DIR "/tests/fixtures/hf"
 
-static void load_dir(const char *dir, model *m) {
-    model_config c;
-    sx_status s = hf_read_config(dir, &c);
-    cr_assert(s.ok, "%s", s.msg);
-    cr_assert(model_init(m, &c).ok);
-    s = hf_load_weights(m, dir);
-    cr_assert(s.ok, "%s: %s", dir, s.msg);
-}
-
 static double logits_err(model *m, const char *ref_name) {
-    hid_t f = H5Fopen(FIX "/reference.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
-    cr_assert(f >= 0);
+    hid_t f = h5f_open(FIX "/reference.h5", NULL);
     int nd;
     hsize_t d[8];
     int32_t *ids = h5f_ints(f, "input_ids", &nd, d), *mask = h5f_ints(f, "attention_mask", NULL, NULL);
@@ -36,10 +27,8 @@ static double logits_err(model *m, const char *ref_name) {
     int64_t T = (int64_t)d[1], n;
     float *ref = h5f_floats(f, ref_name, &n);
     ag_arena act;
-    ag_arena_init(&act, "act", 1 << 20);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    ctx.grad_enabled = false;
+    ag_ctx_init_eval(&ctx, &act, "act", 1 << 20);
     model_batch b = {B, S, T, ids, mask, labels, NULL, 0, 0};
     model_output o;
     model_forward(m, &ctx, &b, (model_rng){0, 0, 0}, &o);
@@ -49,8 +38,7 @@ static double logits_err(model *m, const char *ref_name) {
         md = fmax(md, fabs((double)((float *)o.logits->data)[i] - ref[i]));
         mr = fmax(mr, fabs(ref[i]));
     }
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
+    ag_ctx_free_eval(&ctx);
     free(ids);
     free(mask);
     free(labels);
@@ -65,7 +53,7 @@ Test(hf, every_form_loads_and_matches_hf_logits) {
         char dir[600];
         snprintf(dir, sizeof dir, "%s/%s", FIX, forms[k]);
         model m;
-        load_dir(dir, &m);
+        tu_load_hf(&m, dir, false);
         double e = logits_err(&m, k == 3 ? "logits_bf16" : "logits_f32");
         printf("%-12s logits rel error vs HF %.3e\n", forms[k], e);
         cr_expect(e <= 1e-5, "%s: logits differ from HF by %.3e", forms[k], e);
@@ -75,8 +63,8 @@ Test(hf, every_form_loads_and_matches_hf_logits) {
 
 Test(hf, bf16_widens_exactly) {
     model a, b;
-    load_dir(FIX "/bin_f32", &a);
-    load_dir(FIX "/bin_bf16", &b);
+    tu_load_hf(&a, FIX "/bin_f32", false);
+    tu_load_hf(&b, FIX "/bin_bf16", false);
     int64_t bad = 0;
     for (int64_t i = 0; i < a.n_floats; i++) bad += ag_f32_from_bf16(ag_bf16_from_f32(a.w[i])) != b.w[i];
     cr_expect_eq(bad, 0, "%lld values differ from the bf16 rounding of the fp32 weights", (long long)bad);
@@ -86,12 +74,12 @@ Test(hf, bf16_widens_exactly) {
 
 Test(hf, export_round_trips) {
     model a, b;
-    load_dir(FIX "/safetensors", &a);
+    tu_load_hf(&a, FIX "/safetensors", false);
     char dir[600];
     snprintf(dir, sizeof dir, "%s/hf_export_test_%d", SX_BINARY_DIR, (int)getpid());
     sx_status s = hf_export(&a, dir);
     cr_assert(s.ok, "%s", s.msg);
-    load_dir(dir, &b);
+    tu_load_hf(&b, dir, false);
     cr_expect(!memcmp(a.w, b.w, sizeof(float) * (size_t)a.n_floats), "exported weights differ");
     model_free(&a);
     model_free(&b);
@@ -102,20 +90,7 @@ Test(hf, export_round_trips) {
  * shared.weight as encoder.embed_tokens.weight and decoder.embed_tokens.weight, which from_pretrained otherwise
  * reports missing and re-initialises. The output folder is created with its missing parents. */
 static void check_export_keys(bool tied) {
-    model_config c;
-    model_config_defaults(&c);
-    c.vocab_size = 13;
-    c.d_model = 8;
-    c.d_kv = 4;
-    c.num_heads = 2;
-    c.d_ff = 12;
-    c.num_layers = 2;
-    c.num_decoder_layers = 2;
-    c.num_sparse_encoder_layers = 1;
-    c.num_sparse_decoder_layers = 1;
-    c.encoder_sparse_step = 2;
-    c.decoder_sparse_step = 2;
-    c.num_experts = 2;
+    model_config c = tu_tiny_config((tu_dims){.V = 13, .D = 8, .K = 4, .F = 12, .H = 2, .E = 2});
     c.tie_word_embeddings = tied;
     model m;
     cr_assert(model_init_inference(&m, &c).ok);
@@ -183,7 +158,7 @@ Test(hf, mismatched_config_and_missing_tensors_are_named) {
     model_free(&m);
     /* a file with one tensor too many */
     model a;
-    load_dir(FIX "/safetensors", &a);
+    tu_load_hf(&a, FIX "/safetensors", false);
     char dir[600];
     snprintf(dir, sizeof dir, "%s/hf_extra_test_%d", SX_BINARY_DIR, (int)getpid());
     cr_assert(hf_export(&a, dir).ok);
@@ -293,25 +268,13 @@ Test(hf, hostile_and_damaged_bins_are_refused) {
     cr_expect(!s.ok && strstr(s.msg, "no weights"), "got: %s", s.msg);
 }
 
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "%s", path);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    rewind(f);
-    uint8_t *b = malloc(*n);
-    cr_assert(fread(b, 1, *n, f) == *n);
-    fclose(f);
-    return b;
-}
-
 /* Every prefix length (stride 7) and 3000 single-bit flips of both formats: errors are fine, crashes are not (the
  * sanitizer build turns any out-of-bounds read into a failure). */
 Test(hf, truncations_and_bit_flips_never_crash, .timeout = 300) {
     const char *files[2] = {FIX "/bin_bf16/pytorch_model.bin", FIX "/safetensors/model.safetensors"};
     for (int k = 0; k < 2; k++) {
         size_t n;
-        uint8_t *b = slurp(files[k], &n);
+        uint8_t *b = (uint8_t *)tu_slurp(files[k], &n);
         int errors = 0, runs = 0;
         for (size_t len = 0; len < n; len += 7, runs++) {
             hf_weights *w = hf_weights_new_empty();

@@ -21,6 +21,7 @@
 #include "train/generate.h"
 #include "train/hf_model.h"
 #include "train/hf_weights.h"
+#include "tests/tutil.h"
 
 #define FIX SX_SOURCE_DIR "/tests/fixtures/infer"
 #define BIN SX_BINARY_DIR "/switchc"
@@ -171,15 +172,6 @@ Test(infer, generate_file_errors) {
 
 /* ---- sampling ------------------------------------------------------------------------------------------------ */
 
-static void load(model *m) {
-    model_config cfg;
-    sx_status s = hf_read_config(FIX "/model", &cfg);
-    cr_assert(s.ok, "%s", s.msg);
-    cr_assert(model_init(m, &cfg).ok);
-    s = hf_load_weights(m, FIX "/model");
-    cr_assert(s.ok, "%s", s.msg);
-}
-
 /* The chi-square statistic's 1 - p quantile for dof degrees of freedom (Wilson-Hilferty; z the normal quantile). */
 static double chi2_quantile(int dof, double z) {
     double k = dof, a = 2.0 / (9.0 * k);
@@ -188,10 +180,8 @@ static double chi2_quantile(int dof, double z) {
 
 Test(infer, sampling_distribution) {
     model m;
-    load(&m);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fopen(FIX "/sampling.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
-    cr_assert(f >= 0);
+    tu_load_hf(&m, FIX "/model", false);
+    hid_t f = h5f_open(FIX "/sampling.h5", NULL);
     int nd;
     hsize_t dims[8];
     int32_t *ids = h5f_ints(f, "input_ids", &nd, dims);
@@ -203,10 +193,8 @@ Test(infer, sampling_distribution) {
     H5Fclose(f);
 
     ag_arena act;
-    ag_arena_init(&act, "act", 1 << 20);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    ctx.grad_enabled = false;
+    ag_ctx_init_eval(&ctx, &act, "act", 1 << 20);
     /* the first step's logits (the decoder start token) */
     model_decoder_cache *dc = model_decode_begin(&m, &ctx, ids, NULL, 1, S, 1);
     int32_t start = m.cfg.decoder_start_token_id;
@@ -292,22 +280,8 @@ Test(infer, sampling_distribution) {
     free(hf_logits);
     free(warp);
     free(hf_probs);
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
+    ag_ctx_free_eval(&ctx);
     model_free(&m);
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    cr_assert(fread(s, 1, (size_t)n, f) == (size_t)n);
-    s[n] = 0;
-    fclose(f);
-    return s;
 }
 
 Test(infer, sampling_same_seed_any_batch) {
@@ -320,7 +294,7 @@ Test(infer, sampling_same_seed_any_batch) {
                  flags[k]);
         cr_assert(run(cmd) == 0, "%s failed", cmd);
     }
-    char *a = slurp(out[0]), *b = slurp(out[1]), *c = slurp(out[2]);
+    char *a = tu_slurp(out[0], NULL), *b = tu_slurp(out[1], NULL), *c = tu_slurp(out[2], NULL);
     cr_expect_str_eq(a, b, "seed 11: batch size 1 and 5 give different samples:\n%s\n%s", a, b);
     cr_expect(strcmp(b, c), "seeds 11 and 12 give the same samples");
     printf("sampling: seed 11 gives the same tokens with --batch-size 1 and 5 (%zu bytes of JSONL); seed 12 differs\n",
@@ -357,9 +331,7 @@ static void embed_cmd(const char *out, const char *flags) {
 }
 
 Test(infer, embed_hidden_router_pooled) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t ref = H5Fopen(FIX "/embed.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
-    cr_assert(ref >= 0);
+    hid_t ref = h5f_open(FIX "/embed.h5", NULL);
     int nd;
     hsize_t dims[8];
     int32_t *mask = h5f_ints(ref, "mask", &nd, dims), *ref_ids = h5f_ints(ref, "input_ids", NULL, NULL);
@@ -375,8 +347,7 @@ Test(infer, embed_hidden_router_pooled) {
     /* 1. padded, with the router logits, batches of 5 of mixed lengths */
     snprintf(out, sizeof out, "/tmp/test_infer_%d_embed.h5", (int)getpid());
     embed_cmd(out, "--router-logits --batch-size 5");
-    hid_t f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
-    cr_assert(f >= 0, "%s not written", out);
+    hid_t f = h5f_open(out, NULL);
     float *h = h5f_read(f, "hidden", H5T_NATIVE_FLOAT, sizeof(float), &nd, dims, NULL);
     int64_t S = (int64_t)dims[1];
     cr_assert(nd == 3 && (int64_t)dims[0] == N && (int64_t)dims[2] == D && S <= Sr, "hidden shape");
@@ -419,7 +390,7 @@ Test(infer, embed_hidden_router_pooled) {
     char npy[256];
     snprintf(npy, sizeof npy, "/tmp/test_infer_%d_embed.npy", (int)getpid());
     embed_cmd(npy, "--pool mean");
-    char *raw = slurp(npy);
+    char *raw = tu_slurp(npy, NULL);
     const char *want = "{'descr': '<f4', 'fortran_order': False, 'shape': (12, 16), }";
     int hl = (unsigned char)raw[8] | (unsigned char)raw[9] << 8;
     cr_assert(!memcmp(raw, "\x93NUMPY\x01\x00", 8) && !strncmp(raw + 10, want, strlen(want)), "npy header: %.80s",

@@ -20,6 +20,7 @@
 #include "train/hf_model.h"
 #include "train/hf_weights.h"
 #include "train/model_int8.h"
+#include "tests/tutil.h"
 
 #define FIX SX_SOURCE_DIR "/tests/fixtures/infer"
 
@@ -28,9 +29,7 @@
 #define LINEAR_TOL 1e-6
 
 Test(int8, linear_as_bitsandbytes) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fopen(FIX "/int8.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
-    cr_assert(f >= 0);
+    hid_t f = h5f_open(FIX "/int8.h5", NULL);
     int nd;
     hsize_t dw[8], dx[8];
     float *W = h5f_read(f, "linear/W", H5T_NATIVE_FLOAT, sizeof(float), &nd, dw, NULL);
@@ -85,29 +84,17 @@ Test(int8, linear_as_bitsandbytes) {
  * 6.200124e-05 and torch's 127 / s computed as (1 / s) * 127 each moved the logits by 10-20% of the int8 error). */
 #define MODEL_TOL 1e-4
 
-static void load_int8_model(model *m) {
-    model_config cfg;
-    sx_status s = hf_read_config(FIX "/int8_model", &cfg);
-    cr_assert(s.ok, "%s", s.msg);
-    cr_assert(model_init_inference(m, &cfg).ok);
-    s = hf_load_weights(m, FIX "/int8_model");
-    cr_assert(s.ok, "%s", s.msg);
-}
-
 static float *forward_logits(model *m, const int32_t *ids, const int32_t *mask, const int32_t *dec, int64_t B,
                              int64_t S, int64_t T) {
     ag_arena act;
-    ag_arena_init(&act, "act", 1 << 20);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    ctx.grad_enabled = false;
+    ag_ctx_init_eval(&ctx, &act, "act", 1 << 20);
     model_batch b = {B, S, T, ids, mask, NULL, dec};
     model_output o;
     model_forward(m, &ctx, &b, (model_rng){0, 0, 0}, &o);
     float *out = malloc(sizeof(float) * (size_t)o.logits->numel);
     memcpy(out, o.logits->data, sizeof(float) * (size_t)o.logits->numel);
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
+    ag_ctx_free_eval(&ctx);
     return out;
 }
 
@@ -119,9 +106,7 @@ static int argmax(const float *row, int64_t V) {
 }
 
 Test(int8, model_logits_as_transformers_load_in_8bit) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fopen(FIX "/int8.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
-    cr_assert(f >= 0);
+    hid_t f = h5f_open(FIX "/int8.h5", NULL);
     int nd;
     hsize_t di[8], dd[8];
     int32_t *ids = h5f_ints(f, "model/input_ids", &nd, di), *mask = h5f_ints(f, "model/attention_mask", NULL, NULL);
@@ -131,7 +116,7 @@ Test(int8, model_logits_as_transformers_load_in_8bit) {
     float *hf_q[2] = {h5f_floats(f, "model/logits_t6", NULL), h5f_floats(f, "model/logits_t0", NULL)};
     H5Fclose(f);
     model m;
-    load_int8_model(&m);
+    tu_load_hf(&m, FIX "/int8_model", true);
     int64_t V = m.cfg.vocab_size, n = B * T * V;
     float *fp32 = forward_logits(&m, ids, mask, dec, B, S, T);
     double e32 = 0;
@@ -142,7 +127,7 @@ Test(int8, model_logits_as_transformers_load_in_8bit) {
     cr_assert(e32 < 1e-4);
     for (int k = 0; k < 2; k++) {
         double thr = k ? 0.0 : 6.0;
-        load_int8_model(&m);
+        tu_load_hf(&m, FIX "/int8_model", true);
         cr_assert(model_quantize_int8(&m, thr).ok);
         int converted = 0;
         for (int i = 0; i < m.n_params; i++)

@@ -13,40 +13,11 @@
 #include <unistd.h>
 
 #include "train/metrics.h"
+#include "tests/tutil.h"
 
 #define MSG_HAS(s, sub) cr_assert(strstr((s).msg, (sub)), "message lacks '%s': %s", (sub), (s).msg)
 
 static void check(sx_status s) { cr_assert(s.ok, "unexpected error: %s", s.msg); }
-
-static void test_dir(const char *name, char *out, size_t cap) {
-    snprintf(out, cap, "%s/test_metrics_tmp", SX_BINARY_DIR);
-    mkdir(out, 0755);
-    snprintf(out, cap, "%s/test_metrics_tmp/%s", SX_BINARY_DIR, name);
-    mkdir(out, 0755);
-    DIR *d = opendir(out);
-    cr_assert(d);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char p[4096];
-        snprintf(p, sizeof p, "%s/%s", out, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-}
-
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot read %s", path);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc(*n + 1);
-    cr_assert(fread(b, 1, *n, f) == *n);
-    b[*n] = 0;
-    fclose(f);
-    return b;
-}
 
 Test(metrics, crc32c_known_vectors) {
     /* RFC 3720 (iSCSI) appendix B.4 vectors and the classic check value. */
@@ -148,7 +119,7 @@ static void decode_event(const unsigned char *p, const unsigned char *end, event
 /* Splits the file into TFRecords, checking both masked CRCs of each. */
 static int read_events(const char *path, event *out, int cap) {
     size_t n;
-    unsigned char *b = (unsigned char *)slurp(path, &n);
+    unsigned char *b = (unsigned char *)tu_slurp(path, &n);
     size_t off = 0;
     int k = 0;
     while (off < n) {
@@ -187,7 +158,7 @@ static char *find_events(const char *dir, int *count) {
 /* The file the Python check reads: steps 0..9, train/loss = 3 - 0.1*step, train/lr = 1e-4*(step+1), plus one NaN. */
 Test(metrics, tensorboard_events_round_trip) {
     char dir[1024];
-    test_dir("tb_check", dir, sizeof dir);
+    tu_fresh_dir("test_metrics", "tb_check", dir, sizeof dir);
     train_metrics *m;
     check(train_metrics_open(dir, &m));
     const char *names[2] = {"train/loss", "train/lr"};
@@ -227,7 +198,7 @@ Test(metrics, tensorboard_events_round_trip) {
 
 Test(metrics, jsonl_records_and_nonfinite_flags) {
     char dir[1024], p[1200];
-    test_dir("jsonl", dir, sizeof dir);
+    tu_fresh_dir("test_metrics", "jsonl", dir, sizeof dir);
     train_metrics *m;
     check(train_metrics_open(dir, &m));
     const char *names[4] = {"train/loss", "train/lr", "router/aux_loss", "train/grad_norm"};
@@ -254,7 +225,7 @@ Test(metrics, jsonl_records_and_nonfinite_flags) {
 
     snprintf(p, sizeof p, "%s/metrics.jsonl", dir);
     size_t n;
-    char *text = slurp(p, &n);
+    char *text = tu_slurp(p, &n);
     cJSON *rec[8];
     int k = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
@@ -320,7 +291,7 @@ Test(metrics, progress_line_format) {
 
 Test(metrics, progress_plain_output_is_rate_limited) {
     char dir[1024], p[1200];
-    test_dir("progress", dir, sizeof dir);
+    tu_fresh_dir("test_metrics", "progress", dir, sizeof dir);
     snprintf(p, sizeof p, "%s/stderr.txt", dir);
     cr_assert(freopen(p, "w", stderr), "cannot redirect stderr");
     train_progress pr;
@@ -331,7 +302,7 @@ Test(metrics, progress_plain_output_is_rate_limited) {
     train_progress_done(&pr);
     fflush(stderr);
     size_t n;
-    char *text = slurp(p, &n);
+    char *text = tu_slurp(p, &n);
     int lines = 0;
     for (size_t i = 0; i < n; i++) lines += text[i] == '\n';
     cr_assert_eq(lines, 3, "expected 3 lines, got:\n%s", text);

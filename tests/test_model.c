@@ -8,52 +8,30 @@
 #include <cjson/cJSON.h>
 
 #include "train/model.h"
+#include "tests/tutil.h"
 
 static model_config tiny_config(void) {
-    model_config c;
-    model_config_defaults(&c);
-    c.vocab_size = 13;
-    c.d_model = 6;
-    c.d_kv = 3;
-    c.d_ff = 7;
-    c.num_heads = 2;
-    c.num_layers = 2;
-    c.num_decoder_layers = 2;
-    c.num_sparse_encoder_layers = 1;
-    c.num_sparse_decoder_layers = 1;
-    c.encoder_sparse_step = 2;
-    c.decoder_sparse_step = 2;
-    c.num_experts = 3;
+    model_config c = tu_tiny_config((tu_dims){.V = 13, .D = 6, .K = 3, .F = 7, .H = 2, .E = 3});
     c.expert_capacity = 3;
-    c.router_jitter_noise = 0;
-    c.dropout_rate = 0;
     return c;
-}
-
-static sx_status parse(const char *json, model_config *c) {
-    cJSON *j = cJSON_Parse(json);
-    cr_assert(j, "test JSON does not parse: %s", json);
-    sx_status s = model_config_from_json(j, "test.json", c);
-    cJSON_Delete(j);
-    return s;
 }
 
 Test(model_config, errors_name_the_key) {
     model_config c;
-    sx_status s = parse("{\"num_expert\": 8}", &c);
+    sx_status s = tu_model_config_json("{\"num_expert\": 8}", &c);
     cr_assert(!s.ok);
     cr_expect(strstr(s.msg, "num_expert") && strstr(s.msg, "did you mean 'num_experts'"), "got: %s", s.msg);
-    s = parse("{\"d_model\": \"768\"}", &c);
+    s = tu_model_config_json("{\"d_model\": \"768\"}", &c);
     cr_expect(!s.ok && strstr(s.msg, "test.json.d_model"), "got: %s", s.msg);
-    s = parse("{\"num_experts\": 0}", &c);
+    s = tu_model_config_json("{\"num_experts\": 0}", &c);
     cr_expect(!s.ok && strstr(s.msg, "num_experts"), "got: %s", s.msg);
-    s = parse("{\"num_layers\": 4, \"encoder_sparse_step\": 5}", &c);
+    s = tu_model_config_json("{\"num_layers\": 4, \"encoder_sparse_step\": 5}", &c);
     cr_expect(!s.ok && strstr(s.msg, "encoder_sparse_step"), "got: %s", s.msg);
-    s = parse("{\"dense_act_fn\": \"swiglu\"}", &c);
+    s = tu_model_config_json("{\"dense_act_fn\": \"swiglu\"}", &c);
     cr_expect(!s.ok && strstr(s.msg, "dense_act_fn"), "got: %s", s.msg);
-    s = parse("{\"switchc\": {\"capacity_mode\": \"ceil\"}}", &c);
+    s = tu_model_config_json("{\"switchc\": {\"capacity_mode\": \"ceil\"}}", &c);
     cr_expect(!s.ok && strstr(s.msg, "capacity_mode"), "got: %s", s.msg);
-    s = parse("{\"dropout_rate\": 1.5}", &c);
+    s = tu_model_config_json("{\"dropout_rate\": 1.5}", &c);
     cr_expect(!s.ok && strstr(s.msg, "dropout_rate"), "got: %s", s.msg);
 }
 
@@ -112,26 +90,32 @@ static const int32_t IDS[2 * 5] = {3, 7, 2, 9, 1, 4, 4, 12, 1, 0};
 static const int32_t MASK[2 * 5] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 0};
 static const int32_t LABELS[2 * 4] = {5, 6, 1, -100, 2, 11, 8, 1};
 
-static double loss_of(model *m, ag_arena *act) {
-    ag_ctx ctx;
-    ag_ctx_init(&ctx, act);
-    ctx.grad_enabled = false;
+/* The forward of the fixed batch on ctx, a context over act (dropout off: the same loss every call). */
+static model_output forward_fixed(model *m, ag_ctx *ctx, ag_arena *act, bool grad) {
+    ag_ctx_init(ctx, act);
+    ctx->grad_enabled = grad;
     model_batch b = {2, 5, 4, IDS, MASK, LABELS, NULL};
     model_output out;
-    model_forward(m, &ctx, &b, (model_rng){1, 0, false}, &out);
-    double l = ag_get(out.loss, 0);
-    ag_ctx_free(&ctx);
+    model_forward(m, ctx, &b, (model_rng){1, 0, false}, &out);
+    return out;
+}
+
+static void release(ag_ctx *ctx, ag_arena *act) {
+    ag_ctx_free(ctx);
     ag_arena_reset(act);
+}
+
+static double loss_of(model *m, ag_arena *act) {
+    ag_ctx ctx;
+    double l = ag_get(forward_fixed(m, &ctx, act, false).loss, 0);
+    release(&ctx, act);
     return l;
 }
 
+/* The smallest gap between the best and the second router logit of any token. */
 static double route_margin(model *m, ag_arena *act) {
     ag_ctx ctx;
-    ag_ctx_init(&ctx, act);
-    ctx.grad_enabled = false;
-    model_batch b = {2, 5, 4, IDS, MASK, LABELS, NULL};
-    model_output out;
-    model_forward(m, &ctx, &b, (model_rng){1, 0, false}, &out);
+    model_output out = forward_fixed(m, &ctx, act, false);
     double margin = INFINITY;
     for (int r = 0; r < out.n_routes; r++) {
         ag_tensor *lg = out.routes[r].logits;
@@ -149,8 +133,7 @@ static double route_margin(model *m, ag_arena *act) {
             if (best - second < margin) margin = best - second;
         }
     }
-    ag_ctx_free(&ctx);
-    ag_arena_reset(act);
+    release(&ctx, act);
     return margin;
 }
 
@@ -165,13 +148,8 @@ static void model_gradcheck(model_config c, const char *what) {
     printf("%s: smallest router logit margin %.3e\n", what, margin);
     cr_assert(margin > 1e-3, "%s: the test point's routing margin %.3e is too small for finite differences", what, margin);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    model_batch b = {2, 5, 4, IDS, MASK, LABELS, NULL};
-    model_output out;
-    model_forward(&m, &ctx, &b, (model_rng){1, 0, false}, &out);
-    ag_backward(&ctx, out.loss);
-    ag_ctx_free(&ctx);
-    ag_arena_reset(&act);
+    ag_backward(&ctx, forward_fixed(&m, &ctx, &act, true).loss);
+    release(&ctx, &act);
     const double h = 1e-6;
     double worst = 0;
     const char *worst_name = "";
@@ -233,40 +211,32 @@ Test(moe, capacity_from_factor_rounds_like_flaxformer) {
 /* A Switch layer with one expert and room for every token is a dense FFN of the same width scaled by the gate,
  * and the gate of a one-expert softmax is exactly 1. */
 Test(moe, one_expert_equals_dense_ffn) {
-    ag_arena a, act;
-    ag_arena_init(&a, "w", 1 << 16);
-    ag_arena_init(&act, "act", 1 << 16);
-    ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    int64_t N = 11, D = 6, F = 9;
-    ag_tensor *x = ag_new(&a, AG_F32, N, D), *wr = ag_new(&a, AG_F32, 1, D), *wi = ag_new(&a, AG_F32, 1, F, D), *wo = ag_new(&a, AG_F32, 1, D, F);
-    ag_tensor *all[4] = {x, wr, wi, wo};
-    for (int k = 0; k < 4; k++)
-        for (int64_t i = 0; i < all[k]->numel; i++) ag_set(all[k], i, ag_rng_normal(ag_rng_make(3, k, 0), (uint64_t)i));
+    int64_t N = 11, D = 6, F = 9, E = 1;
+    tu_layer l;
+    tu_layer_init(&l, N, D, F, E, 1 << 16);
+    ag_ctx *ctx = &l.ctx;
+    ag_tensor *x = l.x, *wr = l.wr, *wi = l.wi, *wo = l.wo;
+    tu_layer_fill_normal(&l, 3);
     moe_config mc = {.num_experts = 1, .top_k = 1, .group_tokens = N, .capacity = N, .act = AG_ACT_RELU};
     moe_weights w = {.router_w = wr, .wi = wi, .wo = wo};
     moe_output mo;
-    moe_switch_forward(&ctx, &mc, &w, x, ag_rng_make(0, 0, 0), ag_rng_make(0, 0, 1), &mo);
-    ag_tensor *wi2 = ag_reshapev(&ctx, wi, F, D), *wo2 = ag_reshapev(&ctx, wo, D, F);
-    ag_tensor *dense = ag_matmul(&ctx, ag_relu(&ctx, ag_matmul(&ctx, x, wi2, false, true)), wo2, false, true);
+    moe_switch_forward(ctx, &mc, &w, x, ag_rng_make(0, 0, 0), ag_rng_make(0, 0, 1), &mo);
+    ag_tensor *wi2 = ag_reshapev(ctx, wi, F, D), *wo2 = ag_reshapev(ctx, wo, D, F);
+    ag_tensor *dense = ag_matmul(ctx, ag_relu(ctx, ag_matmul(ctx, x, wi2, false, true)), wo2, false, true);
     double md = 0;
     for (int64_t i = 0; i < N * D; i++) md = fmax(md, fabs(ag_get(mo.y, i) - ag_get(dense, i)));
     cr_expect(md == 0, "one-expert Switch layer differs from the dense FFN by %.3e (same GEMMs, gate exactly 1)", md);
     cr_expect_eq(mo.n_dropped, 0);
-    ag_ctx_free(&ctx);
-    ag_arena_free(&a);
-    ag_arena_free(&act);
+    tu_layer_free(&l);
 }
 
 /* Capacity: per group, left to right; dropped tokens output exactly zero. */
 Test(moe, capacity_drops_later_tokens_and_zeroes_them) {
-    ag_arena a, act;
-    ag_arena_init(&a, "w", 1 << 16);
-    ag_arena_init(&act, "act", 1 << 16);
-    ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
     int64_t N = 8, D = 4, F = 5, E = 2;
-    ag_tensor *x = ag_new(&a, AG_F32, N, D), *wr = ag_zeros(&a, AG_F32, E, D), *wi = ag_new(&a, AG_F32, E, F, D), *wo = ag_new(&a, AG_F32, E, D, F);
+    tu_layer l;
+    tu_layer_init(&l, N, D, F, E, 1 << 16);
+    ag_ctx *ctx = &l.ctx;
+    ag_tensor *x = l.x, *wr = l.wr, *wi = l.wi, *wo = l.wo;
     for (int64_t i = 0; i < N * D; i++) ag_set(x, i, 1.0 + 0.1 * (double)(i % 5));
     ag_set(wr, 0, 1.0); /* every token prefers expert 0: its logit is x[0] > 0 */
     for (int64_t i = 0; i < wi->numel; i++) ag_set(wi, i, 0.1);
@@ -274,7 +244,7 @@ Test(moe, capacity_drops_later_tokens_and_zeroes_them) {
     moe_config mc = {.num_experts = (int)E, .top_k = 1, .group_tokens = 4, .capacity = 3, .act = AG_ACT_RELU};
     moe_weights w = {.router_w = wr, .wi = wi, .wo = wo};
     moe_output mo;
-    moe_switch_forward(&ctx, &mc, &w, x, ag_rng_make(0, 0, 0), ag_rng_make(0, 0, 1), &mo);
+    moe_switch_forward(ctx, &mc, &w, x, ag_rng_make(0, 0, 0), ag_rng_make(0, 0, 1), &mo);
     for (int64_t t = 0; t < N; t++) {
         bool expect_kept = (t % 4) < 3; /* two groups of 4 tokens, capacity 3 each */
         cr_expect_eq(mo.kept[t], expect_kept, "token %lld kept=%d", (long long)t, mo.kept[t]);
@@ -284,7 +254,5 @@ Test(moe, capacity_drops_later_tokens_and_zeroes_them) {
     }
     cr_expect_eq(mo.n_dropped, 2);
     cr_expect_eq(mo.tokens_per_expert[0], 6);
-    ag_ctx_free(&ctx);
-    ag_arena_free(&a);
-    ag_arena_free(&act);
+    tu_layer_free(&l);
 }

@@ -13,6 +13,7 @@
 #include "moe/switch.h"
 #include "tests/gradcheck.h"
 #include "tests/h5fixture.h"
+#include "tests/tutil.h"
 
 #include <cjson/cJSON.h>
 
@@ -145,27 +146,23 @@ Test(moe_expert_choice, matches_the_pytorch_reference_and_its_gradients) {
 /* The router stays fp32 when the context asks for bf16 matmul operands: its matmul is recorded without the flag,
  * the experts' grouped matmuls with it. */
 Test(moe_expert_choice, router_stays_fp32_under_bf16_operands) {
-    ag_arena a, act;
-    ag_arena_init(&a, "w", 1 << 16);
-    ag_arena_init(&act, "act", 1 << 18);
-    ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    ctx.mixed_bf16 = true;
     int64_t N = 6, D = 4, F = 5, E = 2;
-    ag_tensor *x = ag_new(&a, AG_F32, N, D), *wr = ag_new(&a, AG_F32, E, D), *wi = ag_new(&a, AG_F32, E, F, D), *wo = ag_new(&a, AG_F32, E, D, F);
+    tu_layer l;
+    tu_layer_init(&l, N, D, F, E, 1 << 18);
+    ag_ctx *ctx = &l.ctx;
+    ag_tensor *x = l.x, *wr = l.wr, *wi = l.wi, *wo = l.wo;
+    ctx->mixed_bf16 = true;
+    tu_layer_fill_normal(&l, 5);
     ag_tensor *all[4] = {x, wr, wi, wo};
-    for (int k = 0; k < 4; k++) {
-        for (int64_t i = 0; i < all[k]->numel; i++) ag_set(all[k], i, ag_rng_normal(ag_rng_make(5, k, 0), (uint64_t)i));
-        all[k]->requires_grad = true;
-    }
+    for (int k = 0; k < 4; k++) all[k]->requires_grad = true;
     for (int routing = 0; routing < 2; routing++) {
         moe_config mc = {.num_experts = (int)E, .routing = (moe_routing)routing, .top_k = 1, .group_tokens = N, .capacity = N, .act = AG_ACT_RELU};
         moe_weights w = {.router_w = wr, .wi = wi, .wo = wo};
         moe_output mo;
-        moe_switch_forward(&ctx, &mc, &w, x, ag_rng_make(0, 0, 0), ag_rng_make(0, 0, 1), &mo);
+        moe_switch_forward(ctx, &mc, &w, x, ag_rng_make(0, 0, 0), ag_rng_make(0, 0, 1), &mo);
         int router = 0, experts = 0;
-        for (int64_t i = 0; i < ctx.tape_len; i++) {
-            const ag_node *nd = &ctx.tape[i];
+        for (int64_t i = 0; i < ctx->tape_len; i++) {
+            const ag_node *nd = &ctx->tape[i];
             if (nd->op == AG_OP_MATMUL && nd->in[1] == wr) {
                 router++;
                 cr_expect_eq(nd->ip[7], 0, "the router matmul was recorded with bf16 operands");
@@ -177,12 +174,10 @@ Test(moe_expert_choice, router_stays_fp32_under_bf16_operands) {
         }
         cr_expect_eq(router, 1, "one router matmul");
         cr_expect(experts >= 2, "the experts' grouped matmuls");
-        cr_expect(ctx.mixed_bf16, "the context's flag is restored");
-        ag_ctx_reset(&ctx);
+        cr_expect(ctx->mixed_bf16, "the context's flag is restored");
+        ag_ctx_reset(ctx);
     }
-    ag_ctx_free(&ctx);
-    ag_arena_free(&a);
-    ag_arena_free(&act);
+    tu_layer_free(&l);
 }
 
 /* From the model config: the knob, and a decoder with expert-choice layers is refused naming the key. */

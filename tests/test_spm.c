@@ -8,21 +8,9 @@
 
 #include "autograd/ag.h"
 #include "data/spm.h"
+#include "tests/tutil.h"
 
 #define FIX SX_SOURCE_DIR "/tests/fixtures/spm"
-
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    rewind(f);
-    uint8_t *b = malloc(*n + 1);
-    cr_assert(fread(b, 1, *n, f) == *n);
-    b[*n] = 0;
-    fclose(f);
-    return b;
-}
 
 /* Undoes the fixture escapes (\\ \t \n \r \xHH) in place; returns the length. */
 static size_t unescape(char *s, size_t n) {
@@ -61,7 +49,7 @@ static int check_fixture(const char *name) {
     cr_assert(s.ok, "%s", s.msg);
     snprintf(path, sizeof path, FIX "/%s.txt", name);
     size_t n;
-    char *buf = (char *)slurp(path, &n);
+    char *buf = tu_slurp(path, &n);
     int32_t want[4096], got[4096];
     size_t dcap = 1 << 16;
     char *dec = malloc(dcap);
@@ -160,7 +148,7 @@ Test(spm, ids_pieces_and_checksum) {
     cr_expect_eq(data_spm_piece_to_id(m, ""), 2);
     for (int32_t i = 0; i < 2000; i++) cr_assert_eq(data_spm_piece_to_id(m, data_spm_id_to_piece(m, i)), i);
     size_t n;
-    uint8_t *b = slurp(FIX "/m1_nmt_nfkc.model", &n);
+    uint8_t *b = (uint8_t *)tu_slurp(FIX "/m1_nmt_nfkc.model", &n);
     cr_expect_eq(data_spm_checksum(m), crc32_bitwise(b, n));
     free(b);
 
@@ -489,7 +477,7 @@ Test(spm, truncations_bit_flips_and_garbage_never_crash, .timeout = 600) {
     const char *text = "Hello wörld ＡＢＣ ﬁ 1234 <sep> \xff\xfe Ꭰ 😀  東京 ";
     for (int c = 0; c < 4; c++) {
         size_t n;
-        uint8_t *b = slurp(cases[c].file, &n);
+        uint8_t *b = (uint8_t *)tu_slurp(cases[c].file, &n);
         int runs = 0, errors = 0, loaded = 0;
         for (size_t len = 0; len < n; len += cases[c].stride, runs++) {
             uint8_t *copy = malloc(len ? len : 1); /* exactly len bytes, so ASan sees any read past the end */

@@ -14,6 +14,7 @@
 #include "data/dataset.h"
 #include "train/ckpt.h"
 #include "train/trainer.h"
+#include "tests/tutil.h"
 
 static void small_run(run_config *c, const char *dir) {
     run_config_demo(c);
@@ -33,11 +34,12 @@ static void small_run(run_config *c, const char *dir) {
     snprintf(c->out_dir, sizeof c->out_dir, "%s", dir);
 }
 
-static void tmpdir(char *buf, size_t cap, const char *tag) {
-    snprintf(buf, cap, "%s/trainer_test_%s_%d", SX_BINARY_DIR, tag, (int)getpid());
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", buf);
-    cr_assert(system(cmd) == 0);
+/* small_run for steps steps into a fresh directory named after tag (into d), run to its end. */
+static trainer_result first_run(run_config *c, const char *tag, int64_t steps, char *d, size_t cap) {
+    tu_gone_dir("trainer_test", tag, d, cap);
+    small_run(c, d);
+    c->steps = steps;
+    return tu_train(c, d, NULL);
 }
 
 static void exists(const char *dir, const char *name) {
@@ -49,26 +51,14 @@ static void exists(const char *dir, const char *name) {
 
 Test(trainer, resume_is_bitwise, .timeout = 300) {
     char d1[512], d2[512];
-    tmpdir(d1, sizeof d1, "straight");
-    tmpdir(d2, sizeof d2, "resumed");
+    tu_gone_dir("trainer_test", "straight", d1, sizeof d1);
+    tu_gone_dir("trainer_test", "resumed", d2, sizeof d2);
     run_config c;
     double straight[8], resumed[8];
     small_run(&c, d1);
-    trainer_opts o = {.quiet = true, .loss_trace = straight};
-    trainer_result r;
-    sx_status s = trainer_run(&c, &o, &r);
-    cr_assert(s.ok, "%s", s.msg);
-    cr_assert_eq(r.steps_done, 8);
-
+    cr_assert_eq(tu_train(&c, d1, straight).steps_done, 8);
     small_run(&c, d2);
-    trainer_opts o1 = {.quiet = true, .loss_trace = resumed, .stop_after = 4};
-    s = trainer_run(&c, &o1, &r);
-    cr_assert(s.ok, "%s", s.msg);
-    cr_assert_eq(r.steps_done, 4);
-    trainer_opts o2 = {.quiet = true, .loss_trace = resumed, .resume = "auto"};
-    s = trainer_run(&c, &o2, &r);
-    cr_assert(s.ok, "%s", s.msg);
-    cr_assert_eq(r.steps_done, 8);
+    cr_assert_eq(tu_train_resumed(&c, d2, 4, resumed).steps_done, 8);
     for (int i = 0; i < 8; i++) {
         printf("step %d: straight %.9g resumed %.9g\n", i + 1, straight[i], resumed[i]);
         cr_expect(memcmp(&straight[i], &resumed[i], sizeof(double)) == 0, "step %d: %.9g vs %.9g: not bitwise identical", i + 1, straight[i], resumed[i]);
@@ -100,8 +90,8 @@ static void write_dataset(const char *path, int n, int vocab) {
 Test(trainer, dataset_resume_mid_epoch_in_a_bucket_window_is_bitwise, .timeout = 300) {
     enum { N = 68, VOCAB = 64, K = 3, STEPS = 18, STOP = 11 };
     char d1[400], d2[400], data[480], ck[600];
-    tmpdir(d1, sizeof d1, "ds_straight");
-    tmpdir(d2, sizeof d2, "ds_resumed");
+    tu_gone_dir("trainer_test", "ds_straight", d1, sizeof d1);
+    tu_gone_dir("trainer_test", "ds_resumed", d2, sizeof d2);
     snprintf(data, sizeof data, "%s.tokens.h5", d1);
     write_dataset(data, N, VOCAB);
     run_config c;
@@ -135,11 +125,8 @@ Test(trainer, dataset_resume_mid_epoch_in_a_bucket_window_is_bitwise, .timeout =
     cr_assert(s.ok, "%s", s.msg);
     cr_assert_eq(r.steps_done, STOP);
     snprintf(ck, sizeof ck, "%s/ckpt_step%08d.h5", d2, STOP);
-    ckpt_reader *rd;
-    cr_assert(ckpt_open(ck, &rd).ok);
     int64_t pos[3];
-    cr_assert(ckpt_read_i64(rd, "data/position", 1, (int64_t[]){3}, pos).ok);
-    ckpt_close(rd);
+    tu_ckpt_position(ck, pos);
     cr_expect(pos[0] == stop_at / N && pos[1] == stop_at % N && pos[2] == N, "data position %lld %lld %lld, want %lld %lld %d",
               (long long)pos[0], (long long)pos[1], (long long)pos[2], (long long)(stop_at / N), (long long)(stop_at % N), N);
 
@@ -153,42 +140,24 @@ Test(trainer, dataset_resume_mid_epoch_in_a_bucket_window_is_bitwise, .timeout =
     unlink(data);
 }
 
-static void write_bytes(const char *path, const void *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert(f);
-    cr_assert(fwrite(b, 1, n, f) == n);
-    fclose(f);
-}
-
 Test(trainer, bad_checkpoints_are_clear_errors, .timeout = 300) {
     char d[512];
-    tmpdir(d, sizeof d, "badckpt");
     run_config c;
-    small_run(&c, d);
-    c.steps = 2;
-    trainer_opts o = {.quiet = true};
-    trainer_result r;
-    cr_assert(trainer_run(&c, &o, &r).ok);
+    first_run(&c, "badckpt", 2, d, sizeof d);
     char good[700], bad[700];
     snprintf(good, sizeof good, "%s/ckpt_step00000002.h5", d);
-    FILE *f = fopen(good, "rb");
-    cr_assert(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)n);
-    cr_assert(fread(buf, 1, (size_t)n, f) == (size_t)n);
-    fclose(f);
+    size_t n;
+    char *buf = tu_slurp(good, &n);
     model m;
     cr_assert(model_init(&m, &c.model).ok);
 
     snprintf(bad, sizeof bad, "%s/truncated.h5", d);
-    write_bytes(bad, buf, (size_t)n / 2);
+    tu_spill(bad, buf, n / 2);
     sx_status s = trainer_load_params(&m, bad);
     cr_expect(!s.ok && strstr(s.msg, "truncated.h5"), "truncated: %s", s.msg);
 
     snprintf(bad, sizeof bad, "%s/notckpt.h5", d);
-    write_bytes(bad, "this is not HDF5 at all", 23);
+    tu_spill(bad, "this is not HDF5 at all", 23);
     s = trainer_load_params(&m, bad);
     cr_expect(!s.ok && strstr(s.msg, "notckpt.h5"), "garbage: %s", s.msg);
 
@@ -215,7 +184,7 @@ Test(trainer, bad_checkpoints_are_clear_errors, .timeout = 300) {
 
 Test(trainer, frozen_parameters_do_not_move, .timeout = 300) {
     char d[512];
-    tmpdir(d, sizeof d, "freeze");
+    tu_gone_dir("trainer_test", "freeze", d, sizeof d);
     run_config c;
     small_run(&c, d);
     c.steps = 3;
@@ -246,7 +215,7 @@ Test(trainer, frozen_parameters_do_not_move, .timeout = 300) {
 
 Test(trainer, nonfinite_loss_stops_after_the_skip_limit, .timeout = 300) {
     char d[512];
-    tmpdir(d, sizeof d, "nan");
+    tu_gone_dir("trainer_test", "nan", d, sizeof d);
     run_config c;
     small_run(&c, d);
     c.steps = 20;
@@ -271,7 +240,7 @@ Test(trainer, nonfinite_loss_stops_after_the_skip_limit, .timeout = 300) {
 
 Test(trainer, sigkill_during_checkpoint_resumes_from_the_previous_one, .timeout = 600) {
     char d[512];
-    tmpdir(d, sizeof d, "sigkill");
+    tu_gone_dir("trainer_test", "sigkill", d, sizeof d);
     run_config c;
     small_run(&c, d);
     c.model.d_model = 64; /* ~1 MB checkpoints: writes take long enough to be interrupted */
@@ -366,7 +335,7 @@ static int lines_of(const char *path) {
 
 Test(trainer, sigterm_stops_at_a_step_with_a_checkpoint, .timeout = 300) {
     char d[512], metrics[600];
-    tmpdir(d, sizeof d, "sigterm");
+    tu_gone_dir("trainer_test", "sigterm", d, sizeof d);
     run_config c;
     small_run(&c, d);
     c.steps = 100000;
@@ -425,13 +394,9 @@ Test(trainer, sigterm_stops_at_a_step_with_a_checkpoint, .timeout = 300) {
 /* A fresh run into a directory holding an earlier run is refused; --overwrite replaces it. */
 Test(trainer, rerun_into_a_run_directory_needs_overwrite, .timeout = 300) {
     char d[512], p[700];
-    tmpdir(d, sizeof d, "rerun");
     run_config c;
-    small_run(&c, d);
-    c.steps = 2;
     trainer_opts o = {.quiet = true};
-    trainer_result r;
-    cr_assert(trainer_run(&c, &o, &r).ok);
+    trainer_result r = first_run(&c, "rerun", 2, d, sizeof d);
     snprintf(p, sizeof p, "%s/metrics.jsonl", d);
     int lines = lines_of(p);
     sx_status s = trainer_run(&c, &o, &r);
@@ -440,7 +405,7 @@ Test(trainer, rerun_into_a_run_directory_needs_overwrite, .timeout = 300) {
     cr_expect_eq(lines_of(p), lines, "the refused run touched metrics.jsonl");
     /* a stale temporary file of a dead process is removed by the next run */
     snprintf(p, sizeof p, "%s/ckpt_step00000002.h5.tmp.999999999", d);
-    write_bytes(p, "x", 1);
+    tu_spill(p, "x", 1);
     trainer_opts ow = {.quiet = true, .overwrite = true};
     s = trainer_run(&c, &ow, &r);
     cr_expect(s.ok, "--overwrite: %s", s.msg);
@@ -457,7 +422,7 @@ Test(trainer, rerun_into_a_run_directory_needs_overwrite, .timeout = 300) {
 
 Test(trainer, checkpoint_reslices_for_any_expert_parallel_size, .timeout = 120) {
     char d[512];
-    tmpdir(d, sizeof d, "reslice");
+    tu_gone_dir("trainer_test", "reslice", d, sizeof d);
     run_config c;
     small_run(&c, d);
     c.model.num_experts = 8;
@@ -493,13 +458,8 @@ Test(trainer, checkpoint_reslices_for_any_expert_parallel_size, .timeout = 120) 
  * values; a longer train.steps or another log interval is fine. The checkpoint records the data position. */
 Test(trainer, resume_refuses_settings_that_change_the_run, .timeout = 300) {
     char d[512], p[700];
-    tmpdir(d, sizeof d, "resumecfg");
     run_config c;
-    small_run(&c, d);
-    c.steps = 2;
-    trainer_opts o = {.quiet = true};
-    trainer_result r;
-    cr_assert(trainer_run(&c, &o, &r).ok);
+    trainer_result r = first_run(&c, "resumecfg", 2, d, sizeof d);
     run_config c2 = c;
     c2.batch_size = 16;
     c2.lr = 0.5;
@@ -514,11 +474,8 @@ Test(trainer, resume_refuses_settings_that_change_the_run, .timeout = 300) {
     cr_expect(s.ok, "a longer run with another log interval resumes: %s", s.msg);
     cr_expect_eq(r.steps_done, 3);
     snprintf(p, sizeof p, "%s/ckpt_step00000003.h5", d);
-    ckpt_reader *rd;
-    cr_assert(ckpt_open(p, &rd).ok);
     int64_t pos[3];
-    cr_assert(ckpt_read_i64(rd, "data/position", 1, (int64_t[]){3}, pos).ok);
-    ckpt_close(rd);
+    tu_ckpt_position(p, pos);
     cr_expect(pos[0] == 0 && pos[1] == 3 * 8 && pos[2] == -1, "built-in task: epoch 0, example 24, no fixed size; got %lld %lld %lld",
               (long long)pos[0], (long long)pos[1], (long long)pos[2]);
 }

@@ -254,202 +254,254 @@ static bool call(pm *m, val *fn, val *args, val **out) {
     return fail(m, "%s", "REDUCE of a global that cannot be called");
 }
 
+enum { OP_FAIL = 0, OP_DONE = 1, OP_NONE = -1 }; /* what an opcode group did with an opcode */
+
+static int op_fail(pm *m, const char *fmt, const char *a) {
+    fail(m, fmt, a);
+    return OP_FAIL;
+}
+
+/* PROTO and FRAME: checked and skipped; OP_NONE for an opcode of another group. */
+static int op_frame(pm *m, uint8_t op) {
+    switch (op) {
+    case 0x80: /* PROTO */
+        if (!need(m, 1)) return OP_FAIL;
+        if (*m->p > 5) return op_fail(m, "%s", "unsupported pickle protocol");
+        m->p++;
+        break;
+    case 0x95: /* FRAME */
+        if (!need(m, 8)) return OP_FAIL;
+        m->p += 8;
+        break;
+    default: return OP_NONE;
+    }
+    return OP_DONE;
+}
+
+/* constants: None, booleans, integers, floats, strings; OP_NONE for an opcode of another group. */
+static int op_scalar(pm *m, uint8_t op) {
+    val *v = NULL; /* v: set by every path that pushes it (call() sets it whenever it returns true) */
+    uint64_t n;
+    switch (op) {
+    case 'J':
+    case 'K':
+    case 'M': {
+        int len = op == 'J' ? 4 : op == 'K' ? 1 : 2;
+        if (!need(m, (size_t)len)) return OP_FAIL;
+        v = nv(m, V_INT);
+        v->i = op == 'J' ? (int32_t)rd(m->p, 4) : (int64_t)rd(m->p, len);
+        m->p += len;
+        push(m, v);
+        break;
+    }
+    case 0x8a: /* LONG1 */
+        if (!need(m, 1)) return OP_FAIL;
+        n = *m->p++;
+        if (n > 8 || !need(m, n)) return op_fail(m, "%s", "LONG1 wider than 64 bits");
+        v = nv(m, V_INT);
+        v->i = n ? (int64_t)rd(m->p, (int)n) : 0;
+        if (n && n < 8 && (m->p[n - 1] & 0x80)) v->i -= (int64_t)1 << (8 * n); /* two's complement */
+        m->p += n;
+        push(m, v);
+        break;
+    case 'G': /* BINFLOAT, big-endian */
+        if (!need(m, 8)) return OP_FAIL;
+        {
+            uint64_t u = 0;
+            for (int i = 0; i < 8; i++) u = u << 8 | m->p[i];
+            v = nv(m, V_FLOAT);
+            memcpy(&v->f, &u, 8);
+        }
+        m->p += 8;
+        push(m, v);
+        break;
+    case 'X':
+    case 0x8c:
+    case 'U':
+    case 'T': {
+        int len = op == 'X' || op == 'T' ? 4 : 1;
+        if (!need(m, (size_t)len)) return OP_FAIL;
+        n = rd(m->p, len);
+        m->p += len;
+        if (!need(m, n)) return OP_FAIL;
+        v = nv(m, V_STR);
+        v->s = malloc(n + 1);
+        memcpy(v->s, m->p, n);
+        v->s[n] = 0;
+        m->p += n;
+        push(m, v);
+        break;
+    }
+    default: return OP_NONE;
+    }
+    return OP_DONE;
+}
+
+/* marks, tuples, lists and dicts; OP_NONE for an opcode of another group. */
+static int op_container(pm *m, uint8_t op) {
+    val *v = NULL, *a, *b; /* v: set by every path that pushes it (call() sets it whenever it returns true) */
+    switch (op) {
+    case '(': push(m, nv(m, V_MARK)); break;
+    case ')': push(m, nv(m, V_TUPLE)); break;
+    case ']': push(m, nv(m, V_LIST)); break;
+    case '}': push(m, nv(m, V_DICT)); break;
+    case 'N': push(m, nv(m, V_NONE)); break;
+    case 0x88:
+    case 0x89:
+        v = nv(m, V_BOOL);
+        v->i = op == 0x88;
+        push(m, v);
+        break;
+    case 't':
+        if (!(v = pop_to_mark(m, V_TUPLE))) return OP_FAIL;
+        push(m, v);
+        break;
+    case 0x85:
+    case 0x86:
+    case 0x87: {
+        int k = op - 0x84;
+        if (m->sp < k) return op_fail(m, "%s", "TUPLE with too few items");
+        v = nv(m, V_TUPLE);
+        for (int i = m->sp - k; i < m->sp; i++) add_item(v, m->stack[i]);
+        m->sp -= k;
+        push(m, v);
+        break;
+    }
+    case 'a':
+        b = pop(m);
+        a = m->sp ? m->stack[m->sp - 1] : NULL;
+        if (!a || !b || a->k != V_LIST) return op_fail(m, "%s", "APPEND to something that is not a list");
+        add_item(a, b);
+        break;
+    case 'e': {
+        val *items = pop_to_mark(m, V_TUPLE);
+        if (!items) return OP_FAIL;
+        a = m->sp ? m->stack[m->sp - 1] : NULL;
+        if (!a || a->k != V_LIST) return op_fail(m, "%s", "APPENDS to something that is not a list");
+        for (int i = 0; i < items->n; i++) add_item(a, items->items[i]);
+        break;
+    }
+    case 's':
+        b = pop(m);
+        v = pop(m);
+        a = m->sp ? m->stack[m->sp - 1] : NULL;
+        if (!a || !b || !v || a->k != V_DICT) return op_fail(m, "%s", "SETITEM on something that is not a dict");
+        add_item(a, v);
+        add_item(a, b);
+        break;
+    case 'u': {
+        val *items = pop_to_mark(m, V_TUPLE);
+        if (!items) return OP_FAIL;
+        a = m->sp ? m->stack[m->sp - 1] : NULL;
+        if (!a || a->k != V_DICT || items->n % 2) return op_fail(m, "%s", "SETITEMS on something that is not a dict");
+        for (int i = 0; i < items->n; i++) add_item(a, items->items[i]);
+        break;
+    }
+    default: return OP_NONE;
+    }
+    return OP_DONE;
+}
+
+/* the memo: PUT and GET; OP_NONE for an opcode of another group. */
+static int op_memo(pm *m, uint8_t op) {
+    switch (op) {
+    case 'q':
+    case 'r':
+    case 0x94: { /* BINPUT, LONG_BINPUT, MEMOIZE */
+        uint64_t idx;
+        if (op == 0x94) idx = (uint64_t)m->nmemo;
+        else {
+            int len = op == 'q' ? 1 : 4;
+            if (!need(m, (size_t)len)) return OP_FAIL;
+            idx = rd(m->p, len);
+            m->p += len;
+        }
+        if (!m->sp) return op_fail(m, "%s", "PUT on an empty stack");
+        if (idx > 10000000) return op_fail(m, "%s", "memo index too large");
+        if ((int64_t)idx >= m->nmemo) {
+            m->memo = realloc(m->memo, sizeof(val *) * (size_t)(idx + 1));
+            for (int64_t i = m->nmemo; i <= (int64_t)idx; i++) m->memo[i] = NULL;
+            m->nmemo = (int64_t)idx + 1;
+        }
+        m->memo[idx] = m->stack[m->sp - 1];
+        break;
+    }
+    case 'h':
+    case 'j': {
+        int len = op == 'h' ? 1 : 4;
+        if (!need(m, (size_t)len)) return OP_FAIL;
+        uint64_t idx = rd(m->p, len);
+        m->p += len;
+        if ((int64_t)idx >= m->nmemo || !m->memo[idx]) return op_fail(m, "%s", "GET of an unset memo slot");
+        push(m, m->memo[idx]);
+        break;
+    }
+    default: return OP_NONE;
+    }
+    return OP_DONE;
+}
+
+/* globals, torch storages, calls (REDUCE, NEWOBJ) and BUILD; OP_NONE for an opcode of another group. */
+static int op_object(pm *m, uint8_t op) {
+    val *v = NULL; /* v: set by every path that pushes it (call() sets it whenever it returns true) */
+    switch (op) {
+    case 'c': { /* GLOBAL "module\nname\n" */
+        const uint8_t *nl1 = memchr(m->p, '\n', (size_t)(m->end - m->p));
+        const uint8_t *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(m->end - nl1 - 1)) : NULL;
+        if (!nl2 || nl1 - m->p > 200 || nl2 - nl1 > 200) return op_fail(m, "%s", "malformed GLOBAL");
+        char mod[256], name[256];
+        snprintf(mod, sizeof mod, "%.*s", (int)(nl1 - m->p), m->p);
+        snprintf(name, sizeof name, "%.*s", (int)(nl2 - nl1 - 1), nl1 + 1);
+        m->p = nl2 + 1;
+        if (!global_of(m, mod, name, &v)) return OP_FAIL;
+        push(m, v);
+        break;
+    }
+    case 'Q': { /* BINPERSID: ('storage', <storage type>, key, location, numel) */
+        val *pid = pop(m);
+        if (!pid || pid->k != V_TUPLE || pid->n < 5 || pid->items[0]->k != V_STR || strcmp(pid->items[0]->s, "storage") || pid->items[1]->k != V_GLOBAL ||
+            pid->items[1]->g != G_STORAGE || pid->items[2]->k != V_STR || pid->items[4]->k != V_INT)
+            return op_fail(m, "%s", "a persistent id that is not a torch storage");
+        v = nv(m, V_STORAGE);
+        v->dt = pid->items[1]->dt;
+        v->s = pid->items[2]->s;
+        v->i = pid->items[4]->i;
+        push(m, v);
+        break;
+    }
+    case 'R':
+    case 0x81: { /* REDUCE, NEWOBJ */
+        val *args = pop(m), *fn = pop(m);
+        if (!args || !fn) return op_fail(m, "%s", "REDUCE on a short stack");
+        if (!call(m, fn, args, &v)) return OP_FAIL;
+        push(m, v);
+        break;
+    }
+    case 'b': /* BUILD: the state of an OrderedDict or parameter: nothing to keep */
+        if (!pop(m) || !m->sp) return op_fail(m, "%s", "BUILD on a short stack");
+        break;
+
+    default: return OP_NONE;
+    }
+    return OP_DONE;
+}
+
 static bool run(pm *m, val **result) {
+    static int (*const GROUPS[])(pm *, uint8_t) = {op_frame, op_scalar, op_container, op_memo, op_object};
     while (m->p < m->end) {
         uint8_t op = *m->p++;
-        val *v = NULL, *a, *b; /* v: set by every path that pushes it (call() sets it whenever it returns true) */
-        uint64_t n;
-        switch (op) {
-        case 0x80: /* PROTO */
-            if (!need(m, 1)) return false;
-            if (*m->p > 5) return fail(m, "%s", "unsupported pickle protocol");
-            m->p++;
-            break;
-        case 0x95: /* FRAME */
-            if (!need(m, 8)) return false;
-            m->p += 8;
-            break;
-        case '.': /* STOP */
+        if (op == '.') { /* STOP */
             *result = pop(m);
             return *result ? true : fail(m, "%s", "STOP on an empty stack");
-        case '(': push(m, nv(m, V_MARK)); break;
-        case ')': push(m, nv(m, V_TUPLE)); break;
-        case ']': push(m, nv(m, V_LIST)); break;
-        case '}': push(m, nv(m, V_DICT)); break;
-        case 'N': push(m, nv(m, V_NONE)); break;
-        case 0x88:
-        case 0x89:
-            v = nv(m, V_BOOL);
-            v->i = op == 0x88;
-            push(m, v);
-            break;
-        case 'J':
-        case 'K':
-        case 'M': {
-            int len = op == 'J' ? 4 : op == 'K' ? 1 : 2;
-            if (!need(m, (size_t)len)) return false;
-            v = nv(m, V_INT);
-            v->i = op == 'J' ? (int32_t)rd(m->p, 4) : (int64_t)rd(m->p, len);
-            m->p += len;
-            push(m, v);
-            break;
         }
-        case 0x8a: /* LONG1 */
-            if (!need(m, 1)) return false;
-            n = *m->p++;
-            if (n > 8 || !need(m, n)) return fail(m, "%s", "LONG1 wider than 64 bits");
-            v = nv(m, V_INT);
-            v->i = n ? (int64_t)rd(m->p, (int)n) : 0;
-            if (n && n < 8 && (m->p[n - 1] & 0x80)) v->i -= (int64_t)1 << (8 * n); /* two's complement */
-            m->p += n;
-            push(m, v);
-            break;
-        case 'G': /* BINFLOAT, big-endian */
-            if (!need(m, 8)) return false;
-            {
-                uint64_t u = 0;
-                for (int i = 0; i < 8; i++) u = u << 8 | m->p[i];
-                v = nv(m, V_FLOAT);
-                memcpy(&v->f, &u, 8);
-            }
-            m->p += 8;
-            push(m, v);
-            break;
-        case 'X':
-        case 0x8c:
-        case 'U':
-        case 'T': {
-            int len = op == 'X' || op == 'T' ? 4 : 1;
-            if (!need(m, (size_t)len)) return false;
-            n = rd(m->p, len);
-            m->p += len;
-            if (!need(m, n)) return false;
-            v = nv(m, V_STR);
-            v->s = malloc(n + 1);
-            memcpy(v->s, m->p, n);
-            v->s[n] = 0;
-            m->p += n;
-            push(m, v);
-            break;
-        }
-        case 'c': { /* GLOBAL "module\nname\n" */
-            const uint8_t *nl1 = memchr(m->p, '\n', (size_t)(m->end - m->p));
-            const uint8_t *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(m->end - nl1 - 1)) : NULL;
-            if (!nl2 || nl1 - m->p > 200 || nl2 - nl1 > 200) return fail(m, "%s", "malformed GLOBAL");
-            char mod[256], name[256];
-            snprintf(mod, sizeof mod, "%.*s", (int)(nl1 - m->p), m->p);
-            snprintf(name, sizeof name, "%.*s", (int)(nl2 - nl1 - 1), nl1 + 1);
-            m->p = nl2 + 1;
-            if (!global_of(m, mod, name, &v)) return false;
-            push(m, v);
-            break;
-        }
-        case 't':
-            if (!(v = pop_to_mark(m, V_TUPLE))) return false;
-            push(m, v);
-            break;
-        case 0x85:
-        case 0x86:
-        case 0x87: {
-            int k = op - 0x84;
-            if (m->sp < k) return fail(m, "%s", "TUPLE with too few items");
-            v = nv(m, V_TUPLE);
-            for (int i = m->sp - k; i < m->sp; i++) add_item(v, m->stack[i]);
-            m->sp -= k;
-            push(m, v);
-            break;
-        }
-        case 'a':
-            b = pop(m);
-            a = m->sp ? m->stack[m->sp - 1] : NULL;
-            if (!a || !b || a->k != V_LIST) return fail(m, "%s", "APPEND to something that is not a list");
-            add_item(a, b);
-            break;
-        case 'e': {
-            val *items = pop_to_mark(m, V_TUPLE);
-            if (!items) return false;
-            a = m->sp ? m->stack[m->sp - 1] : NULL;
-            if (!a || a->k != V_LIST) return fail(m, "%s", "APPENDS to something that is not a list");
-            for (int i = 0; i < items->n; i++) add_item(a, items->items[i]);
-            break;
-        }
-        case 's':
-            b = pop(m);
-            v = pop(m);
-            a = m->sp ? m->stack[m->sp - 1] : NULL;
-            if (!a || !b || !v || a->k != V_DICT) return fail(m, "%s", "SETITEM on something that is not a dict");
-            add_item(a, v);
-            add_item(a, b);
-            break;
-        case 'u': {
-            val *items = pop_to_mark(m, V_TUPLE);
-            if (!items) return false;
-            a = m->sp ? m->stack[m->sp - 1] : NULL;
-            if (!a || a->k != V_DICT || items->n % 2) return fail(m, "%s", "SETITEMS on something that is not a dict");
-            for (int i = 0; i < items->n; i++) add_item(a, items->items[i]);
-            break;
-        }
-        case 'q':
-        case 'r':
-        case 0x94: { /* BINPUT, LONG_BINPUT, MEMOIZE */
-            uint64_t idx;
-            if (op == 0x94) idx = (uint64_t)m->nmemo;
-            else {
-                int len = op == 'q' ? 1 : 4;
-                if (!need(m, (size_t)len)) return false;
-                idx = rd(m->p, len);
-                m->p += len;
-            }
-            if (!m->sp) return fail(m, "%s", "PUT on an empty stack");
-            if (idx > 10000000) return fail(m, "%s", "memo index too large");
-            if ((int64_t)idx >= m->nmemo) {
-                m->memo = realloc(m->memo, sizeof(val *) * (size_t)(idx + 1));
-                for (int64_t i = m->nmemo; i <= (int64_t)idx; i++) m->memo[i] = NULL;
-                m->nmemo = (int64_t)idx + 1;
-            }
-            m->memo[idx] = m->stack[m->sp - 1];
-            break;
-        }
-        case 'h':
-        case 'j': {
-            int len = op == 'h' ? 1 : 4;
-            if (!need(m, (size_t)len)) return false;
-            uint64_t idx = rd(m->p, len);
-            m->p += len;
-            if ((int64_t)idx >= m->nmemo || !m->memo[idx]) return fail(m, "%s", "GET of an unset memo slot");
-            push(m, m->memo[idx]);
-            break;
-        }
-        case 'Q': { /* BINPERSID: ('storage', <storage type>, key, location, numel) */
-            val *pid = pop(m);
-            if (!pid || pid->k != V_TUPLE || pid->n < 5 || pid->items[0]->k != V_STR || strcmp(pid->items[0]->s, "storage") || pid->items[1]->k != V_GLOBAL ||
-                pid->items[1]->g != G_STORAGE || pid->items[2]->k != V_STR || pid->items[4]->k != V_INT)
-                return fail(m, "%s", "a persistent id that is not a torch storage");
-            v = nv(m, V_STORAGE);
-            v->dt = pid->items[1]->dt;
-            v->s = pid->items[2]->s;
-            v->i = pid->items[4]->i;
-            push(m, v);
-            break;
-        }
-        case 'R':
-        case 0x81: { /* REDUCE, NEWOBJ */
-            val *args = pop(m), *fn = pop(m);
-            if (!args || !fn) return fail(m, "%s", "REDUCE on a short stack");
-            if (!call(m, fn, args, &v)) return false;
-            push(m, v);
-            break;
-        }
-        case 'b': /* BUILD: the state of an OrderedDict or parameter: nothing to keep */
-            if (!pop(m) || !m->sp) return fail(m, "%s", "BUILD on a short stack");
-            break;
-        default: {
+        int r = OP_NONE;
+        for (int g = 0; r == OP_NONE && g < (int)(sizeof GROUPS / sizeof GROUPS[0]); g++) r = GROUPS[g](m, op);
+        if (r == OP_NONE) {
             char hex[8];
             snprintf(hex, sizeof hex, "0x%02x", op);
             return fail(m, "refused pickle opcode %s: only the opcodes of torch's weights-only loader are accepted", hex);
         }
-        }
-        if (m->err[0]) return false;
+        if (r == OP_FAIL || m->err[0]) return false;
     }
     return fail(m, "%s", "the pickle has no STOP (truncated)");
 }

@@ -446,11 +446,8 @@ sx_status trainer_evaluate(model *m, const run_config *cfg0, bool print_examples
     int32_t *labels = malloc(sizeof(int32_t) * (size_t)(EB * Lmax)), *gen = malloc(sizeof(int32_t) * (size_t)(EB * cfg->gen_max_len));
     int *lens = malloc(sizeof(int) * (size_t)EB);
     ag_arena act;
-    ag_arena_init(&act, "eval-activations", 1 << 22);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    ctx.grad_enabled = false;
-    ctx.training = false;
+    ag_ctx_init_eval(&ctx, &act, "eval-activations", 1 << 22);
     double loss_sum = 0;
     int64_t tok = 0, tok_ok = 0, exact = 0, n = 0;
     sx_status st = sx_ok();
@@ -498,8 +495,7 @@ sx_status trainer_evaluate(model *m, const run_config *cfg0, bool print_examples
     out->token_acc = tok ? (double)tok_ok / (double)tok : 0;
     out->exact_match = n ? (double)exact / (double)n : 0;
     out->examples = n;
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
+    ag_ctx_free_eval(&ctx);
     batch_source_close(src);
     free(ids);
     free(mask);
@@ -528,10 +524,8 @@ static sx_status route_stats(model *m, const run_config *cfg, bool print, train_
         return bs;
     }
     ag_arena act;
-    ag_arena_init(&act, "eval", 1 << 20);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    ctx.grad_enabled = false;
+    ag_ctx_init_eval(&ctx, &act, "eval", 1 << 20);
     model_batch b = {B, S, T, ids, mask, labels, NULL};
     model_output o;
     model_forward(m, &ctx, &b, (model_rng){cfg->seed, 0, false}, &o);
@@ -562,8 +556,7 @@ static sx_status route_stats(model *m, const run_config *cfg, bool print, train_
     free(names);
     free(np);
     free(vals);
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
+    ag_ctx_free_eval(&ctx);
     free(ids);
     free(mask);
     free(labels);

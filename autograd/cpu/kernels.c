@@ -11,38 +11,14 @@
 #define T float
 #define SFX f32
 #define GEMM cblas_sgemm
-#define EXP expf
-#define TANH tanhf
-#define ERF erff
-#define LOG1P log1pf
-#define SQRT sqrtf
+#define MATH(fn) fn##f
 #include "autograd/cpu/kernels_t.h"
-#undef T
-#undef SFX
-#undef GEMM
-#undef EXP
-#undef TANH
-#undef ERF
-#undef LOG1P
-#undef SQRT
 
 #define T double
 #define SFX f64
 #define GEMM cblas_dgemm
-#define EXP exp
-#define TANH tanh
-#define ERF erf
-#define LOG1P log1p
-#define SQRT sqrt
+#define MATH(fn) fn
 #include "autograd/cpu/kernels_t.h"
-#undef T
-#undef SFX
-#undef GEMM
-#undef EXP
-#undef TANH
-#undef ERF
-#undef LOG1P
-#undef SQRT
 
 /* One wrapper per kernel of every op of ag_ops.def, choosing the instantiation by the dtype of input 0 (the op
  * constructors guarantee that all float inputs share it): <name>_fwd, and <name>_bwd for ops with a gradient. */

@@ -1,9 +1,16 @@
 /* CPU kernels, written once for a float type T and included twice by kernels.c (T = float, suffix f32; T = double,
- * suffix f64: the gradient checks). Forward functions fill n->out; backward functions ADD into input gradients.
+ * suffix f64: the gradient checks); the end of the file undefines T and the other parameters. Forward functions fill n->out; backward functions ADD into input gradients.
  * Reductions accumulate in double whatever T is. */
 #ifndef T
-#error "include from kernels.c with T, SFX, GEMM and the math macros defined"
+#error "include from kernels.c with T, SFX, GEMM and MATH defined"
 #endif
+
+/* libm's functions of T: MATH(exp) is expf for float, exp for double */
+#define EXP MATH(exp)
+#define TANH MATH(tanh)
+#define ERF MATH(erf)
+#define LOG1P MATH(log1p)
+#define SQRT MATH(sqrt)
 
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
@@ -402,70 +409,48 @@ static void FN(logsumexp_bwd)(ag_ctx *ctx, ag_node *n) {
 
 /* ---- indexing ---------------------------------------------------------------------------------------------------- */
 
-static void FN(embedding_fwd)(ag_ctx *ctx, ag_node *n) {
-    const T *w = DATA(n->in[0]);
-    const int32_t *idx = n->in[1]->data;
-    T *y = DATA(n->out);
-    int64_t D = n->in[0]->shape[1];
-    for (int64_t i = 0; i < n->in[1]->numel; i++) memcpy(y + i * D, w + (int64_t)idx[i] * D, sizeof(T) * D);
-}
-static void FN(embedding_bwd)(ag_ctx *ctx, ag_node *n) {
-    const int32_t *idx = n->in[1]->data;
-    const T *dy = DATA(n->out->grad);
-    T *dw = GRAD(ctx, n->in[0]);
-    int64_t D = n->in[0]->shape[1];
-    for (int64_t i = 0; i < n->in[1]->numel; i++) {
-        T *row = dw + (int64_t)idx[i] * D;
-        for (int64_t j = 0; j < D; j++) row[j] += dy[i * D + j];
-    }
-}
-
-static void FN(gather_rows_fwd)(ag_ctx *ctx, ag_node *n) {
-    const T *x = DATA(n->in[0]);
-    const int32_t *idx = n->in[1]->data;
-    T *y = DATA(n->out);
-    int64_t D = n->in[0]->shape[1];
-    for (int64_t m = 0; m < n->in[1]->numel; m++) {
+/* Every index op is one of three row movements over [M, D] rows, idx[m] < 0 marking a row that moves nowhere:
+ * gather y[m] = x[idx[m]] (a zero row where idx[m] < 0), scatter-add y[idx[m]] += x[m], gather-add y[m] += x[idx[m]].
+ * embedding and gather_rows gather forward and scatter-add backward; scatter_rows scatter-adds into zeros forward and
+ * gather-adds backward. The embedding's indices are checked by its constructor, so it never meets a negative one. */
+static void FN(rows_gather)(const T *x, const int32_t *idx, int64_t M, int64_t D, T *y) {
+    for (int64_t m = 0; m < M; m++) {
         if (idx[m] < 0)
             memset(y + m * D, 0, sizeof(T) * D);
         else
             memcpy(y + m * D, x + (int64_t)idx[m] * D, sizeof(T) * D);
     }
 }
-static void FN(gather_rows_bwd)(ag_ctx *ctx, ag_node *n) {
-    const int32_t *idx = n->in[1]->data;
-    const T *dy = DATA(n->out->grad);
-    T *dx = GRAD(ctx, n->in[0]);
-    int64_t D = n->in[0]->shape[1];
-    for (int64_t m = 0; m < n->in[1]->numel; m++) {
-        if (idx[m] < 0) continue;
-        T *row = dx + (int64_t)idx[m] * D;
-        for (int64_t j = 0; j < D; j++) row[j] += dy[m * D + j];
-    }
-}
-
-static void FN(scatter_rows_fwd)(ag_ctx *ctx, ag_node *n) {
-    const T *x = DATA(n->in[0]);
-    const int32_t *idx = n->in[1]->data;
-    T *y = DATA(n->out);
-    int64_t D = n->in[0]->shape[1];
-    memset(y, 0, sizeof(T) * n->out->numel);
-    for (int64_t m = 0; m < n->in[1]->numel; m++) {
+static void FN(rows_scatter_add)(const T *x, const int32_t *idx, int64_t M, int64_t D, T *y) {
+    for (int64_t m = 0; m < M; m++) {
         if (idx[m] < 0) continue;
         T *row = y + (int64_t)idx[m] * D;
         for (int64_t j = 0; j < D; j++) row[j] += x[m * D + j];
     }
 }
-static void FN(scatter_rows_bwd)(ag_ctx *ctx, ag_node *n) {
-    const int32_t *idx = n->in[1]->data;
-    const T *dy = DATA(n->out->grad);
-    T *dx = GRAD(ctx, n->in[0]);
-    int64_t D = n->in[0]->shape[1];
-    for (int64_t m = 0; m < n->in[1]->numel; m++) {
+static void FN(rows_gather_add)(const T *x, const int32_t *idx, int64_t M, int64_t D, T *y) {
+    for (int64_t m = 0; m < M; m++) {
         if (idx[m] < 0) continue;
-        const T *row = dy + (int64_t)idx[m] * D;
-        for (int64_t j = 0; j < D; j++) dx[m * D + j] += row[j];
+        const T *row = x + (int64_t)idx[m] * D;
+        for (int64_t j = 0; j < D; j++) y[m * D + j] += row[j];
     }
+}
+
+/* in[0] the [rows, D] table or rows, in[1] the indices */
+static void FN(embedding_fwd)(ag_ctx *ctx, ag_node *n) {
+    FN(rows_gather)(DATA(n->in[0]), n->in[1]->data, n->in[1]->numel, n->in[0]->shape[1], DATA(n->out));
+}
+static void FN(embedding_bwd)(ag_ctx *ctx, ag_node *n) {
+    FN(rows_scatter_add)(DATA(n->out->grad), n->in[1]->data, n->in[1]->numel, n->in[0]->shape[1], GRAD(ctx, n->in[0]));
+}
+static void FN(gather_rows_fwd)(ag_ctx *ctx, ag_node *n) { FN(embedding_fwd)(ctx, n); }
+static void FN(gather_rows_bwd)(ag_ctx *ctx, ag_node *n) { FN(embedding_bwd)(ctx, n); }
+static void FN(scatter_rows_fwd)(ag_ctx *ctx, ag_node *n) {
+    memset(DATA(n->out), 0, sizeof(T) * n->out->numel);
+    FN(rows_scatter_add)(DATA(n->in[0]), n->in[1]->data, n->in[1]->numel, n->in[0]->shape[1], DATA(n->out));
+}
+static void FN(scatter_rows_bwd)(ag_ctx *ctx, ag_node *n) {
+    FN(rows_gather_add)(DATA(n->out->grad), n->in[1]->data, n->in[1]->numel, n->in[0]->shape[1], GRAD(ctx, n->in[0]));
 }
 
 /* ---- grouped expert matmul: rows offsets[e]..offsets[e+1] use W[e] ------------------------------------------------ */
@@ -653,3 +638,13 @@ static void FN(custom_bwd)(ag_ctx *ctx, ag_node *n) {
 #undef GRAD
 #undef NEEDS
 #undef GELU_C
+/* the instantiation's parameters too, so that kernels.c defines the next one afresh */
+#undef T
+#undef SFX
+#undef GEMM
+#undef MATH
+#undef EXP
+#undef TANH
+#undef ERF
+#undef LOG1P
+#undef SQRT

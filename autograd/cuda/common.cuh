@@ -12,6 +12,7 @@
 #include "autograd/ag_cuda.h"
 #include "autograd/ag_cuda_kernel.cuh"
 #include "autograd/ag_internal.h"
+#include "autograd/ag_philox.h"
 
 /* ---- cuBLAS ------------------------------------------------------------------------------------------------------ */
 
@@ -69,24 +70,7 @@ static inline unsigned sx_row_blocks(int64_t rows) { return (unsigned)(rows > (1
 
 /* ag_philox (autograd/rng.c): Philox4x32-10 with counter (index, key.counter_hi) and key key.key. */
 __device__ __forceinline__ void sx_philox(uint64_t key, uint64_t counter_hi, uint64_t index, uint32_t out[4]) {
-    uint32_t c0 = (uint32_t)index, c1 = (uint32_t)(index >> 32), c2 = (uint32_t)counter_hi, c3 = (uint32_t)(counter_hi >> 32);
-    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
-#pragma unroll
-    for (int r = 0; r < 10; r++) {
-        uint32_t hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0; /* the 64-bit product p0 */
-        uint32_t hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2; /* p1 */
-        uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
-        c1 = lo1;
-        c3 = lo0;
-        c0 = n0;
-        c2 = n2;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    out[0] = c0;
-    out[1] = c1;
-    out[2] = c2;
-    out[3] = c3;
+    ag_philox_block(key, counter_hi, index, out);
 }
 
 /* ag_rng_uniform: the top 24 bits of word 0 over 2^24 (exact in float). */

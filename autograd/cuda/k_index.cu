@@ -4,97 +4,63 @@
  * In the MoE path the indices are a permutation, so no two rows collide and the results are exact. */
 #include "autograd/cuda/common.cuh"
 
-/* ---- embedding: y[i, :] = W[idx[i], :] (indices checked by the constructor) ------------------------------------------ */
+/* Every index op is one of three row movements over [M, D] rows, idx[m] < 0 marking a row that moves nowhere (as
+ * autograd/cpu/kernels_t.h): gather y[m] = x[idx[m]] (zero where idx[m] < 0), scatter-add y[idx[m]] += x[m] (atomic),
+ * gather-add y[m] += x[idx[m]]. embedding and gather_rows gather forward and scatter-add backward; scatter_rows
+ * scatter-adds into zeros forward and gather-adds backward. The embedding's indices are checked by its constructor.
+ * n counts elements, M * D. */
 
-__global__ void embedding_fwd_k(const float *w, const int32_t *idx, float *y, int64_t n, int64_t D) {
-    SX_GRID_STRIDE(i, n) {
-        int64_t r = i / D, j = i - r * D;
-        y[i] = w[(int64_t)idx[r] * D + j];
-    }
-}
-__global__ void embedding_bwd_k(const float *dy, const int32_t *idx, float *dw, int64_t n, int64_t D) {
-    SX_GRID_STRIDE(i, n) {
-        int64_t r = i / D, j = i - r * D;
-        atomicAdd(dw + (int64_t)idx[r] * D + j, dy[i]);
-    }
-}
-
-extern "C" void ag_cuda_embedding_fwd(ag_ctx *ctx, ag_node *n) {
-    SX_REQUIRE_F32("embedding", n->in[0]);
-    int64_t D = n->in[0]->shape[1], cnt = n->in[1]->numel * D;
-    if (!cnt) return;
-    embedding_fwd_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->in[0]), sx_i32(n->in[1]), sx_f32(n->out), cnt, D);
-    SX_LAUNCHED("embedding");
-}
-extern "C" void ag_cuda_embedding_bwd(ag_ctx *ctx, ag_node *n) {
-    float *dw = sx_grad(ctx, n->in[0]);
-    int64_t D = n->in[0]->shape[1], cnt = n->in[1]->numel * D;
-    if (!cnt) return;
-    embedding_bwd_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->out->grad), sx_i32(n->in[1]), dw, cnt, D);
-    SX_LAUNCHED("embedding backward");
-}
-
-/* ---- gather_rows: y[m, :] = x[idx[m], :], a zero row where idx[m] < 0 --------------------------------------------- */
-
-__global__ void gather_fwd_k(const float *x, const int32_t *idx, float *y, int64_t n, int64_t D) {
+__global__ void gather_k(const float *x, const int32_t *idx, float *y, int64_t n, int64_t D) {
     SX_GRID_STRIDE(i, n) {
         int64_t m = i / D, j = i - m * D;
         int32_t r = idx[m];
         y[i] = r < 0 ? 0.f : x[(int64_t)r * D + j];
     }
 }
-__global__ void gather_bwd_k(const float *dy, const int32_t *idx, float *dx, int64_t n, int64_t D) {
-    SX_GRID_STRIDE(i, n) {
-        int64_t m = i / D, j = i - m * D;
-        int32_t r = idx[m];
-        if (r >= 0) atomicAdd(dx + (int64_t)r * D + j, dy[i]);
-    }
-}
-
-extern "C" void ag_cuda_gather_rows_fwd(ag_ctx *ctx, ag_node *n) {
-    SX_REQUIRE_F32("gather_rows", n->in[0]);
-    int64_t D = n->in[0]->shape[1], cnt = n->in[1]->numel * D;
-    if (!cnt) return;
-    gather_fwd_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->in[0]), sx_i32(n->in[1]), sx_f32(n->out), cnt, D);
-    SX_LAUNCHED("gather_rows");
-}
-extern "C" void ag_cuda_gather_rows_bwd(ag_ctx *ctx, ag_node *n) {
-    float *dx = sx_grad(ctx, n->in[0]);
-    int64_t D = n->in[0]->shape[1], cnt = n->in[1]->numel * D;
-    if (!cnt) return;
-    gather_bwd_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->out->grad), sx_i32(n->in[1]), dx, cnt, D);
-    SX_LAUNCHED("gather_rows backward");
-}
-
-/* ---- scatter_rows: y[idx[m], :] += x[m, :] into zeros; rows with idx[m] < 0 are dropped ----------------------------- */
-
-__global__ void scatter_fwd_k(const float *x, const int32_t *idx, float *y, int64_t n, int64_t D) {
+__global__ void scatter_add_k(const float *x, const int32_t *idx, float *y, int64_t n, int64_t D) {
     SX_GRID_STRIDE(i, n) {
         int64_t m = i / D, j = i - m * D;
         int32_t r = idx[m];
         if (r >= 0) atomicAdd(y + (int64_t)r * D + j, x[i]);
     }
 }
-__global__ void scatter_bwd_k(const float *dy, const int32_t *idx, float *dx, int64_t n, int64_t D) {
+__global__ void gather_add_k(const float *x, const int32_t *idx, float *y, int64_t n, int64_t D) {
     SX_GRID_STRIDE(i, n) {
         int64_t m = i / D, j = i - m * D;
         int32_t r = idx[m];
-        if (r >= 0) dx[i] += dy[(int64_t)r * D + j];
+        if (r >= 0) y[i] += x[(int64_t)r * D + j];
     }
 }
 
+typedef void (*rows_kernel)(const float *, const int32_t *, float *, int64_t, int64_t);
+
+/* One row movement of node n: src and dst as the kernel reads and writes them, D the row width of in[0]. */
+static void launch_rows(rows_kernel k, const ag_node *n, const float *src, float *dst, const char *what) {
+    int64_t D = n->in[0]->shape[1], cnt = n->in[1]->numel * D;
+    if (!cnt) return;
+    k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(src, sx_i32(n->in[1]), dst, cnt, D);
+    SX_LAUNCHED(what);
+}
+
+extern "C" void ag_cuda_embedding_fwd(ag_ctx *ctx, ag_node *n) {
+    SX_REQUIRE_F32("embedding", n->in[0]);
+    launch_rows(gather_k, n, sx_f32(n->in[0]), sx_f32(n->out), "embedding");
+}
+extern "C" void ag_cuda_embedding_bwd(ag_ctx *ctx, ag_node *n) {
+    launch_rows(scatter_add_k, n, sx_f32(n->out->grad), sx_grad(ctx, n->in[0]), "embedding backward");
+}
+extern "C" void ag_cuda_gather_rows_fwd(ag_ctx *ctx, ag_node *n) {
+    SX_REQUIRE_F32("gather_rows", n->in[0]);
+    launch_rows(gather_k, n, sx_f32(n->in[0]), sx_f32(n->out), "gather_rows");
+}
+extern "C" void ag_cuda_gather_rows_bwd(ag_ctx *ctx, ag_node *n) {
+    launch_rows(scatter_add_k, n, sx_f32(n->out->grad), sx_grad(ctx, n->in[0]), "gather_rows backward");
+}
 extern "C" void ag_cuda_scatter_rows_fwd(ag_ctx *ctx, ag_node *n) {
     SX_REQUIRE_F32("scatter_rows", n->in[0]);
     if (n->out->numel) ag_cuda_memset0(n->out->data, sizeof(float) * (size_t)n->out->numel);
-    int64_t D = n->in[0]->shape[1], cnt = n->in[1]->numel * D;
-    if (!cnt) return;
-    scatter_fwd_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->in[0]), sx_i32(n->in[1]), sx_f32(n->out), cnt, D);
-    SX_LAUNCHED("scatter_rows");
+    launch_rows(scatter_add_k, n, sx_f32(n->in[0]), sx_f32(n->out), "scatter_rows");
 }
 extern "C" void ag_cuda_scatter_rows_bwd(ag_ctx *ctx, ag_node *n) {
-    float *dx = sx_grad(ctx, n->in[0]);
-    int64_t D = n->in[0]->shape[1], cnt = n->in[1]->numel * D;
-    if (!cnt) return;
-    scatter_bwd_k<<<sx_blocks(cnt), SX_THREADS, 0, sx_stream()>>>(sx_f32(n->out->grad), sx_i32(n->in[1]), dx, cnt, D);
-    SX_LAUNCHED("scatter_rows backward");
+    launch_rows(gather_add_k, n, sx_f32(n->out->grad), sx_grad(ctx, n->in[0]), "scatter_rows backward");
 }

@@ -23,25 +23,11 @@
 
 #include "tests/gpu/gpu_compare.h"
 #include "train/model.h"
+#include "tests/tutil.h"
 
 static model_config tiny_config(void) {
-    model_config c;
-    model_config_defaults(&c);
-    c.vocab_size = 19;
-    c.d_model = 8;
-    c.d_kv = 4;
-    c.d_ff = 12;
-    c.num_heads = 2;
-    c.num_layers = 2;
-    c.num_decoder_layers = 2;
-    c.num_sparse_encoder_layers = 1;
-    c.num_sparse_decoder_layers = 1;
-    c.encoder_sparse_step = 2;
-    c.decoder_sparse_step = 2;
-    c.num_experts = 3;
+    model_config c = tu_tiny_config((tu_dims){.V = 19, .D = 8, .K = 4, .F = 12, .H = 2, .E = 3});
     c.expert_capacity = 3;
-    c.router_jitter_noise = 0;
-    c.dropout_rate = 0;
     return c;
 }
 

@@ -25,6 +25,8 @@ const cli_command *cli_extra(int i);
 int cli_bad_arg(const char *cmd, const char *arg, const char *const *value_flags);
 /* A whole number in [lo, hi]; false after printing the error line. */
 bool cli_parse_int(const char *cmd, const char *flag, const char *v, long long lo, long long hi, long long *out);
+/* "switchc CMD: <fmt with arg> (see switchc CMD --help)" on stderr; returns the exit code, 2. */
+int cli_usage(const char *cmd, const char *fmt, const char *arg);
 
 int cmd_generate(int argc, char **argv);
 /* "switchc: error: MESSAGE" on stderr; returns the exit status 1. */
@@ -85,5 +87,35 @@ void cli_batch(const cli_example *ex, const int64_t *order, int64_t first, int64
                int32_t **mask, int64_t *S);
 /* A progress line on stderr ('\r'-updated on a terminal): what, done of total, tokens and tokens/s. */
 void cli_progress(const char *what, int64_t done, int64_t total, int64_t tokens, double seconds, bool last);
+/* Monotonic seconds, for progress lines. */
+double cli_now_s(void);
+
+/* ---- the options and the batch loop of generate and embed (inputs.c) ------------------------------------------- */
+
+typedef struct {
+    const char *model, *in_file, *out_path, *spm; /* --model/--checkpoint, --input-file, --output, --spm */
+    int extra_ids;                                /* --extra-ids; -1: as cli_open_tokenizer decides */
+    int batch;                                    /* --batch-size */
+    bool ids_only;                                /* --token-ids */
+    cli_int8_opts q8;                             /* --int8, --int8-threshold */
+} cli_infer_opts;
+#define CLI_INFER_DEFAULT(batch) ((cli_infer_opts){NULL, NULL, NULL, NULL, -1, (batch), false, CLI_INT8_DEFAULT})
+/* argv[i] is one of cli_infer_opts' flags: returns the arguments it takes (1 or 2); 0 when it is none of them; -1
+ * after printing a usage error (a bad value, or a value flag given last). */
+int cli_infer_arg(cli_infer_opts *o, const char *cmd, int argc, char **argv, int i);
+/* --output before a large model is read: creatable, and not the --input-file. */
+sx_status cli_check_output(const cli_infer_opts *o);
+/* The tokenizer of the inputs: required when need is set, else opened for an --input-file of text when one is known
+ * (--spm, the model's) and --token-ids is not given; *tok stays NULL otherwise. */
+sx_status cli_input_tokenizer(const cli_infer_opts *o, const run_config *cfg, bool need, data_spm **tok);
+/* One batch of cli_run_batches: B rows of S tokens, right-padded; rows[b] the input index of row b. Adds the tokens
+ * it counts for the progress line to *tokens. */
+typedef sx_status (*cli_batch_fn)(void *user, const int32_t *ids, const int32_t *mask, int64_t B, int64_t S,
+                                  const int64_t *rows, int64_t *tokens);
+/* fn over the n inputs in batches of up to batch neighbours in length order (cli_order_by_length, cli_batch), a
+ * progress line (named what) after every batch but the last; stops at the first error. *tokens and *seconds: the
+ * totals, for the caller's last progress line. */
+sx_status cli_run_batches(const char *what, const cli_example *ex, int64_t n, int batch, int32_t pad, cli_batch_fn fn,
+                          void *user, int64_t *tokens, double *seconds);
 
 #endif

@@ -32,3 +32,10 @@ bool cli_parse_int(const char *cmd, const char *flag, const char *v, long long l
     *out = x;
     return true;
 }
+
+int cli_usage(const char *cmd, const char *fmt, const char *arg) {
+    fprintf(stderr, "switchc %s: ", cmd);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (see switchc %s --help)\n", cmd);
+    return 2;
+}

@@ -275,10 +275,8 @@ static int cmd_logits(int argc, char **argv) {
     s = cli_load_model(mpath, &cfg, &q8, &m);
     if (!s.ok) return err("logits", s);
     ag_arena act;
-    ag_arena_init(&act, "act", 1 << 20);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    ctx.grad_enabled = false;
+    ag_ctx_init_eval(&ctx, &act, "act", 1 << 20);
     model_batch b = {B, S, T, ids, B2 ? mask : NULL, labels, NULL, 0, 0};
     model_output o;
     model_forward(&m, &ctx, &b, (model_rng){0, 0, 0}, &o);
@@ -292,8 +290,7 @@ static int cmd_logits(int argc, char **argv) {
         return err("logits", ws);
     }
     printf("{\"shape\": [%lld, %lld, %lld], \"loss\": %.9g}\n", (long long)B, (long long)T, (long long)m.cfg.vocab_size, ((float *)o.loss->data)[0]);
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
+    ag_ctx_free_eval(&ctx);
     model_free(&m);
     return 0;
 }

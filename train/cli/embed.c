@@ -6,18 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "autograd/sx_file.h"
 #include "train/cli/cli.h"
 #include "train/trainer.h"
-
-static int usage(const char *fmt, const char *arg) {
-    fprintf(stderr, "switchc embed: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see switchc embed --help)\n");
-    return 2;
-}
 
 static void embed_help(void) {
     printf(
@@ -51,12 +43,6 @@ static void embed_help(void) {
         "  switchc embed --model switch-base-8/ --input-file texts.txt --output emb.h5 --pool mean\n"
         "  switchc embed --model switch-base-8/ --input-file texts.jsonl --output states.h5 --router-logits\n"
         "  switchc embed --model switch-base-8/ --input-file texts.txt --output emb.npy --pool mean\n");
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -292,15 +278,43 @@ static sx_status writer_close(embed_writer *w, sx_status st) {
 
 /* ---- the command ----------------------------------------------------------------------------------------------- */
 
+/* One batch: the encoder, then each row to the writer. */
+typedef struct {
+    model *m;
+    ag_ctx *ctx;
+    embed_writer *w;
+    const cli_example *ex;
+    const float **rl; /* per sparse layer: this row's router logits */
+} embed_batch;
+
+static sx_status embed_rows(void *user, const int32_t *ids, const int32_t *mask, int64_t B, int64_t S,
+                            const int64_t *rows, int64_t *tokens) {
+    embed_batch *e = user;
+    const model_config *c = &e->m->cfg;
+    model_route_stats *rs;
+    int n_routes;
+    ag_tensor *h = model_encode(e->m, e->ctx, ids, mask, B, S, &rs, &n_routes); /* [B, S, D] */
+    SX_ASSERT(n_routes == e->w->n_sparse, "embed: %d sparse layers routed, %d expected", n_routes, e->w->n_sparse);
+    sx_status s = sx_ok();
+    for (int64_t b = 0; s.ok && b < B; b++) {
+        const cli_example *x = &e->ex[rows[b]];
+        for (int l = 0; l < n_routes; l++) e->rl[l] = (const float *)rs[l].logits->data + b * S * c->num_experts;
+        s = writer_put(e->w, rows[b], x->ids, x->n, (const float *)h->data + b * S * c->d_model, e->rl);
+        *tokens += x->n;
+    }
+    ag_ctx_reset(e->ctx);
+    return s;
+}
+
+static int usage(const char *fmt, const char *arg) { return cli_usage("embed", fmt, arg); }
+
 int cmd_embed(int argc, char **argv) {
-    const char *mpath = NULL, *in_file = NULL, *out_path = NULL, *spm_path = NULL, *pool = "none";
-    const char *layout = "padded";
-    bool routes = false, ids_only = false;
-    int batch = 16, extra_ids = -1;
-    cli_int8_opts q8 = CLI_INT8_DEFAULT;
+    const char *pool = "none", *layout = "padded";
+    bool routes = false;
+    cli_infer_opts o = CLI_INFER_DEFAULT(16);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int used = cli_int8_arg(&q8, "embed", argc, argv, i);
+        int used = cli_infer_arg(&o, "embed", argc, argv, i);
         if (used < 0) return 2;
         if (used) {
             i += used - 1;
@@ -312,45 +326,25 @@ int cmd_embed(int argc, char **argv) {
         } else if (!strcmp(a, "--router-logits")) {
             routes = true;
             continue;
-        } else if (!strcmp(a, "--token-ids")) {
-            ids_only = true;
-            continue;
         } else if (!v) {
-            static const char *const VALUE_FLAGS[] = {"--model", "--checkpoint", "--input-file", "--output", "--spm",
-                                                      "--pool", "--layout", "--batch-size", "--extra-ids",
-                                                      "--int8-threshold", NULL};
+            static const char *const VALUE_FLAGS[] = {"--pool", "--layout", NULL};
             return cli_bad_arg("embed", a, VALUE_FLAGS);
         }
         i++;
-        if (!strcmp(a, "--model") || !strcmp(a, "--checkpoint")) {
-            mpath = v;
-        } else if (!strcmp(a, "--input-file")) {
-            in_file = v;
-        } else if (!strcmp(a, "--output")) {
-            out_path = v;
-        } else if (!strcmp(a, "--spm")) {
-            spm_path = v;
-        } else if (!strcmp(a, "--pool")) {
+        if (!strcmp(a, "--pool")) {
             if (strcmp(v, "mean") && strcmp(v, "none")) return usage("--pool '%s' must be mean or none", v);
             pool = v;
         } else if (!strcmp(a, "--layout")) {
             if (strcmp(v, "padded") && strcmp(v, "per-example"))
                 return usage("--layout '%s' must be padded or per-example", v);
             layout = v;
-        } else if (!strcmp(a, "--batch-size")) {
-            long long iv;
-            if (!cli_parse_int("embed", a, v, 1, 1 << 20, &iv)) return 2;
-            batch = (int)iv;
-        } else if (!strcmp(a, "--extra-ids")) {
-            long long iv;
-            if (!cli_parse_int("embed", a, v, 0, 100000, &iv)) return 2;
-            extra_ids = (int)iv;
         } else {
             return cli_bad_arg("embed", a, NULL);
         }
     }
-    if (!mpath || !in_file || !out_path) return usage("%s", "--model, --input-file and --output are required");
-    if (!mpath[0]) return usage("%s", "--model: the path is empty");
+    if (!o.model || !o.in_file || !o.out_path) return usage("%s", "--model, --input-file and --output are required");
+    if (!o.model[0]) return usage("%s", "--model: the path is empty");
+    const char *out_path = o.out_path;
     bool npy = ends_with(out_path, ".npy");
     if (!npy && !ends_with(out_path, ".h5") && !ends_with(out_path, ".hdf5"))
         return usage("--output '%s' must end in .h5 (HDF5) or .npy", out_path);
@@ -358,26 +352,22 @@ int cmd_embed(int argc, char **argv) {
     /* the output paths before a large model is read */
     char mask_path[1100];
     snprintf(mask_path, sizeof mask_path, "%.*s.mask.npy", (int)strlen(out_path) - 4, out_path);
-    sx_status os = sx_file_check_output(out_path, "--output", false);
-    if (os.ok && sx_file_same(in_file, out_path))
-        os = sx_errorf("--output %s is the --input-file: it would be overwritten", out_path);
+    sx_status os = cli_check_output(&o);
     if (os.ok && npy && !strcmp(pool, "none")) os = sx_file_check_output(mask_path, "--output's mask", false);
     if (!os.ok) return cli_fail(os);
     run_config cfg;
-    sx_status s = trainer_config_from_checkpoint(mpath, &cfg);
+    sx_status s = trainer_config_from_checkpoint(o.model, &cfg);
     if (!s.ok) return cli_fail(s);
-    data_spm *tok = NULL;
-    if (!ids_only && (spm_path || cli_tokenizer_known(NULL, mpath, &cfg))) {
-        s = cli_open_tokenizer(spm_path, mpath, &cfg, extra_ids, true, &tok);
-        if (!s.ok) return cli_fail(s);
-    }
+    data_spm *tok;
+    s = cli_input_tokenizer(&o, &cfg, false, &tok);
+    if (!s.ok) return cli_fail(s);
     cli_example *ex;
     int64_t n;
-    s = cli_read_examples(in_file, tok, ids_only, cfg.model.eos_token_id, cfg.model.vocab_size, &ex, &n);
+    s = cli_read_examples(o.in_file, tok, o.ids_only, cfg.model.eos_token_id, cfg.model.vocab_size, &ex, &n);
     data_spm_free(tok);
     if (!s.ok) return cli_fail(s);
     model m;
-    s = cli_load_model(mpath, &cfg, &q8, &m);
+    s = cli_load_model(o.model, &cfg, &o.q8, &m);
     if (!s.ok) {
         cli_examples_free(ex, n);
         return cli_fail(s);
@@ -389,40 +379,18 @@ int cmd_embed(int argc, char **argv) {
     embed_writer w = {out_path, npy, !strcmp(layout, "padded") || npy, !strcmp(pool, "mean"), routes, n, 1,
                       c->d_model, c->num_experts, n_sparse, sparse_block, -1};
     for (int64_t i = 0; i < n; i++) w.S = ex[i].n > w.S ? ex[i].n : w.S;
-    s = writer_open(&w, mpath);
-    int64_t *order = cli_order_by_length(ex, n);
+    s = writer_open(&w, o.model);
     ag_arena act;
-    ag_arena_init(&act, "embed", 1 << 20);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    double t0 = now_s();
+    ag_ctx_init_eval(&ctx, &act, "embed", 1 << 20);
+    embed_batch eb = {&m, &ctx, &w, ex, calloc((size_t)(n_sparse > 0 ? n_sparse : 1), sizeof(float *))};
     int64_t tokens = 0;
-    const float **rl = calloc((size_t)(n_sparse > 0 ? n_sparse : 1), sizeof(float *));
-    for (int64_t first = 0; s.ok && first < n; first += batch) {
-        int64_t B = n - first < batch ? n - first : batch, S;
-        int32_t *ids, *mask;
-        cli_batch(ex, order, first, B, c->pad_token_id, &ids, &mask, &S);
-        model_route_stats *rs;
-        int n_routes;
-        ag_tensor *h = model_encode(&m, &ctx, ids, mask, B, S, &rs, &n_routes); /* [B, S, D] */
-        SX_ASSERT(n_routes == n_sparse, "embed: %d sparse layers routed, %d expected", n_routes, n_sparse);
-        for (int64_t b = 0; s.ok && b < B; b++) {
-            const cli_example *e = &ex[order[first + b]];
-            for (int l = 0; l < n_sparse; l++) rl[l] = (const float *)rs[l].logits->data + b * S * c->num_experts;
-            s = writer_put(&w, order[first + b], e->ids, e->n, (const float *)h->data + b * S * c->d_model, rl);
-            tokens += e->n;
-        }
-        ag_ctx_reset(&ctx);
-        free(ids);
-        free(mask);
-        if (first + B < n) cli_progress("embed", first + B, n, tokens, now_s() - t0, false);
-    }
+    double seconds = 0;
+    if (s.ok) s = cli_run_batches("embed", ex, n, o.batch, c->pad_token_id, embed_rows, &eb, &tokens, &seconds);
     s = writer_close(&w, s);
-    if (s.ok) cli_progress("embed", n, n, tokens, now_s() - t0, true);
-    free(rl);
-    free(order);
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
+    if (s.ok) cli_progress("embed", n, n, tokens, seconds, true);
+    free(eb.rl);
+    ag_ctx_free_eval(&ctx);
     cli_examples_free(ex, n);
     model_free(&m);
     return s.ok ? 0 : cli_fail(s);

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "autograd/sx_file.h"
 #include "train/cli/cli.h"
@@ -14,18 +13,7 @@
 #include "train/run_checks.h"
 #include "train/trainer.h"
 
-static int usage(const char *fmt, const char *arg) {
-    fprintf(stderr, "switchc generate: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see switchc generate --help)\n");
-    return 2;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+static int usage(const char *fmt, const char *arg) { return cli_usage("generate", fmt, arg); }
 
 static void generate_help(void) {
     printf(
@@ -113,70 +101,90 @@ static void write_result(FILE *f, int64_t index, const cli_example *ex, const da
 }
 
 /* The file mode: batches of neighbours in length order, results put back in input order. */
+typedef struct {
+    model *m;
+    ag_ctx *ctx;
+    const gen_config *g;
+    int32_t *out, *bout; /* [n, L] in input order; [batch, L] of one batch */
+    int *lens, *blens;
+    float *scores, *bscores;
+} generate_batch;
+
+static sx_status generate_rows(void *user, const int32_t *ids, const int32_t *mask, int64_t B, int64_t S,
+                               const int64_t *rows, int64_t *tokens) {
+    generate_batch *e = user;
+    int L = e->g->max_len;
+    generate_ex(e->m, e->ctx, ids, mask, B, S, e->g, rows, e->bout, e->blens, e->bscores);
+    for (int64_t b = 0; b < B; b++) {
+        int64_t i = rows[b];
+        memcpy(e->out + i * L, e->bout + b * L, sizeof(int32_t) * (size_t)L);
+        e->lens[i] = e->blens[b];
+        e->scores[i] = e->bscores[b];
+        *tokens += e->blens[b];
+    }
+    return sx_ok();
+}
+
 static sx_status generate_file(model *m, const cli_example *ex, int64_t n, const gen_config *g, int batch,
                                const data_spm *tok, const char *out_path) {
     FILE *f = strcmp(out_path, "-") ? fopen(out_path, "w") : stdout;
     if (!f) return sx_errorf("%s: cannot create: %s", out_path, strerror(errno));
     int L = g->max_len;
-    int32_t *out = malloc(sizeof(int32_t) * (size_t)(n * L));
-    int *lens = malloc(sizeof(int) * (size_t)n);
-    float *scores = malloc(sizeof(float) * (size_t)n);
-    int64_t *order = cli_order_by_length(ex, n);
-    int32_t *bout = malloc(sizeof(int32_t) * (size_t)(batch * L));
-    int *blens = malloc(sizeof(int) * (size_t)batch);
-    float *bscores = malloc(sizeof(float) * (size_t)batch);
     ag_arena act;
-    ag_arena_init(&act, "generate", 1 << 20);
     ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    ctx.grad_enabled = false;
-    ctx.training = false;
-    double t0 = now_s();
-    int64_t tokens = 0;
-    for (int64_t first = 0; first < n; first += batch) {
-        int64_t B = n - first < batch ? n - first : batch, S;
-        int32_t *ids, *mask;
-        cli_batch(ex, order, first, B, m->cfg.pad_token_id, &ids, &mask, &S);
-        generate_ex(m, &ctx, ids, mask, B, S, g, order + first, bout, blens, bscores);
-        for (int64_t b = 0; b < B; b++) {
-            int64_t i = order[first + b];
-            memcpy(out + i * L, bout + b * L, sizeof(int32_t) * (size_t)L);
-            lens[i] = blens[b];
-            scores[i] = bscores[b];
-            tokens += blens[b];
-        }
-        free(ids);
-        free(mask);
-        if (first + B < n) cli_progress("generate", first + B, n, tokens, now_s() - t0, false);
-    }
-    cli_progress("generate", n, n, tokens, now_s() - t0, true);
-    for (int64_t i = 0; i < n; i++) write_result(f, i, &ex[i], tok, &m->cfg, out + i * L, lens[i], g->num_beams > 1,
-                                                 scores[i]);
+    ag_ctx_init_eval(&ctx, &act, "generate", 1 << 20);
+    generate_batch e = {m, &ctx, g, malloc(sizeof(int32_t) * (size_t)(n * L)), malloc(sizeof(int32_t) * (size_t)(batch * L)),
+                        malloc(sizeof(int) * (size_t)n), malloc(sizeof(int) * (size_t)batch),
+                        malloc(sizeof(float) * (size_t)n), malloc(sizeof(float) * (size_t)batch)};
+    int64_t tokens;
+    double seconds;
+    cli_run_batches("generate", ex, n, batch, m->cfg.pad_token_id, generate_rows, &e, &tokens, &seconds);
+    cli_progress("generate", n, n, tokens, seconds, true);
+    for (int64_t i = 0; i < n; i++)
+        write_result(f, i, &ex[i], tok, &m->cfg, e.out + i * L, e.lens[i], g->num_beams > 1, e.scores[i]);
     sx_status st = sx_ok();
     if (f != stdout && fclose(f) != 0) st = sx_errorf("%s: cannot write: %s", out_path, strerror(errno));
     else if (f == stdout) fflush(stdout);
-    ag_ctx_free(&ctx);
-    ag_arena_free(&act);
-    free(out);
-    free(lens);
-    free(scores);
-    free(order);
-    free(bout);
-    free(blens);
-    free(bscores);
+    ag_ctx_free_eval(&ctx);
+    free(e.out);
+    free(e.bout);
+    free(e.lens);
+    free(e.blens);
+    free(e.scores);
+    free(e.bscores);
     return st;
 }
 
+/* One input (--input or --ids): the text when tok is given, else the ids, on stdout. */
+static void generate_one(model *m, const cli_example *ex, const gen_config *g, const data_spm *tok) {
+    ag_arena act;
+    ag_ctx ctx;
+    ag_ctx_init_eval(&ctx, &act, "generate", 1 << 20);
+    int32_t *out = malloc(sizeof(int32_t) * (size_t)g->max_len);
+    int len;
+    float score;
+    int64_t row = 0;
+    generate_ex(m, &ctx, ex->ids, NULL, 1, ex->n, g, &row, out, &len, &score);
+    if (tok) {
+        char *t = cli_decode_text(tok, out, len, m->cfg.eos_token_id, m->cfg.pad_token_id);
+        printf("%s\n", t);
+        free(t);
+    } else {
+        for (int i = 0; i < len; i++) printf(i ? " %d" : "%d", out[i]);
+        printf("\n");
+    }
+    free(out);
+    ag_ctx_free_eval(&ctx);
+}
+
 int cmd_generate(int argc, char **argv) {
-    const char *ckpt = NULL, *ids_arg = NULL, *text = NULL, *spm_path = NULL, *in_file = NULL, *out_path = NULL;
-    int extra_ids = -1, batch = 8;
-    bool ids_only = false;
+    const char *ids_arg = NULL, *text = NULL;
     gen_config g = {32, 1, 1.0, GEN_EARLY_STOP_FALSE, false, 1.0, 50, 1.0, 0};
-    cli_int8_opts q8 = CLI_INT8_DEFAULT;
+    cli_infer_opts o = CLI_INFER_DEFAULT(8);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long long iv;
-        int used = cli_int8_arg(&q8, "generate", argc, argv, i);
+        int used = cli_infer_arg(&o, "generate", argc, argv, i);
         if (used < 0) return 2;
         if (used) {
             i += used - 1;
@@ -188,35 +196,17 @@ int cmd_generate(int argc, char **argv) {
         } else if (!strcmp(a, "--do-sample")) {
             g.do_sample = true;
             continue;
-        } else if (!strcmp(a, "--token-ids")) {
-            ids_only = true;
-            continue;
         } else if (!v) {
             static const char *const VALUE_FLAGS[] = {
-                "--checkpoint", "--model", "--ids", "--input", "--input-file", "--output", "--spm", "--extra-ids",
-                "--batch-size", "--max-len", "--max-new-tokens", "--beams", "--num-beams", "--length-penalty",
-                "--early-stopping", "--temperature", "--top-k", "--top-p", "--seed", "--int8-threshold", NULL};
+                "--ids", "--input", "--max-len", "--max-new-tokens", "--beams", "--num-beams", "--length-penalty",
+                "--early-stopping", "--temperature", "--top-k", "--top-p", "--seed", NULL};
             return cli_bad_arg("generate", a, VALUE_FLAGS);
         }
         i++;
-        if (!strcmp(a, "--checkpoint") || !strcmp(a, "--model")) {
-            ckpt = v;
-        } else if (!strcmp(a, "--ids")) {
+        if (!strcmp(a, "--ids")) {
             ids_arg = v;
         } else if (!strcmp(a, "--input")) {
             text = v;
-        } else if (!strcmp(a, "--input-file")) {
-            in_file = v;
-        } else if (!strcmp(a, "--output")) {
-            out_path = v;
-        } else if (!strcmp(a, "--spm")) {
-            spm_path = v;
-        } else if (!strcmp(a, "--extra-ids")) {
-            if (!cli_parse_int("generate", a, v, 0, 100000, &iv)) return 2;
-            extra_ids = (int)iv;
-        } else if (!strcmp(a, "--batch-size")) {
-            if (!cli_parse_int("generate", a, v, 1, 1 << 20, &iv)) return 2;
-            batch = (int)iv;
         } else if (!strcmp(a, "--max-len") || !strcmp(a, "--max-new-tokens")) {
             if (!cli_parse_int("generate", a, v, 1, RUN_CHECKS_MAX_GEN_LEN, &iv)) return 2;
             g.max_len = (int)iv;
@@ -249,81 +239,50 @@ int cmd_generate(int argc, char **argv) {
             return cli_bad_arg("generate", a, NULL);
         }
     }
-    if (!ckpt) return usage("%s", "--model DIR|CKPT is required");
-    if (!ckpt[0]) return usage("%s", "--model: the path is empty");
-    if ((ids_arg != NULL) + (text != NULL) + (in_file != NULL) != 1)
+    if (!o.model) return usage("%s", "--model DIR|CKPT is required");
+    if (!o.model[0]) return usage("%s", "--model: the path is empty");
+    if ((ids_arg != NULL) + (text != NULL) + (o.in_file != NULL) != 1)
         return usage("%s", "give the input as --input TEXT or as --ids \"ID ...\", or many as --input-file F "
                            "(one of them)");
-    if (in_file && !out_path) return usage("%s", "--input-file needs --output OUT.jsonl ('-' for stdout)");
-    if (!in_file && out_path) return usage("%s", "--output goes with --input-file");
+    if (o.in_file && !o.out_path) return usage("%s", "--input-file needs --output OUT.jsonl ('-' for stdout)");
+    if (!o.in_file && o.out_path) return usage("%s", "--output goes with --input-file");
     if (g.do_sample && g.num_beams > 1)
         return usage("%s", "--do-sample with --num-beams > 1 (HF's beam sampling) is not supported: use one of them");
-    if (out_path && strcmp(out_path, "-")) { /* the output path before a large model is read */
-        sx_status os = sx_file_check_output(out_path, "--output", false);
-        if (os.ok && sx_file_same(in_file, out_path))
-            os = sx_errorf("--output %s is the --input-file: it would be overwritten", out_path);
+    if (o.out_path && strcmp(o.out_path, "-")) { /* the output path before a large model is read */
+        sx_status os = cli_check_output(&o);
         if (!os.ok) return cli_fail(os);
     }
     run_config cfg;
-    sx_status s = trainer_config_from_checkpoint(ckpt, &cfg);
+    sx_status s = trainer_config_from_checkpoint(o.model, &cfg);
     if (!s.ok) return cli_fail(s);
     /* the tokenizer and the inputs first: a missing or bad one fails before a large model is read */
-    data_spm *tok = NULL;
+    data_spm *tok;
+    s = cli_input_tokenizer(&o, &cfg, text != NULL, &tok);
+    if (!s.ok) return cli_fail(s);
     cli_example *ex = NULL;
     int64_t n = 0;
-    if (text || (in_file && !ids_only && (spm_path || cli_tokenizer_known(NULL, ckpt, &cfg)))) {
-        s = cli_open_tokenizer(spm_path, ckpt, &cfg, extra_ids, true, &tok);
-        if (!s.ok) return cli_fail(s);
-    }
-    if (in_file) {
-        s = cli_read_examples(in_file, tok, ids_only, cfg.model.eos_token_id, cfg.model.vocab_size, &ex, &n);
+    if (o.in_file) {
+        s = cli_read_examples(o.in_file, tok, o.ids_only, cfg.model.eos_token_id, cfg.model.vocab_size, &ex, &n);
     } else {
         n = 1;
         ex = calloc(1, sizeof *ex);
         s = cli_example_parse(text ? "--input" : "--ids", 0, text ? text : ids_arg, tok, !text, cfg.model.eos_token_id,
                               cfg.model.vocab_size, ex);
     }
-    if (!s.ok) {
-        cli_examples_free(ex, n);
-        data_spm_free(tok);
-        return cli_fail(s);
-    }
     int64_t S_max = 1;
-    for (int64_t i = 0; i < n; i++) S_max = ex[i].n > S_max ? ex[i].n : S_max;
+    for (int64_t i = 0; s.ok && i < n; i++) S_max = ex[i].n > S_max ? ex[i].n : S_max;
+    if (s.ok)
+        s = run_checks_generate(&cfg.model, n < o.batch ? n : o.batch, S_max, g.max_len, g.num_beams,
+                                "generate --max-new-tokens/--num-beams/--batch-size");
     model m;
-    s = run_checks_generate(&cfg.model, n < batch ? n : batch, S_max, g.max_len, g.num_beams,
-                            "generate --max-new-tokens/--num-beams/--batch-size");
-    if (s.ok) s = cli_load_model(ckpt, &cfg, &q8, &m);
+    if (s.ok) s = cli_load_model(o.model, &cfg, &o.q8, &m);
     if (!s.ok) {
         cli_examples_free(ex, n);
         data_spm_free(tok);
         return cli_fail(s);
     }
-    if (in_file) {
-        s = generate_file(&m, ex, n, &g, batch, tok, out_path);
-    } else {
-        ag_arena act;
-        ag_arena_init(&act, "generate", 1 << 20);
-        ag_ctx ctx;
-        ag_ctx_init(&ctx, &act);
-        ctx.grad_enabled = false;
-        int32_t *out = malloc(sizeof(int32_t) * (size_t)g.max_len);
-        int len;
-        float score;
-        int64_t row = 0;
-        generate_ex(&m, &ctx, ex[0].ids, NULL, 1, ex[0].n, &g, &row, out, &len, &score);
-        if (text) {
-            char *t = cli_decode_text(tok, out, len, m.cfg.eos_token_id, m.cfg.pad_token_id);
-            printf("%s\n", t);
-            free(t);
-        } else {
-            for (int i = 0; i < len; i++) printf(i ? " %d" : "%d", out[i]);
-            printf("\n");
-        }
-        free(out);
-        ag_ctx_free(&ctx);
-        ag_arena_free(&act);
-    }
+    if (o.in_file) s = generate_file(&m, ex, n, &g, o.batch, tok, o.out_path);
+    else generate_one(&m, &ex[0], &g, text ? tok : NULL);
     cli_examples_free(ex, n);
     data_spm_free(tok);
     model_free(&m);

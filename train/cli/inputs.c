@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "autograd/sx_file.h"
@@ -208,4 +209,81 @@ void cli_progress(const char *what, int64_t done, int64_t total, int64_t tokens,
             (long long)done, (long long)total, (long long)tokens, seconds, seconds > 0 ? (double)tokens / seconds : 0.0,
             tty && !last ? "" : "\n");
     fflush(stderr);
+}
+
+double cli_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int cli_infer_arg(cli_infer_opts *o, const char *cmd, int argc, char **argv, int i) {
+    int used = cli_int8_arg(&o->q8, cmd, argc, argv, i);
+    if (used) return used;
+    const char *a = argv[i];
+    if (!strcmp(a, "--token-ids")) {
+        o->ids_only = true;
+        return 1;
+    }
+    static const char *const VALUE_FLAGS[] = {"--model", "--checkpoint", "--input-file", "--output", "--spm",
+                                              "--batch-size", "--extra-ids", NULL};
+    bool mine = false;
+    for (int k = 0; VALUE_FLAGS[k]; k++) mine |= !strcmp(a, VALUE_FLAGS[k]);
+    if (!mine) return 0;
+    if (i + 1 >= argc) {
+        cli_bad_arg(cmd, a, VALUE_FLAGS);
+        return -1;
+    }
+    const char *v = argv[i + 1];
+    long long iv;
+    if (!strcmp(a, "--model") || !strcmp(a, "--checkpoint")) {
+        o->model = v;
+    } else if (!strcmp(a, "--input-file")) {
+        o->in_file = v;
+    } else if (!strcmp(a, "--output")) {
+        o->out_path = v;
+    } else if (!strcmp(a, "--spm")) {
+        o->spm = v;
+    } else if (!strcmp(a, "--batch-size")) {
+        if (!cli_parse_int(cmd, a, v, 1, 1 << 20, &iv)) return -1;
+        o->batch = (int)iv;
+    } else { /* --extra-ids */
+        if (!cli_parse_int(cmd, a, v, 0, 100000, &iv)) return -1;
+        o->extra_ids = (int)iv;
+    }
+    return 2;
+}
+
+sx_status cli_check_output(const cli_infer_opts *o) {
+    sx_status s = sx_file_check_output(o->out_path, "--output", false);
+    if (s.ok && sx_file_same(o->in_file, o->out_path))
+        s = sx_errorf("--output %s is the --input-file: it would be overwritten", o->out_path);
+    return s;
+}
+
+sx_status cli_input_tokenizer(const cli_infer_opts *o, const run_config *cfg, bool need, data_spm **tok) {
+    *tok = NULL;
+    if (need || (o->in_file && !o->ids_only && (o->spm || cli_tokenizer_known(NULL, o->model, cfg))))
+        return cli_open_tokenizer(o->spm, o->model, cfg, o->extra_ids, true, tok);
+    return sx_ok();
+}
+
+sx_status cli_run_batches(const char *what, const cli_example *ex, int64_t n, int batch, int32_t pad, cli_batch_fn fn,
+                          void *user, int64_t *tokens, double *seconds) {
+    int64_t *order = cli_order_by_length(ex, n);
+    double t0 = cli_now_s();
+    *tokens = 0;
+    sx_status s = sx_ok();
+    for (int64_t first = 0; s.ok && first < n; first += batch) {
+        int64_t B = n - first < batch ? n - first : batch, S;
+        int32_t *ids, *mask;
+        cli_batch(ex, order, first, B, pad, &ids, &mask, &S);
+        s = fn(user, ids, mask, B, S, order + first, tokens);
+        free(ids);
+        free(mask);
+        if (first + B < n) cli_progress(what, first + B, n, *tokens, cli_now_s() - t0, false);
+    }
+    *seconds = cli_now_s() - t0;
+    free(order);
+    return s;
 }

@@ -21,18 +21,6 @@
 #include "train/run_checks.h"
 #include "train/trainer.h"
 
-static int fail(sx_status s) {
-    fprintf(stderr, "switchc: error: %s\n", s.msg);
-    return 1;
-}
-
-static int usage_error(const char *cmd, const char *fmt, const char *arg) {
-    fprintf(stderr, "switchc %s: ", cmd);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see switchc %s --help)\n", cmd);
-    return 2;
-}
-
 /* ---- train ------------------------------------------------------------------------------------------------------ */
 
 static void train_help(void) {
@@ -82,17 +70,17 @@ static int cmd_train(int argc, char **argv) {
         } else if (!strcmp(a, "--print-config")) {
             print_config = true;
         } else if (!strcmp(a, "--config")) {
-            if (++i >= argc) return usage_error("train", "%s needs a file", a);
+            if (++i >= argc) return cli_usage("train", "%s needs a file", a);
             sx_status s = run_config_load(&cfg, argv[i]);
-            if (!s.ok) return fail(s);
+            if (!s.ok) return cli_fail(s);
         } else if (!strcmp(a, "--set")) { /* applied below, after every --config */
-            if (++i >= argc) return usage_error("train", "%s needs section.key=value", a);
+            if (++i >= argc) return cli_usage("train", "%s needs section.key=value", a);
         } else if (!strcmp(a, "--overwrite")) {
             opts.overwrite = true;
         } else if (!strcmp(a, "--resume")) {
             opts.resume = (i + 1 < argc && argv[i + 1][0] != '-') ? argv[++i] : "auto";
         } else if (!strcmp(a, "--init-from")) {
-            if (++i >= argc) return usage_error("train", "%s needs a checkpoint", a);
+            if (++i >= argc) return cli_usage("train", "%s needs a checkpoint", a);
             opts.init_from = argv[i];
         } else {
             return cli_bad_arg("train", a, NULL);
@@ -102,36 +90,36 @@ static int cmd_train(int argc, char **argv) {
     if (opts.init_from && !hf_is_model_dir(opts.init_from)) {
         sx_status is =
             sx_file_check_regular(opts.init_from, "--init-from checkpoint (or a Hugging Face folder with config.json)");
-        if (!is.ok) return fail(is);
+        if (!is.ok) return cli_fail(is);
     }
     if (opts.resume && strcmp(opts.resume, "auto")) {
         sx_status rs = sx_file_check_regular(opts.resume, "--resume checkpoint");
-        if (!rs.ok) return fail(rs);
+        if (!rs.ok) return cli_fail(rs);
     }
     /* --set overrides the run config wherever it stands: `--set K=V --config F` keeps V (scripts/launch_mpirun.sh
      * puts its --set parallel.expert_parallel before the caller's --config) */
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--set")) {
             sx_status s = run_config_set(&cfg, argv[++i]);
-            if (!s.ok) return fail(s);
+            if (!s.ok) return cli_fail(s);
         } else if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--init-from")) {
             i++; /* a value, never a flag */
         }
     /* fine-tuning an HF folder: its config.json is the model unless the run config gave one */
     if (opts.init_from && hf_is_model_dir(opts.init_from) && !strcmp(cfg.model_source, "built-in")) {
         sx_status hs = hf_read_config(opts.init_from, &cfg.model);
-        if (!hs.ok) return fail(hs);
+        if (!hs.ok) return cli_fail(hs);
         snprintf(cfg.model_source, sizeof cfg.model_source, "%s", opts.init_from);
         /* --set model.* overrides apply over the folder's config.json, as from_pretrained(dir, key=value) */
         for (int i = 1; i + 1 < argc; i++)
             if (!strcmp(argv[i], "--set") && !strncmp(argv[i + 1], "model.", 6)) {
                 hs = run_config_set(&cfg, argv[++i]);
-                if (!hs.ok) return fail(hs);
+                if (!hs.ok) return cli_fail(hs);
             }
     }
     if (print_config) { /* the effective config after --config and --set, then exit */
         sx_status v = run_config_validate(&cfg);
-        if (!v.ok) return fail(v);
+        if (!v.ok) return cli_fail(v);
         cJSON *j = run_config_to_json(&cfg);
         char *text = cJSON_Print(j);
         printf("%s\n", text);
@@ -140,22 +128,22 @@ static int cmd_train(int argc, char **argv) {
         return 0;
     }
     sx_status os = sx_file_check_output(cfg.out_dir, "train.out_dir", true);
-    if (!os.ok) return fail(os);
+    if (!os.ok) return cli_fail(os);
     par_transport_kind kind = PAR_TRANSPORT_AUTO;
     if (!strcmp(cfg.transport, "mpi")) kind = PAR_TRANSPORT_MPI;
     else if (!strcmp(cfg.transport, "nccl")) kind = PAR_TRANSPORT_NCCL;
     else if (!strcmp(cfg.transport, "loopback")) kind = PAR_TRANSPORT_LOOPBACK;
-    else if (strcmp(cfg.transport, "auto")) return fail(sx_errorf("parallel.transport: '%s' is not one of auto, mpi, nccl, loopback", cfg.transport));
+    else if (strcmp(cfg.transport, "auto")) return cli_fail(sx_errorf("parallel.transport: '%s' is not one of auto, mpi, nccl, loopback", cfg.transport));
     par_ctx par;
     sx_status s = par_init(&par, &argc, &argv, cfg.expert_parallel, kind, cfg.collective_timeout_s);
-    if (!s.ok) return fail(s);
+    if (!s.ok) return cli_fail(s);
     opts.par = &par;
     trainer_result res;
     s = trainer_run(&cfg, &opts, &res);
     if (!s.ok) {
         /* one rank's error ends the job: the others may be waiting in a collective */
         if (par.world_size > 1) par_abort(&par, "%s", s.msg);
-        return fail(s);
+        return cli_fail(s);
     }
     par_finalize(&par);
     return 0;
@@ -195,11 +183,8 @@ static sx_status print_text_examples(model *m, const run_config *cfg0, const dat
     sx_status s = batch_source_get(src, 0, B, ids, mask, labels, &S, &T);
     if (s.ok && B > 0) {
         ag_arena act;
-        ag_arena_init(&act, "eval-text", 1 << 20);
         ag_ctx ctx;
-        ag_ctx_init(&ctx, &act);
-        ctx.grad_enabled = false;
-        ctx.training = false;
+        ag_ctx_init_eval(&ctx, &act, "eval-text", 1 << 20);
         gen_config g = {cfg->gen_max_len, 1, 1.0};
         generate(m, &ctx, ids, mask, B, S, &g, gen, lens);
         int32_t eos = m->cfg.eos_token_id, pad = m->cfg.pad_token_id;
@@ -214,8 +199,7 @@ static sx_status print_text_examples(model *m, const run_config *cfg0, const dat
             free(want);
             free(got);
         }
-        ag_ctx_free(&ctx);
-        ag_arena_free(&act);
+        ag_ctx_free_eval(&ctx);
     }
     batch_source_close(src);
     free(ids);
@@ -259,11 +243,11 @@ static int cmd_eval(int argc, char **argv) {
             return cli_bad_arg("eval", argv[i], VALUE_FLAGS);
         }
     }
-    if (!ckpt) return usage_error("eval", "%s", "--checkpoint CKPT is required");
-    if (!ckpt[0]) return usage_error("eval", "%s", "--checkpoint: the path is empty");
+    if (!ckpt) return cli_usage("eval", "%s", "--checkpoint CKPT is required");
+    if (!ckpt[0]) return cli_usage("eval", "%s", "--checkpoint: the path is empty");
     run_config cfg;
     sx_status s = trainer_config_from_checkpoint(ckpt, &cfg);
-    if (!s.ok) return fail(s);
+    if (!s.ok) return cli_fail(s);
     if (data) {
         snprintf(cfg.task, sizeof cfg.task, "dataset");
         snprintf(cfg.eval_data, sizeof cfg.eval_data, "%s", data);
@@ -272,18 +256,18 @@ static int cmd_eval(int argc, char **argv) {
     s = run_checks_validate(&cfg);
     if (s.ok && !strcmp(cfg.task, "dataset") && !cfg.eval_data[0])
         s = sx_errorf("%s: its run config has no data.eval: give the evaluation dataset with --data EVAL.h5", ckpt);
-    if (!s.ok) return fail(s);
+    if (!s.ok) return cli_fail(s);
     data_spm *tok = NULL; /* text examples: datasets only (the built-in tasks print their own) */
     if (!strcmp(cfg.task, "dataset")) {
         s = cli_open_tokenizer(spm_path, ckpt, &cfg, extra_ids, spm_path != NULL, &tok);
-        if (!s.ok && spm_path) return fail(s);
+        if (!s.ok && spm_path) return cli_fail(s);
         if (!s.ok) fprintf(stderr, "switchc eval: warning: no text examples: %s\n", s.msg);
     }
     model m;
     s = cli_load_model(ckpt, &cfg, &q8, &m);
     if (!s.ok) {
         data_spm_free(tok);
-        return fail(s);
+        return cli_fail(s);
     }
     if (tok) s = print_text_examples(&m, &cfg, tok, 3);
     eval_result ev;
@@ -291,7 +275,7 @@ static int cmd_eval(int argc, char **argv) {
     data_spm_free(tok);
     if (!s.ok) {
         model_free(&m);
-        return fail(s);
+        return cli_fail(s);
     }
     printf("{\"loss\": %.6f, \"token_accuracy\": %.6f, \"exact_match\": %.6f, \"examples\": %lld}\n", ev.loss, ev.token_acc, ev.exact_match,
            (long long)ev.examples);

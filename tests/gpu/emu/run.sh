@@ -20,6 +20,8 @@ done
 for f in autograd/*.c autograd/cpu/*.c autograd/cuda/*.c; do
   gcc -std=gnu11 -Wall -Wno-unused-parameter "${flags[@]}" -c "$f" -o "$out/obj/c_$(basename "$f" .c).o" &
 done
+# the suites' shared helpers (tests/tutil.c), linked like the backend
+gcc -std=gnu11 -Wall -Wno-unused-parameter "${flags[@]}" -DSX_BINARY_DIR="\"$out\"" -c tests/tutil.c -o "$out/obj/c_tutil.o" &
 rm -f "$out"/host/*.o
 for f in moe/*.c parallel/*.c data/*.c train/*.c; do
   gcc -std=gnu11 -Wall -Wno-unused-parameter "${flags[@]}" -c "$f" -o "$out/host/$(dirname "$f")_$(basename "$f" .c).o" &
