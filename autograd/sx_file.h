@@ -31,6 +31,9 @@ sx_status sx_file_check_output(const char *path, const char *flag, bool dir_ok);
 bool sx_file_same(const char *a, const char *b);
 /* What a path is, for messages: "a directory", "a FIFO", ... ("a regular file"; "missing" when stat fails). */
 const char *sx_file_kind(const char *path);
+/* Writes len bytes as path, atomically: into path.tmp.PID, then renamed over path (a reader sees the old file or the
+ * new one; a FIFO or a file in the way is replaced, never written through). what: the role in messages. */
+sx_status sx_file_write_atomic(const char *path, const char *what, const void *data, size_t len);
 /* Past a file-size limit (ulimit -f), the kernel sends SIGXFSZ, which kills silently: ignored, the write fails
  * with EFBIG and the writer reports the file. Call once at program start. */
 void sx_file_ignore_sigxfsz(void);

@@ -11,12 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int64_t moe_capacity_from_factor(double cf, int64_t group_tokens, int num_experts, int min_capacity) {
-    if (cf <= 0) return -1;
-    int64_t c = (int64_t)llround(cf * (double)group_tokens / (double)num_experts); /* flaxformer rounds (SPEC 4.3) */
-    return c > min_capacity ? c : min_capacity;
-}
-
 /* x W^T per expert group: the int8 weights when the layer has them, plus the LoRA update when it has one */
 static ag_tensor *expert_matmul(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, const ag_int8_weight *q, ag_tensor *off, const struct moe_lora *lo) {
     ag_tensor *y = q ? ag_int8_grouped_linear(ctx, x, q, off) : ag_grouped_matmul(ctx, x, w, off, true);
@@ -149,29 +143,13 @@ static ag_tensor *experts_remote(ag_ctx *ctx, const moe_config *cfg, const moe_w
     return exchange(ctx, g, yr, xe->shape[0], rc, sc, "moe_combine"); /* back to the senders, in xe's order */
 }
 
-void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w, ag_tensor *x, ag_rng_key jitter_key,
-                        ag_rng_key dropout_key, moe_output *out) {
-    char sx[96];
-    SX_ASSERT(x->ndim == 2 && ag_dtype_is_float(x->dtype), "moe_switch_forward: x must be float [N, D], got %s", ag_shape_str(x, sx, sizeof sx));
-    const bool ec = cfg->routing == MOE_ROUTING_EXPERT_CHOICE;
-    const int E = cfg->num_experts, K = ec ? cfg->num_experts : cfg->top_k; /* expert choice: a row per (token, expert) */
+/* 1. Router logits, fp32. Jitter multiplies a copy of the router input only (flaxformer; HF's leak into the experts,
+ * issue #33969, is not reproduced: SPEC 9). */
+static ag_tensor *router_logits(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w, ag_tensor *x, ag_rng_key jitter_key) {
     const int64_t N = x->shape[0], D = x->shape[1];
-    SX_ASSERT(ec || (K >= 1 && K <= 2 && K <= E), "moe: top-%d routing with %d experts", K, E);
-    SX_ASSERT(!ec || cfg->capacity >= 1, "moe: expert-choice routing needs a capacity >= 1, got %lld", (long long)cfg->capacity);
-    SX_ASSERT(w->router_w->shape[0] == E && w->router_w->shape[1] == D, "moe: router weight does not match [E=%d, D=%lld]", E, (long long)D);
-    const int64_t G = cfg->group_tokens > 0 ? cfg->group_tokens : (N > 0 ? N : 1);
-    SX_ASSERT(N % G == 0, "moe: %lld tokens are not a whole number of groups of %lld", (long long)N, (long long)G);
-
-    /* 1. Router, fp32. Jitter multiplies a copy of the router input only (flaxformer; HF's leak into the experts,
-     * issue #33969, is not reproduced: SPEC 9). */
-    SX_ASSERT(ctx->device == AG_DEV_CPU || !cfg->ep, "moe_switch_forward: expert parallelism runs on the CPU only for now");
-    /* host-side bookkeeping (routing arrays, statistics, small host-built tensors): the activation arena itself on
-     * the CPU, its host companion in a CUDA context (same lifetime: reset together) */
-    ag_arena *ha = ag_ctx_host_arena(ctx);
-    const bool dev = ctx->device != AG_DEV_CPU;
     ag_tensor *xr = x;
     if (ctx->training && cfg->jitter > 0) {
-        ag_tensor *noise = ag_new(ha, x->dtype, N, D);
+        ag_tensor *noise = ag_new(ag_ctx_host_arena(ctx), x->dtype, N, D);
         float lo = (float)(1.0 - cfg->jitter), span = (float)(2.0 * cfg->jitter), u[256];
         for (int64_t i0 = 0; i0 < N * D; i0 += 256) { /* every bit of the generator: 4 uniforms per Philox block */
             int64_t m = N * D - i0 < 256 ? N * D - i0 : 256;
@@ -186,70 +164,111 @@ void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w
     ag_tensor *logits = w->q_router ? ag_int8_linear(ctx, xr, w->q_router) /* [N, E] */
                                     : ag_matmul(ctx, xr, w->router_w, false, true);
     ctx->mixed_bf16 = mixed;
-    if (w->router_b) logits = ag_add(ctx, logits, w->router_b);
-    ag_tensor *probs = ag_softmax(ctx, logits, NULL, NULL);
-    /* 2-4. The routing decision on the host (moe/route.c): choices, entropy, capacity per group, and the permutation
-     * of the kept rows by expert. In a CUDA context the f32 probabilities come to the host for it (one copy and one
-     * synchronisation per layer) and perm / gidx go back to the device; the offsets stay on the host (grouped_matmul
-     * reads them there). moe_cuda_route (moe/moe_cuda.h) is the device twin that would remove the round trip. */
+    return w->router_b ? ag_add(ctx, logits, w->router_b) : logits;
+}
+
+/* The rows of one routing decision: perm (kept rows by expert), gidx (their (token, expert) index into the
+ * probabilities), off (expert offsets, on the host: grouped_matmul reads them there). */
+typedef struct {
+    moe_route_result rt;
+    ag_tensor *perm, *gidx, *off;
+} routing;
+
+/* 2-4. The routing decision on the host (moe/route.c): choices, entropy, capacity per group, and the permutation of
+ * the kept rows by expert. In a CUDA context the f32 probabilities come to the host for it (one copy and one
+ * synchronisation per layer) and perm / gidx go back to the device. moe_cuda_route (moe/moe_cuda.h) is the device
+ * twin that would remove the round trip. */
+static routing route(ag_ctx *ctx, const moe_config *cfg, const ag_tensor *probs, int K, int64_t G) {
+    ag_arena *ha = ag_ctx_host_arena(ctx);
+    const bool ec = cfg->routing == MOE_ROUTING_EXPERT_CHOICE;
+    const int E = cfg->num_experts;
+    const int64_t N = probs->shape[0], NK = N * K;
     const ag_tensor *hp = probs;
-    if (dev) {
+    if (ctx->device != AG_DEV_CPU) {
         SX_ASSERT(probs->dtype == AG_F32, "moe_switch_forward: the routing of a CUDA context runs on f32 probabilities");
         hp = ag_tensor_to_host(ha, probs);
     }
     SX_ASSERT(hp->device == AG_DEV_CPU && (hp->dtype == AG_F32 || hp->dtype == AG_F64),
               "moe_switch_forward: the routing runs on f32/f64 host probabilities");
-    const int64_t NK = N * K;
-    ag_tensor *off = ag_new(ha, AG_I64, E + 1);
-    ag_tensor *perm = ag_new(ha, AG_I32, NK > 0 ? NK : 1);
-    ag_tensor *gidx = ag_new(ha, AG_I32, NK > 0 ? NK : 1);
-    moe_route_result rt = {
+    routing r;
+    r.off = ag_new(ha, AG_I64, E + 1);
+    r.perm = ag_new(ha, AG_I32, NK > 0 ? NK : 1);
+    r.gidx = ag_new(ha, AG_I32, NK > 0 ? NK : 1);
+    r.rt = (moe_route_result){
         .choice = ag_arena_alloc(ha, sizeof(int32_t) * (size_t)(NK + 1)),
         .keep = ag_arena_alloc(ha, (size_t)(NK + 1)),
         .slot = ag_arena_alloc(ha, sizeof(int32_t) * (size_t)(NK + 1)),
-        .off = off->data,
+        .off = r.off->data,
         .tokens_per_expert = ag_arena_alloc(ha, sizeof(int64_t) * (size_t)E),
-        .perm = perm->data,
-        .gidx = gidx->data,
+        .perm = r.perm->data,
+        .gidx = r.gidx->data,
         .loss_index = ag_arena_alloc(ha, sizeof(int32_t) * (size_t)(N + 1)),
     };
-    if (ec && hp->dtype == AG_F32)
-        moe_route_expert_choice_cpu(hp->data, N, E, G, cfg->capacity, &rt);
+    const bool f32 = hp->dtype == AG_F32;
+    if (ec && f32)
+        moe_route_expert_choice_cpu(hp->data, N, E, G, cfg->capacity, &r.rt);
     else if (ec)
-        moe_route_expert_choice_cpu_f64(hp->data, N, E, G, cfg->capacity, &rt);
-    else if (hp->dtype == AG_F32)
-        moe_route_cpu(hp->data, N, E, K, G, cfg->capacity, &rt);
+        moe_route_expert_choice_cpu_f64(hp->data, N, E, G, cfg->capacity, &r.rt);
+    else if (f32)
+        moe_route_cpu(hp->data, N, E, K, G, cfg->capacity, &r.rt);
     else
-        moe_route_cpu_f64(hp->data, N, E, K, G, cfg->capacity, &rt);
-    perm->shape[0] = gidx->shape[0] = perm->numel = gidx->numel = rt.n_kept;
-    perm = ag_ctx_from_host(ctx, perm);
-    gidx = ag_ctx_from_host(ctx, gidx);
-    out->tokens_per_expert = rt.tokens_per_expert;
-    out->entropy_sum = rt.entropy_sum;
+        moe_route_cpu_f64(hp->data, N, E, K, G, cfg->capacity, &r.rt);
+    r.perm->shape[0] = r.gidx->shape[0] = r.perm->numel = r.gidx->numel = r.rt.n_kept;
+    r.perm = ag_ctx_from_host(ctx, r.perm);
+    r.gidx = ag_ctx_from_host(ctx, r.gidx);
+    return r;
+}
 
-    /* 5. Experts on the permuted tokens, one grouped computation per weight (never every expert x every token).
-     * Under expert parallelism the rows travel to the ranks that own their experts and back. */
-    ag_tensor *xe = ag_gather_rows(ctx, x, perm); /* [Nk, D] */
-    ag_tensor *ye = cfg->ep ? experts_remote(ctx, cfg, w, xe, out->tokens_per_expert, dropout_key) : experts_local(ctx, cfg, w, xe, off, dropout_key);
+/* 6. Gate: the full softmax probability of the chosen expert (not renormalised; SPEC 4.1 step 7, and the paper's
+ * eq. 2 for top-2), then back to token order. */
+static ag_tensor *combine(ag_ctx *ctx, ag_tensor *ye, ag_tensor *probs, const routing *r) {
+    const int64_t N = probs->shape[0], E = probs->shape[1];
+    ag_tensor *gate = ag_gather_rows(ctx, ag_reshapev(ctx, probs, N * E, 1), r->gidx); /* [Nk, 1] */
+    return ag_scatter_rows(ctx, ag_mul(ctx, ye, gate), r->perm, N);
+}
 
-    /* 6. Gate: the full softmax probability of the chosen expert (not renormalised; SPEC 4.1 step 7, and the
-     * paper's eq. 2 for top-2), then back to token order. */
-    ag_tensor *pflat = ag_reshapev(ctx, probs, N * E, 1);
-    ag_tensor *gate = ag_gather_rows(ctx, pflat, gidx); /* [Nk, 1] */
-    ye = ag_mul(ctx, ye, gate);
-    out->y = ag_scatter_rows(ctx, ye, perm, N);
-    out->logits = logits;
-
-    /* 7. What the losses and statistics need. */
+/* 7. What the losses and statistics need. */
+static void record(ag_ctx *ctx, const moe_config *cfg, const routing *r, int K, int64_t N, moe_output *out) {
+    ag_arena *ha = ag_ctx_host_arena(ctx);
+    const bool ec = cfg->routing == MOE_ROUTING_EXPERT_CHOICE;
+    const moe_route_result *rt = &r->rt;
+    out->tokens_per_expert = rt->tokens_per_expert;
+    out->entropy_sum = rt->entropy_sum;
     out->expert_index = ag_arena_alloc(ha, sizeof(int32_t) * (size_t)(N + 1));
     out->kept = ag_arena_alloc(ha, (size_t)(N + 1));
     for (int64_t t = 0; t < N; t++) {
-        out->expert_index[t] = ec ? rt.loss_index[t] : rt.choice[t * K];
-        bool any = !ec && rt.keep[t * K];
-        for (int e = 0; ec && e < E; e++) any |= rt.keep[t * E + e] != 0;
+        out->expert_index[t] = ec ? rt->loss_index[t] : rt->choice[t * K];
+        bool any = !ec && rt->keep[t * K];
+        for (int e = 0; ec && e < cfg->num_experts; e++) any |= rt->keep[t * cfg->num_experts + e] != 0;
         out->kept[t] = any;
     }
-    out->loss_index = rt.loss_index;
-    out->n_dropped = rt.n_dropped;
+    out->loss_index = rt->loss_index;
+    out->n_dropped = rt->n_dropped;
     out->n_tokens = N;
+}
+
+void moe_switch_forward(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w, ag_tensor *x, ag_rng_key jitter_key,
+                        ag_rng_key dropout_key, moe_output *out) {
+    char sx[96];
+    SX_ASSERT(x->ndim == 2 && ag_dtype_is_float(x->dtype), "moe_switch_forward: x must be float [N, D], got %s", ag_shape_str(x, sx, sizeof sx));
+    const bool ec = cfg->routing == MOE_ROUTING_EXPERT_CHOICE;
+    const int E = cfg->num_experts, K = ec ? cfg->num_experts : cfg->top_k; /* expert choice: a row per (token, expert) */
+    const int64_t N = x->shape[0], D = x->shape[1];
+    SX_ASSERT(ec || (K >= 1 && K <= 2 && K <= E), "moe: top-%d routing with %d experts", K, E);
+    SX_ASSERT(!ec || cfg->capacity >= 1, "moe: expert-choice routing needs a capacity >= 1, got %lld", (long long)cfg->capacity);
+    SX_ASSERT(w->router_w->shape[0] == E && w->router_w->shape[1] == D, "moe: router weight does not match [E=%d, D=%lld]", E, (long long)D);
+    const int64_t G = cfg->group_tokens > 0 ? cfg->group_tokens : (N > 0 ? N : 1);
+    SX_ASSERT(N % G == 0, "moe: %lld tokens are not a whole number of groups of %lld", (long long)N, (long long)G);
+    SX_ASSERT(ctx->device == AG_DEV_CPU || !cfg->ep, "moe_switch_forward: expert parallelism runs on the CPU only for now");
+
+    ag_tensor *logits = router_logits(ctx, cfg, w, x, jitter_key);
+    ag_tensor *probs = ag_softmax(ctx, logits, NULL, NULL);
+    routing r = route(ctx, cfg, probs, K, G);
+    /* 5. Experts on the permuted tokens, one grouped computation per weight (never every expert x every token).
+     * Under expert parallelism the rows travel to the ranks that own their experts and back. */
+    ag_tensor *xe = ag_gather_rows(ctx, x, r.perm); /* [Nk, D] */
+    ag_tensor *ye = cfg->ep ? experts_remote(ctx, cfg, w, xe, r.rt.tokens_per_expert, dropout_key) : experts_local(ctx, cfg, w, xe, r.off, dropout_key);
+    out->y = combine(ctx, ye, probs, &r);
+    out->logits = logits;
+    record(ctx, cfg, &r, K, N, out);
 }

@@ -11,6 +11,7 @@
 
 #include "autograd/ag.h"
 #include "autograd/ag_int8.h"
+#include "moe/capacity.h"
 #include "parallel/par.h"
 
 /* Who chooses: tokens choose their top-k experts (Switch, GShard), or experts choose their top-C tokens (Zhou et al.
@@ -34,9 +35,6 @@ typedef struct {
      * consecutive experts (moe_weights then hold this rank's slice) and tokens travel by all-to-all(v). */
     par_group *ep;
 } moe_config;
-
-/* Capacity of one group: max(round(cf * group_tokens / E), min_capacity); cf == 0 gives -1 (dropless). */
-int64_t moe_capacity_from_factor(double cf, int64_t group_tokens, int num_experts, int min_capacity);
 
 typedef struct {
     ag_tensor *router_w;       /* [E, D] */

@@ -22,14 +22,16 @@ for t in "${targets[@]}"; do
       seeds=(tests/fixtures/hf/bin_*/pytorch_model.bin tests/fixtures/hf/bad/*.bin fuzz/seeds/torchbin/*.bin) ;;
     fuzz_spm) seeds=(tests/fixtures/spm/*.model tests/fixtures/spm/bad/*) ;;
     fuzz_config) seeds=(configs/models/*.json configs/runs/*.json tests/fixtures/hf/*/config.json) ;;
-    fuzz_ckpt) seeds=(tests/fixtures/hf/reference.h5) ;;
+    fuzz_ckpt) seeds=(fuzz/seeds/ckpt/*.h5 tests/fixtures/hf/reference.h5) ;; # a real checkpoint (train, 1 step, d_model 8)
   esac
   i=0; for f in "${seeds[@]}"; do cp -f "$f" "$corpus/seed_$i"; i=$((i + 1)); done
   # the format's tokens, when there is a dictionary (fuzz/torchbin.dict)
   dict=(); [ -f "fuzz/${t#fuzz_}.dict" ] && dict=(-dict="fuzz/${t#fuzz_}.dict")
+  # inputs as long as the largest seed (libFuzzer's default cap is 4096 bytes: a checkpoint is ~127 KB)
+  maxlen=4096; for f in "$corpus"/*; do n=$(stat -c %s "$f"); [ "$n" -gt "$maxlen" ] && maxlen=$n; done
   echo "fuzz: $t for ${secs}s"
   # the whole log stays in $build/$t.log; shown: the last status line (coverage, corpus) and the final stats
-  "$build/$t" "$corpus" "${dict[@]}" -max_total_time="$secs" -rss_limit_mb=4096 -detect_leaks=0 -artifact_prefix="$build/${t}_" \
+  "$build/$t" "$corpus" "${dict[@]}" -max_len="$maxlen" -max_total_time="$secs" -rss_limit_mb=4096 -detect_leaks=0 -artifact_prefix="$build/${t}_" \
     -print_final_stats=1 \
     > "$build/$t.log" 2>&1 || { tail -60 "$build/$t.log"; exit 1; }
   grep -E '^#[0-9]+' "$build/$t.log" | tail -1

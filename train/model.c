@@ -337,17 +337,18 @@ void model_shift_right(const model_config *c, const int32_t *labels, int64_t B, 
 
 #define FINFO_MIN (-3.4028234663852886e38f) /* torch.finfo(torch.float32).min: HF's additive mask value (SPEC 3.6) */
 
-/* bias [1, H, Lq, Lk] from the bucket table [NB, H]: position q attends to k with relative position k - q. */
-static ag_tensor *position_bias(ag_ctx *ctx, const model *m, int table, int64_t Lq, int64_t Lk, bool bidirectional) {
+/* bias [1, H, Lq, Lk] from the bucket table [NB, H]: query q0 + q attends to key k with relative position
+ * k - (q0 + q). q0 is 0 for a whole sequence, the position being decoded for one step of incremental decoding. */
+static ag_tensor *position_bias(ag_ctx *ctx, const model *m, int table, int64_t q0, int64_t Lq, int64_t Lk, bool bidirectional) {
     ag_tensor *buckets = ag_new(ag_ctx_host_arena(ctx), AG_I32, Lq, Lk);
     int32_t *bk = buckets->data;
-    /* the bucket depends on k - q alone: one per relative position in [-(Lq-1), Lk-1] */
+    /* the bucket depends on k - q alone: one per relative position in [-(q0+Lq-1), Lk-1-q0] */
+    const int64_t lo = -(q0 + Lq - 1);
     int32_t *by_rel = ag_arena_alloc(ag_ctx_host_arena(ctx), sizeof(int32_t) * (size_t)(Lq + Lk - 1));
-    for (int64_t r = 1 - Lq; r < Lk; r++)
-        by_rel[r + Lq - 1] = model_relative_bucket(r, bidirectional, m->cfg.relative_attention_num_buckets,
-                                                   m->cfg.relative_attention_max_distance);
+    for (int64_t r = lo; r < Lk - q0; r++)
+        by_rel[r - lo] = model_relative_bucket(r, bidirectional, m->cfg.relative_attention_num_buckets, m->cfg.relative_attention_max_distance);
     for (int64_t q = 0; q < Lq; q++)
-        for (int64_t k = 0; k < Lk; k++) bk[q * Lk + k] = by_rel[k - q + Lq - 1];
+        for (int64_t k = 0; k < Lk; k++) bk[q * Lk + k] = by_rel[k - q0 - q - lo];
     ag_tensor *vals = ag_embedding(ctx, m->t[table], ag_ctx_from_host(ctx, buckets)); /* [Lq, Lk, H] */
     ag_tensor *hqk = ag_permute(ctx, vals, (const int[]){2, 0, 1});   /* [H, Lq, Lk] */
     return ag_reshapev(ctx, hqk, 1, m->cfg.num_heads, Lq, Lk);
@@ -368,6 +369,10 @@ typedef struct {
     model_rng rng;
     int stack, block;
 } fwd_state;
+
+/* Dropout sites (the last part of the RNG key, site_key): */
+enum { SITE_EMBED = 0, SITE_SELF_PROBS = 1, SITE_FFN_HIDDEN = 2, SITE_SELF_OUT = 3, SITE_FFN_OUT = 4, SITE_FINAL = 5, SITE_CROSS_OUT = 6,
+       SITE_CROSS_PROBS = 7, SITE_ROUTER_JITTER = 10, SITE_EXPERT_HIDDEN = 11 };
 
 static ag_rng_key site_key(const fwd_state *st, int site) {
     return ag_rng_make(st->rng.seed ^ (st->rng.rank * 0x9E3779B97F4A7C15ull), st->rng.step, (uint64_t)(st->stack * 1000000 + st->block * 100 + site + 1));
@@ -393,21 +398,16 @@ static ag_tensor *to_heads(ag_ctx *ctx, const model *m, ag_tensor *x, int w) {
 }
 
 /* softmax(Q K^T + bias + mask) V, merged heads, output projection: Q [B,H,Lq,K], Kt/Vt [B,H,Lk,K] -> [B, Lq, D]. */
-static ag_tensor *attention_core(const fwd_state *st, ag_tensor *Q, ag_tensor *Kt, ag_tensor *Vt, int o, ag_tensor *bias, ag_tensor *mask) {
+static ag_tensor *attention_core(const fwd_state *st, ag_tensor *Q, ag_tensor *Kt, ag_tensor *Vt, int o, ag_tensor *bias, ag_tensor *mask,
+                                 int prob_site) {
     ag_ctx *ctx = st->ctx;
     const model *m = st->m;
     int64_t B = Q->shape[0], Lq = Q->shape[2], H = m->cfg.num_heads, K = m->cfg.d_kv;
     ag_tensor *scores = ag_matmul(ctx, Q, Kt, false, true); /* [B, H, Lq, Lk], unscaled (SPEC 3.4) */
     ag_tensor *a = ag_softmax(ctx, scores, bias, mask);
-    a = dropout(st, a, 1);
+    a = dropout(st, a, prob_site);
     ag_tensor *ctxv = ag_permute(ctx, ag_matmul(ctx, a, Vt, false, false), (const int[]){0, 2, 1, 3}); /* [B, Lq, H, K] */
     return linear(ctx, m, ag_reshapev(ctx, ctxv, B, Lq, H * K), o);
-}
-
-/* T5 attention without 1/sqrt(d) scaling (SPEC 3.4). x [B, Lq, D], kv [B, Lk, D]. bias/mask broadcast to
- * [B, H, Lq, Lk]. */
-static ag_tensor *attention(const fwd_state *st, ag_tensor *x, ag_tensor *kv, int q, int k, int v, int o, ag_tensor *bias, ag_tensor *mask) {
-    return attention_core(st, to_heads(st->ctx, st->m, x, q), to_heads(st->ctx, st->m, kv, k), to_heads(st->ctx, st->m, kv, v), o, bias, mask);
 }
 
 static ag_tensor *dense_ffn(const fwd_state *st, const block_params *bp, ag_tensor *x) {
@@ -418,7 +418,7 @@ static ag_tensor *dense_ffn(const fwd_state *st, const block_params *bp, ag_tens
         h = ag_mul(ctx, ag_act(ctx, m->cfg.act, linear(ctx, m, x, bp->wi0)), linear(ctx, m, x, bp->wi1));
     else
         h = ag_act(ctx, m->cfg.act, linear(ctx, m, x, bp->wi));
-    h = dropout(st, h, 2);
+    h = dropout(st, h, SITE_FFN_HIDDEN);
     return linear(ctx, m, h, bp->wo);
 }
 
@@ -437,21 +437,17 @@ static ag_tensor *sparse_ffn(const fwd_state *st, const block_params *bp, ag_ten
     mc.act = c->act;
     mc.gated = c->gated;
     mc.ep = m->ep;
-    if (c->capacity_mode == MOE_CAPACITY_HF) {
-        mc.group_tokens = L; /* one group per sequence (SPEC 4.1 step 6) */
-        mc.capacity = c->expert_capacity;
-    } else {
-        int64_t g = c->capacity_group_size > 0 && N % c->capacity_group_size == 0 ? c->capacity_group_size : N;
-        mc.group_tokens = g;
-        mc.capacity = moe_capacity_from_factor(ctx->training ? c->train_capacity_factor : c->eval_capacity_factor, g, c->num_experts,
-                                               c->min_expert_capacity);
-    }
+    moe_capacity_policy cp = {c->capacity_mode, c->expert_capacity, c->train_capacity_factor, c->eval_capacity_factor, c->min_expert_capacity,
+                              c->capacity_group_size};
+    moe_capacity_plan plan = moe_capacity_for(&cp, c->num_experts, N, L, ctx->training);
+    mc.group_tokens = plan.group_tokens;
+    mc.capacity = plan.capacity;
     moe_weights w = {m->t[bp->router], bp->router_bias >= 0 ? m->t[bp->router_bias] : NULL, bp->wi >= 0 ? m->t[bp->wi] : NULL,
                      bp->wi0 >= 0 ? m->t[bp->wi0] : NULL, bp->wi1 >= 0 ? m->t[bp->wi1] : NULL, m->t[bp->wo]};
     if (m->q8) model_int8_moe_weights(m, bp, &w);
     if (m->lora) lora_moe_weights(ctx, m, bp, &w);
     moe_output mo;
-    moe_switch_forward(ctx, &mc, &w, ag_reshapev(ctx, x, N, D), site_key(st, 10), site_key(st, 11), &mo);
+    moe_switch_forward(ctx, &mc, &w, ag_reshapev(ctx, x, N, D), site_key(st, SITE_ROUTER_JITTER), site_key(st, SITE_EXPERT_HIDDEN), &mo);
     rs->stack = st->stack;
     rs->block = st->block;
     rs->n_tokens = mo.n_tokens;
@@ -465,31 +461,61 @@ static ag_tensor *sparse_ffn(const fwd_state *st, const block_params *bp, ag_ten
     return ag_reshapev(ctx, mo.y, B, L, D);
 }
 
-/* ---- router losses (SPEC 5) ---------------------------------------------------------------------------------------- */
+/* ---- one T5 block ---------------------------------------------------------------------------------------------- */
 
-/* z and aux over a set of sparse layers of one stack, pooled as HF does: every token of every layer in one mean,
- * f and P averaged per batch row over all S*L tokens, dropped tokens counted as expert 0. */
-static void router_losses(ag_ctx *ctx, const model *m, model_route_stats *rs, int n, int64_t B, int64_t L, ag_tensor **z, ag_tensor **aux) {
-    int64_t E = m->cfg.num_experts;
-    ag_tensor *zsum = NULL, *psum = NULL;
-    ag_tensor *counts = ag_zeros(ag_ctx_host_arena(ctx), m->dtype, B, E);
-    int64_t *cnt = ag_arena_calloc(ag_ctx_host_arena(ctx), sizeof(int64_t) * (size_t)(B * E));
-    for (int l = 0; l < n; l++) {
-        ag_tensor *lse = ag_logsumexp(ctx, rs[l].logits); /* [B*L] */
-        ag_tensor *zl = ag_sum(ctx, ag_square(ctx, lse));
-        zsum = zsum ? ag_add(ctx, zsum, zl) : zl;
-        ag_tensor *P = ag_softmax(ctx, rs[l].logits, NULL, NULL);
-        ag_tensor *pe = ag_sum_last(ctx, ag_permute(ctx, ag_reshapev(ctx, P, B, L, E), (const int[]){0, 2, 1})); /* [B, E] */
-        psum = psum ? ag_add(ctx, psum, pe) : pe;
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t t = 0; t < L; t++) cnt[b * E + rs[l].loss_index[b * L + t]]++;
+/* The self-attention keys and values of incremental decoding: this position's are appended to the cache (k, v:
+ * [Tmax, B, H*K] each) at position t, and the query attends to positions 0..t. */
+typedef struct {
+    float *k, *v;
+    int64_t t;
+} kv_cache_slot;
+
+/* Cross-attention: the encoder's keys and values as heads [B, H, S, K], and its padding mask. */
+typedef struct {
+    ag_tensor *Kt, *Vt, *mask;
+} cross_source;
+
+static ag_tensor *self_attention(const fwd_state *st, const block_params *bp, ag_tensor *n, ag_tensor *bias, const kv_cache_slot *kv) {
+    ag_ctx *ctx = st->ctx;
+    const model *m = st->m;
+    ag_tensor *Q = to_heads(ctx, m, n, bp->q);
+    if (!kv) return attention_core(st, Q, to_heads(ctx, m, n, bp->k), to_heads(ctx, m, n, bp->v), bp->o, bias, NULL, SITE_SELF_PROBS);
+    int64_t B = n->shape[0], H = m->cfg.num_heads, K = m->cfg.d_kv, HK = H * K, t = kv->t;
+    ag_tensor *kn = linear(ctx, m, n, bp->k), *vn = linear(ctx, m, n, bp->v); /* [B, 1, HK] */
+    memcpy(kv->k + t * B * HK, kn->data, sizeof(float) * (size_t)(B * HK));
+    memcpy(kv->v + t * B * HK, vn->data, sizeof(float) * (size_t)(B * HK));
+    const int to_bhtk[4] = {1, 2, 0, 3}; /* [t+1, B, H, K] -> [B, H, t+1, K] */
+    ag_tensor *Kt = ag_permute(ctx, ag_tensor_view(ctx->act, AG_F32, 4, AG_SHAPE(t + 1, B, H, K), kv->k), to_bhtk);
+    ag_tensor *Vt = ag_permute(ctx, ag_tensor_view(ctx->act, AG_F32, 4, AG_SHAPE(t + 1, B, H, K), kv->v), to_bhtk);
+    return attention_core(st, Q, Kt, Vt, bp->o, bias, NULL, SITE_SELF_PROBS);
+}
+
+/* One T5 block (SPEC 3.2-3.8), the same for the encoder, the decoder and a step of cached decoding: pre-norm
+ * self-attention (bias: relative position + mask), pre-norm cross-attention when cross is given (no relative bias,
+ * the encoder's padding mask: SPEC 3.5), the pre-norm FFN (dense, or the Switch layer, whose routing lands in *rs),
+ * each with dropout on its output and a residual. kv: the KV cache of incremental decoding, else NULL. */
+static ag_tensor *t5_block(const fwd_state *st, const block_params *bp, ag_tensor *h, ag_tensor *bias, const kv_cache_slot *kv,
+                           const cross_source *cross, model_route_stats *rs) {
+    ag_ctx *ctx = st->ctx;
+    const model *m = st->m;
+    const double eps = m->cfg.layer_norm_epsilon;
+    ag_tensor *n = ag_rmsnorm(ctx, h, m->t[bp->ln_attn], eps);
+    h = ag_add(ctx, h, dropout(st, self_attention(st, bp, n, bias, kv), SITE_SELF_OUT));
+    if (cross) {
+        n = ag_rmsnorm(ctx, h, m->t[bp->ln_cross], eps);
+        ag_tensor *a = attention_core(st, to_heads(ctx, m, n, bp->xq), cross->Kt, cross->Vt, bp->xo, NULL, cross->mask, SITE_CROSS_PROBS);
+        h = ag_add(ctx, h, dropout(st, a, SITE_CROSS_OUT));
     }
-    for (int64_t i = 0; i < B * E; i++) ag_set(counts, i, (double)cnt[i]);
-    counts = ag_ctx_from_host(ctx, counts);
-    double tokens = (double)L * n;
-    *z = ag_scale(ctx, zsum, 1.0 / ((double)B * tokens));
-    /* aux = E^2 mean_{b,e}(f Pm) with f = counts / tokens, Pm = psum / tokens */
-    *aux = ag_scale(ctx, ag_sum(ctx, ag_mul(ctx, psum, counts)), (double)E / ((double)B * tokens * tokens));
+    n = ag_rmsnorm(ctx, h, m->t[bp->ln_ff], eps);
+    ag_tensor *f = bp->sparse ? sparse_ffn(st, bp, n, rs) : dense_ffn(st, bp, n);
+    return ag_add(ctx, h, dropout(st, f, SITE_FFN_OUT));
+}
+
+/* The output head: tied (SPEC 3.9: the decoder output scaled by d_model^-0.5, times the shared embedding) or
+ * untied. dec [.., D] -> logits [.., V]. */
+static ag_tensor *lm_head(ag_ctx *ctx, const model *m, ag_tensor *dec) {
+    if (m->cfg.tie_word_embeddings) return ag_matmul(ctx, ag_scale(ctx, dec, pow((double)m->cfg.d_model, -0.5)), m->t[m->shared], false, true);
+    return ag_matmul(ctx, dec, m->t[m->lm_head], false, true);
 }
 
 /* ---- the stacks ----------------------------------------------------------------------------------------------- */
@@ -501,19 +527,14 @@ static ag_tensor *encoder(fwd_state *st, const model_batch *b, ag_tensor *enc_ma
     st->stack = 0;
     st->block = -1;
     ag_tensor *ids = ag_ctx_from_host(ctx, ag_tensor_view(ag_ctx_host_arena(ctx), AG_I32, 2, AG_SHAPE(b->B, b->S), (void *)b->input_ids));
-    ag_tensor *h = dropout(st, ag_embedding(ctx, m->t[m->shared], ids), 0); /* unscaled (SPEC 3.1) */
-    ag_tensor *bias = ag_add(ctx, position_bias(ctx, m, m->enc_relbias, b->S, b->S, true), enc_mask); /* [B,H,S,S] */
+    ag_tensor *h = dropout(st, ag_embedding(ctx, m->t[m->shared], ids), SITE_EMBED); /* unscaled (SPEC 3.1) */
+    ag_tensor *bias = ag_add(ctx, position_bias(ctx, m, m->enc_relbias, 0, b->S, b->S, true), enc_mask); /* [B,H,S,S] */
     for (int i = 0; i < c->num_layers; i++) {
-        const block_params *bp = &m->enc[i];
         st->block = i;
-        ag_tensor *n = ag_rmsnorm(ctx, h, m->t[bp->ln_attn], c->layer_norm_epsilon);
-        h = ag_add(ctx, h, dropout(st, attention(st, n, n, bp->q, bp->k, bp->v, bp->o, bias, NULL), 3));
-        n = ag_rmsnorm(ctx, h, m->t[bp->ln_ff], c->layer_norm_epsilon);
-        ag_tensor *f = bp->sparse ? sparse_ffn(st, bp, n, &routes[(*n_routes)++]) : dense_ffn(st, bp, n);
-        h = ag_add(ctx, h, dropout(st, f, 4));
+        h = t5_block(st, &m->enc[i], h, bias, NULL, NULL, m->enc[i].sparse ? &routes[(*n_routes)++] : NULL);
     }
     st->block = c->num_layers;
-    return dropout(st, ag_rmsnorm(ctx, h, m->t[m->enc_final_ln], c->layer_norm_epsilon), 5);
+    return dropout(st, ag_rmsnorm(ctx, h, m->t[m->enc_final_ln], c->layer_norm_epsilon), SITE_FINAL);
 }
 
 static ag_tensor *decoder(fwd_state *st, const model_batch *b, const int32_t *dec_ids, ag_tensor *enc_out, ag_tensor *enc_mask,
@@ -525,26 +546,20 @@ static ag_tensor *decoder(fwd_state *st, const model_batch *b, const int32_t *de
     st->stack = 1;
     st->block = -1;
     ag_tensor *ids = ag_ctx_from_host(ctx, ag_tensor_view(ag_ctx_host_arena(ctx), AG_I32, 2, AG_SHAPE(b->B, T), (void *)dec_ids));
-    ag_tensor *h = dropout(st, ag_embedding(ctx, m->t[m->shared], ids), 0);
+    ag_tensor *h = dropout(st, ag_embedding(ctx, m->t[m->shared], ids), SITE_EMBED);
     ag_tensor *causal = ag_new(ag_ctx_host_arena(ctx), m->dtype, 1, 1, T, T);
     for (int64_t q = 0; q < T; q++)
         for (int64_t k = 0; k < T; k++) ag_set(causal, q * T + k, k > q ? FINFO_MIN : 0.0f);
     causal = ag_ctx_from_host(ctx, causal);
-    ag_tensor *bias = ag_add(ctx, position_bias(ctx, m, m->dec_relbias, T, T, false), causal); /* [1,H,T,T] */
+    ag_tensor *bias = ag_add(ctx, position_bias(ctx, m, m->dec_relbias, 0, T, T, false), causal); /* [1,H,T,T] */
     for (int i = 0; i < c->num_decoder_layers; i++) {
         const block_params *bp = &m->dec[i];
         st->block = i;
-        ag_tensor *n = ag_rmsnorm(ctx, h, m->t[bp->ln_attn], c->layer_norm_epsilon);
-        h = ag_add(ctx, h, dropout(st, attention(st, n, n, bp->q, bp->k, bp->v, bp->o, bias, NULL), 3));
-        n = ag_rmsnorm(ctx, h, m->t[bp->ln_cross], c->layer_norm_epsilon);
-        /* cross-attention: no relative bias, only the encoder's padding mask (SPEC 3.5) */
-        h = ag_add(ctx, h, dropout(st, attention(st, n, enc_out, bp->xq, bp->xk, bp->xv, bp->xo, NULL, enc_mask), 6));
-        n = ag_rmsnorm(ctx, h, m->t[bp->ln_ff], c->layer_norm_epsilon);
-        ag_tensor *f = bp->sparse ? sparse_ffn(st, bp, n, &routes[(*n_routes)++]) : dense_ffn(st, bp, n);
-        h = ag_add(ctx, h, dropout(st, f, 4));
+        cross_source x = {to_heads(ctx, m, enc_out, bp->xk), to_heads(ctx, m, enc_out, bp->xv), enc_mask};
+        h = t5_block(st, bp, h, bias, NULL, &x, bp->sparse ? &routes[(*n_routes)++] : NULL);
     }
     st->block = c->num_decoder_layers;
-    return dropout(st, ag_rmsnorm(ctx, h, m->t[m->dec_final_ln], c->layer_norm_epsilon), 5);
+    return dropout(st, ag_rmsnorm(ctx, h, m->t[m->dec_final_ln], c->layer_norm_epsilon), SITE_FINAL);
 }
 
 void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, model_output *out) {
@@ -569,10 +584,7 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
         dec_ids = d;
     }
     ag_tensor *dec = decoder(&st, b, dec_ids, out->encoder_out, enc_mask, out->routes, &out->n_routes);
-    if (c->tie_word_embeddings)
-        out->logits = ag_matmul(ctx, ag_scale(ctx, dec, pow((double)c->d_model, -0.5)), m->t[m->shared], false, true); /* SPEC 3.9 */
-    else
-        out->logits = ag_matmul(ctx, dec, m->t[m->lm_head], false, true);
+    out->logits = lm_head(ctx, m, dec);
     if (!b->labels) return;
 
     ag_tensor *labels = ag_ctx_from_host(ctx, ag_tensor_view(ag_ctx_host_arena(ctx), AG_I32, 1, AG_SHAPE(b->B * b->T), (void *)b->labels));
@@ -587,55 +599,23 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
         out->loss = ag_scale(ctx, out->ce, (double)mine / (double)b->ce_denominator);
     }
 
-    /* Router losses per stack; HF computes them only when the stack's sparse step is > 1 (SPEC 5.4). */
-    model_route_stats *enc_r = out->routes, *dec_r = out->routes + n_enc_sparse;
-    /* expert choice balances the load by construction (every expert takes C tokens): no load-balancing term (Zhou et
-     * al. 2022); the aux value is still reported, over each token's argmax expert */
-    const double aux_coef = c->expert_choice ? 0.0 : c->router_aux_loss_coef;
-    bool enc_on = n_enc_sparse > 0 && !(c->hf_zero_router_loss_step1 && c->encoder_sparse_step <= 1);
-    bool dec_on = n_dec_sparse > 0 && !(c->hf_zero_router_loss_step1 && c->decoder_sparse_step <= 1);
-    if (c->router_loss_mode == MOE_LOSS_POOLED) {
-        if (enc_on) router_losses(ctx, m, enc_r, n_enc_sparse, b->B, b->S, &out->enc_z, &out->enc_aux);
-        if (dec_on) router_losses(ctx, m, dec_r, n_dec_sparse, b->B, b->T, &out->dec_z, &out->dec_aux);
-        ag_tensor *zs = NULL, *as = NULL;
-        if (enc_on) {
-            zs = out->enc_z;
-            as = out->enc_aux;
-        }
-        if (dec_on) {
-            zs = zs ? ag_add(ctx, zs, out->dec_z) : out->dec_z;
-            as = as ? ag_add(ctx, as, out->dec_aux) : out->dec_aux;
-        }
-        if (zs)
-            out->loss = ag_add(ctx, ag_add(ctx, out->loss, ag_scale(ctx, zs, router_w * c->router_z_loss_coef)), ag_scale(ctx, as, router_w * aux_coef));
-    } else {
-        /* t5x: each layer's losses on its own, averaged over every sparse layer of both stacks (SPEC 5.3). The
-         * per-stack values reported are that stack's layer means. */
-        ag_tensor *zs[2] = {NULL, NULL}, *as[2] = {NULL, NULL};
-        int cnt[2] = {0, 0};
-        for (int l = 0; l < out->n_routes; l++) {
-            int s = l < n_enc_sparse ? 0 : 1;
-            if (!(s ? dec_on : enc_on)) continue;
-            ag_tensor *z, *a;
-            router_losses(ctx, m, &out->routes[l], 1, b->B, s ? b->T : b->S, &z, &a);
-            zs[s] = zs[s] ? ag_add(ctx, zs[s], z) : z;
-            as[s] = as[s] ? ag_add(ctx, as[s], a) : a;
-            cnt[s]++;
-        }
-        ag_tensor **zo[2] = {&out->enc_z, &out->dec_z}, **ao[2] = {&out->enc_aux, &out->dec_aux};
-        ag_tensor *zt = NULL, *at = NULL;
-        for (int s = 0; s < 2; s++) {
-            if (!cnt[s]) continue;
-            *zo[s] = ag_scale(ctx, zs[s], 1.0 / cnt[s]);
-            *ao[s] = ag_scale(ctx, as[s], 1.0 / cnt[s]);
-            zt = zt ? ag_add(ctx, zt, zs[s]) : zs[s];
-            at = at ? ag_add(ctx, at, as[s]) : as[s];
-        }
-        int n_all = cnt[0] + cnt[1];
-        if (zt)
-            out->loss = ag_add(ctx, ag_add(ctx, out->loss, ag_scale(ctx, zt, router_w * c->router_z_loss_coef / n_all)),
-                               ag_scale(ctx, at, router_w * aux_coef / n_all));
-    }
+    /* Router losses per stack (moe/losses.c); HF computes them only when the stack's sparse step is > 1 (SPEC 5.4).
+     * Expert choice balances the load by construction (every expert takes C tokens): no load-balancing term (Zhou et
+     * al. 2022); the aux value is still reported, over each token's argmax expert. */
+    const bool on[2] = {n_enc_sparse > 0 && !(c->hf_zero_router_loss_step1 && c->encoder_sparse_step <= 1),
+                        n_dec_sparse > 0 && !(c->hf_zero_router_loss_step1 && c->decoder_sparse_step <= 1)};
+    moe_loss_layer *layers = ag_arena_alloc(ag_ctx_host_arena(ctx), sizeof(moe_loss_layer) * (size_t)(out->n_routes + 1));
+    for (int l = 0; l < out->n_routes; l++) layers[l] = (moe_loss_layer){out->routes[l].logits, out->routes[l].loss_index};
+    moe_stack_losses st_l[2] = {{0}, {0}};
+    if (on[0]) st_l[0] = moe_router_losses(ctx, c->router_loss_mode, layers, n_enc_sparse, b->B, b->S, c->num_experts);
+    if (on[1]) st_l[1] = moe_router_losses(ctx, c->router_loss_mode, layers + n_enc_sparse, n_dec_sparse, b->B, b->T, c->num_experts);
+    out->enc_z = st_l[0].z;
+    out->enc_aux = st_l[0].aux;
+    out->dec_z = st_l[1].z;
+    out->dec_aux = st_l[1].aux;
+    ag_tensor *router = moe_router_loss_total(ctx, c->router_loss_mode, st_l, 2, c->router_z_loss_coef, c->expert_choice ? 0.0 : c->router_aux_loss_coef,
+                                              router_w);
+    if (router) out->loss = ag_add(ctx, out->loss, router);
 }
 
 /* ---- the encoder alone (embeddings) ------------------------------------------------------------------------------ */
@@ -718,38 +698,21 @@ ag_tensor *model_decode_step(model *m, ag_ctx *ctx, model_decoder_cache *dc, con
     bool g = ctx->grad_enabled, tr = ctx->training;
     ctx->grad_enabled = false;
     ctx->training = false;
-    int64_t B = dc->B, t = dc->t, H = c->num_heads, K = c->d_kv, HK = H * K;
+    int64_t B = dc->B, t = dc->t;
     fwd_state st = {m, ctx, {0, 0, false}, 1, 0};
     ag_tensor *ids = ag_tensor_view(ctx->act, AG_I32, 2, AG_SHAPE(B, 1), (void *)tokens);
     ag_tensor *h = ag_embedding(ctx, m->t[m->shared], ids); /* [B, 1, D] */
     /* query t against keys 0..t: every key is visible, so the bias needs no causal mask */
-    ag_tensor *buckets = ag_new(ctx->act, AG_I32, 1, t + 1);
-    for (int64_t k = 0; k <= t; k++)
-        ((int32_t *)buckets->data)[k] = model_relative_bucket(k - t, false, c->relative_attention_num_buckets, c->relative_attention_max_distance);
-    ag_tensor *bias = ag_reshapev(ctx, ag_permute(ctx, ag_embedding(ctx, m->t[m->dec_relbias], buckets), (const int[]){2, 0, 1}), 1, H, 1, t + 1);
-    model_route_stats rs;
+    ag_tensor *bias = position_bias(ctx, m, m->dec_relbias, t, 1, t + 1, false);
+    model_route_stats rs; /* one token per sequence: a group of 1 never exceeds the capacity (SPEC 3.11) */
     for (int i = 0; i < c->num_decoder_layers; i++) {
         const block_params *bp = &m->dec[i];
         st.block = i;
-        ag_tensor *n = ag_rmsnorm(ctx, h, m->t[bp->ln_attn], c->layer_norm_epsilon);
-        ag_tensor *Q = to_heads(ctx, m, n, bp->q);
-        ag_tensor *kn = linear(ctx, m, n, bp->k), *vn = linear(ctx, m, n, bp->v); /* [B,1,HK] */
-        memcpy(dc->self_k[i] + t * B * HK, kn->data, sizeof(float) * (size_t)(B * HK));
-        memcpy(dc->self_v[i] + t * B * HK, vn->data, sizeof(float) * (size_t)(B * HK));
-        const int to_bhtk[4] = {1, 2, 0, 3}; /* [t+1, B, H, K] -> [B, H, t+1, K] */
-        ag_tensor *Kt = ag_permute(ctx, ag_tensor_view(ctx->act, AG_F32, 4, AG_SHAPE(t + 1, B, H, K), dc->self_k[i]), to_bhtk);
-        ag_tensor *Vt = ag_permute(ctx, ag_tensor_view(ctx->act, AG_F32, 4, AG_SHAPE(t + 1, B, H, K), dc->self_v[i]), to_bhtk);
-        h = ag_add(ctx, h, attention_core(&st, Q, Kt, Vt, bp->o, bias, NULL));
-        n = ag_rmsnorm(ctx, h, m->t[bp->ln_cross], c->layer_norm_epsilon);
-        h = ag_add(ctx, h, attention_core(&st, to_heads(ctx, m, n, bp->xq), dc->cross_k[i], dc->cross_v[i], bp->xo, NULL, dc->enc_mask));
-        n = ag_rmsnorm(ctx, h, m->t[bp->ln_ff], c->layer_norm_epsilon);
-        /* one token per sequence: a group of 1 never exceeds the capacity (SPEC 3.11) */
-        ag_tensor *f = bp->sparse ? sparse_ffn(&st, bp, n, &rs) : dense_ffn(&st, bp, n);
-        h = ag_add(ctx, h, f);
+        kv_cache_slot kv = {dc->self_k[i], dc->self_v[i], t};
+        cross_source x = {dc->cross_k[i], dc->cross_v[i], dc->enc_mask};
+        h = t5_block(&st, bp, h, bias, &kv, &x, &rs);
     }
-    ag_tensor *dec = ag_rmsnorm(ctx, h, m->t[m->dec_final_ln], c->layer_norm_epsilon);
-    ag_tensor *logits = c->tie_word_embeddings ? ag_matmul(ctx, ag_scale(ctx, dec, pow((double)c->d_model, -0.5)), m->t[m->shared], false, true)
-                                               : ag_matmul(ctx, dec, m->t[m->lm_head], false, true);
+    ag_tensor *logits = lm_head(ctx, m, ag_rmsnorm(ctx, h, m->t[m->dec_final_ln], c->layer_norm_epsilon));
     dc->t++;
     ctx->grad_enabled = g;
     ctx->training = tr;

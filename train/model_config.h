@@ -8,12 +8,11 @@
 
 #include "autograd/ag.h" /* ag_act_kind */
 #include "autograd/sx_error.h"
+#include "moe/capacity.h" /* moe_capacity_mode */
+#include "moe/losses.h"   /* moe_loss_mode */
 #include "train/lora_spec.h"
 
 typedef struct cJSON cJSON;
-
-typedef enum { MOE_CAPACITY_HF, MOE_CAPACITY_FACTOR } moe_capacity_mode;
-typedef enum { MOE_LOSS_POOLED, MOE_LOSS_PER_LAYER } moe_loss_mode;
 
 typedef struct {
     /* HF fields (defaults: SwitchTransformersConfig) */

@@ -78,7 +78,7 @@ int run_checks_eval_gen_len(const run_config *r) {
     return r->gen_max_len < b ? r->gen_max_len : (int)b;
 }
 
-/* Factor mode: capacity = max(round(cf x G / E), min_expert_capacity) for a group of G tokens (moe/switch.c). With
+/* Factor mode: capacity = max(round(cf x G / E), min_expert_capacity) for a group of G tokens (moe/capacity.c). With
  * min_expert_capacity 0, a factor that rounds to 0 slots even for the largest group of the run drops every token: the
  * same mistake as expert_capacity 0, which HF mode refuses. */
 static sx_status capacity_rule(const model_config *c, double cf, const char *cf_key, int64_t rows, const char *rows_key,
@@ -87,9 +87,9 @@ static sx_status capacity_rule(const model_config *c, double cf, const char *cf_
     if (!any_sparse || c->capacity_mode != MOE_CAPACITY_FACTOR || cf <= 0 || c->min_expert_capacity >= 1 ||
         c->num_experts < 1)
         return sx_ok();
-    double G = c->capacity_group_size > 0 ? (double)c->capacity_group_size : (double)rows * (double)len;
-    double slots = cf * G / c->num_experts;
-    if (llround(slots) >= 1) return sx_ok();
+    int64_t G = c->capacity_group_size > 0 ? c->capacity_group_size : rows * len;
+    double slots = cf * (double)G / c->num_experts;
+    if (moe_capacity_from_factor(cf, G, c->num_experts, 0) >= 1) return sx_ok();
     char group[160];
     if (c->capacity_group_size > 0)
         snprintf(group, sizeof group, "capacity_group_size %d tokens", c->capacity_group_size);

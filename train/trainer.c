@@ -17,6 +17,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "autograd/sx_file.h"
 #include "train/cfg_util.h"
 #include "train/ckpt.h"
 #include "train/generate.h"
@@ -612,15 +613,11 @@ static sx_status write_summary(trainer *t, const run_totals *r, const int64_t *l
     cJSON_AddNumberToObject(j, "skipped_steps", (double)t->skipped_total);
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
-    char p[800], tmp[820];
+    char p[800];
     snprintf(p, sizeof p, "%s/summary.json", t->dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", p);
-    FILE *f = fopen(tmp, "w");
-    bool ok = f && fputs(text, f) >= 0;
-    if (f && fclose(f) != 0) ok = false;
+    sx_status s = sx_file_write_atomic(p, "run summary", text, strlen(text));
     free(text);
-    if (!ok || rename(tmp, p) != 0) return sx_errorf("%s: cannot write the run summary: %s", p, strerror(errno));
-    return sx_ok();
+    return s;
 }
 
 /* ---- the run directory ------------------------------------------------------------------------------------------ */
@@ -762,11 +759,9 @@ static sx_status record_run(trainer *t, run_state *rs) {
     cJSON *j = run_config_to_json(t->cfg);
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
-    FILE *f = fopen(p, "w");
-    bool ok = f && fputs(text, f) >= 0;
-    if (f && fclose(f) != 0) ok = false;
+    sx_status s = sx_file_write_atomic(p, "effective config", text, strlen(text));
     free(text);
-    if (!ok) return sx_errorf("%s: cannot write the effective config: %s", p, strerror(errno));
+    SX_TRY(s);
     return train_metrics_open(t->dir, &rs->metrics);
 }
 
