@@ -62,7 +62,7 @@ sx_status lora_peft_spec(const char *dir, lora_spec *spec);
  * shape, no tensor left over; errors name the file and the tensor. */
 sx_status lora_peft_load(model *m, const char *dir);
 /* Writes DIR/adapter_config.json (peft's field names) and DIR/adapter_model.safetensors (peft's tensor names), which
- * peft.PeftModel.from_pretrained(base, DIR) loads. base_model: the folder or hub id the base came from. */
+ * peft.PeftModel.from_pretrained(base, DIR) loads. base_model: the folder or hub id the base came from, or NULL. */
 sx_status lora_peft_export(const model *m, const char *dir, const char *base_model);
 
 #endif

@@ -234,7 +234,7 @@ static sx_status write_config(const model *m, const char *dir, const char *base_
     cJSON *j = cJSON_CreateObject();
     cJSON_AddItemToObject(j, "alpha_pattern", cJSON_CreateObject());
     cJSON_AddItemToObject(j, "auto_mapping", cJSON_CreateNull());
-    cJSON_AddStringToObject(j, "base_model_name_or_path", base_model);
+    cJSON_AddItemToObject(j, "base_model_name_or_path", base_model ? cJSON_CreateString(base_model) : cJSON_CreateNull());
     cJSON_AddStringToObject(j, "bias", "none");
     cJSON_AddBoolToObject(j, "fan_in_fan_out", false);
     cJSON_AddBoolToObject(j, "inference_mode", true);

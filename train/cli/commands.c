@@ -124,7 +124,8 @@ static int export_adapter(const char *ckpt, const char *out, const run_config *c
     sx_status s = model_init_inference(&m, &cfg->model);
     if (!s.ok) return err("export-hf", s);
     s = trainer_load_params(&m, ckpt);
-    if (s.ok) s = lora_peft_export(&m, out, cfg->model_source);
+    /* the base's folder when the run config names one (a checkpoint's stored config names only itself) */
+    if (s.ok) s = lora_peft_export(&m, out, hf_is_model_dir(cfg->model_source) ? cfg->model_source : NULL);
     model_free(&m);
     if (!s.ok) return err("export-hf", s);
     printf("switchc export-hf: %s -> %s/adapter_config.json, %s/adapter_model.safetensors (peft LoRA, r %d)\n", ckpt, out, out,
