@@ -33,6 +33,12 @@
 #define LORA SX_SOURCE_DIR "/tests/fixtures/lora"
 #define STEPS 20
 
+static void remove_tree(const char *path) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    cr_expect(system(cmd) == 0, "cannot remove %s", path);
+}
+
 static double max_rel(const float *a, const float *ref, int64_t n) {
     double md = 0, mr = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -167,8 +173,7 @@ static void replay(const char *name) {
     H5Fclose(f);
     H5Fclose(ff);
     unlink(data);
-    snprintf(ckpt, sizeof ckpt, "rm -rf '%s'", dir);
-    cr_expect(system(ckpt) == 0);
+    remove_tree(dir);
 }
 
 Test(lora, attention_qv_matches_peft, .timeout = 120) { replay("attn_qv"); }
@@ -234,8 +239,7 @@ static void export_roundtrip(const char *name) {
     cr_expect(sp.r == m.cfg.lora.r && sp.alpha == m.cfg.lora.alpha);
     model_free(&m);
     model_free(&back);
-    snprintf(path, sizeof path, "rm -rf '%s'", out);
-    cr_expect(system(path) == 0);
+    remove_tree(out);
 }
 
 Test(lora, adapter_export_reads_back_attention) { export_roundtrip("attn_qv"); }
@@ -299,8 +303,7 @@ static void merged_logits(const char *name) {
     free(peft_merged);
     model_free(&m);
     model_free(&plain);
-    snprintf(path, sizeof path, "rm -rf '%s'", out);
-    cr_expect(system(path) == 0);
+    remove_tree(out);
 }
 
 Test(lora, merged_export_gives_adapter_logits_attention) { merged_logits("attn_qv"); }
@@ -363,8 +366,8 @@ Test(lora, resume_is_bitwise, .timeout = 120) {
     }
     for (int t = 0; t < STEPS; t++) cr_expect(full[t] == parts[t], "step %d: %.9g uninterrupted, %.9g resumed", t + 1, full[t], parts[t]);
     for (int pass = 0; pass < 2; pass++) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s/lora_resume_%d_%d'", SX_BINARY_DIR, pass, (int)getpid());
-        cr_expect(system(cmd) == 0);
+        snprintf(cmd, sizeof cmd, "%s/lora_resume_%d_%d", SX_BINARY_DIR, pass, (int)getpid());
+        remove_tree(cmd);
     }
     unlink(data);
     H5Gclose(g);
@@ -443,6 +446,5 @@ Test(lora, bad_adapters_are_errors) {
     s = lora_peft_load(&m, dir);
     cr_expect(!s.ok && strstr(s.msg, "adapter_model.safetensors"), "%s", s.msg);
     model_free(&m);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_expect(system(cmd) == 0);
+    remove_tree(dir);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "moe/lora.h"
+#include "train/cfg_util.h"
 
 struct lora_map {
     lora_spec spec;
@@ -59,18 +60,6 @@ static void module_name(const model *m, int i, int e, char *buf, size_t cap) {
 }
 
 #define MAX_PATTERNS 512
-
-static int split(const char *list, char *buf, size_t cap, char **pats) {
-    snprintf(buf, cap, "%s", list);
-    int n = 0;
-    for (char *tok = strtok(buf, ","); tok && n < MAX_PATTERNS; tok = strtok(NULL, ",")) {
-        while (*tok == ' ') tok++;
-        char *end = tok + strlen(tok);
-        while (end > tok && end[-1] == ' ') *--end = 0;
-        if (*tok) pats[n++] = tok;
-    }
-    return n;
-}
 
 /* Whether the targets select base parameter i; an expert block is selected whole or not at all. */
 static sx_status selects(const model *m, int i, char **pats, int np, int *hits, bool *out) {
@@ -135,7 +124,7 @@ sx_status lora_build(model *m, lora_param_adder add, void *tb) {
     SX_TRY(lora_spec_check(s));
     if (s->r == 0) return sx_ok();
     char buf[LORA_TARGETS_CAP], *pats[MAX_PATTERNS];
-    int np = split(s->targets, buf, sizeof buf, pats), hits[MAX_PATTERNS] = {0};
+    int np = cfg_split_list(s->targets, buf, sizeof buf, pats, MAX_PATTERNS), hits[MAX_PATTERNS] = {0};
     const int n_base = m->n_params;
     bool *sel = calloc((size_t)n_base + 1, 1);
     sx_status st = sx_ok();

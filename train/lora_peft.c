@@ -208,12 +208,11 @@ sx_status lora_peft_load(model *m, const char *dir) {
 /* peft's target_modules: the run's patterns when all are plain names (peft matches them the same way), else every
  * adapted module by name. */
 static cJSON *target_modules(const model *m) {
-    char buf[LORA_TARGETS_CAP];
-    snprintf(buf, sizeof buf, "%s", m->cfg.lora.targets);
+    char buf[LORA_TARGETS_CAP], *items[512];
     cJSON *a = cJSON_CreateArray();
-    if (!strpbrk(buf, "*?[")) {
-        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ","))
-            if (*tok) cJSON_AddItemToArray(a, cJSON_CreateString(tok));
+    if (!strpbrk(m->cfg.lora.targets, "*?[")) {
+        int n = cfg_split_list(m->cfg.lora.targets, buf, sizeof buf, items, 512);
+        for (int k = 0; k < n; k++) cJSON_AddItemToArray(a, cJSON_CreateString(items[k]));
         return a;
     }
     char hf[200];

@@ -3,6 +3,7 @@
  * benchmark both call it. */
 #include "train/step.h"
 
+#include "train/cfg_util.h"
 #include "train/lora.h"
 
 #include <fnmatch.h>
@@ -33,19 +34,6 @@ struct train_step {
     int *route_param;          /* [n_sparse, ROUTE_SLOTS]: the expert blocks of each routed layer and their LoRA adapters (-1 absent) */
 };
 
-/* Splits a comma-separated pattern list into pats (pointers into buf). */
-static int split_patterns(const char *list, char *buf, size_t cap, char **pats, int max) {
-    snprintf(buf, cap, "%s", list);
-    int n = 0;
-    for (char *tok = strtok(buf, ","); tok && n < max; tok = strtok(NULL, ",")) {
-        while (*tok == ' ') tok++;
-        char *end = tok + strlen(tok);
-        while (end > tok && end[-1] == ' ') *--end = 0;
-        if (*tok) pats[n++] = tok;
-    }
-    return n;
-}
-
 /* train.freeze / train.train_only: fnmatch patterns over the HF parameter names of the whole model, one name per
  * expert ("decoder.block.1.layer.2.mlp.experts.expert_3.wi.weight"), so a pattern can name single experts. A
  * pattern that matches no name is an error (a typo would otherwise freeze nothing, silently). Sets t->unit_frozen
@@ -56,7 +44,7 @@ static sx_status setup_freeze(train_step *t) {
     const int E = m->cfg.num_experts;
     char fbuf[sizeof cfg->freeze], obuf[sizeof cfg->train_only], name[192];
     char *fp[64], *op[64];
-    int nf = split_patterns(cfg->freeze, fbuf, sizeof fbuf, fp, 64), no = split_patterns(cfg->train_only, obuf, sizeof obuf, op, 64);
+    int nf = cfg_split_list(cfg->freeze, fbuf, sizeof fbuf, fp, 64), no = cfg_split_list(cfg->train_only, obuf, sizeof obuf, op, 64);
     int fhits[64] = {0}, ohits[64] = {0};
     int64_t tensors = 0, tensors_frozen = 0, numel = 0, numel_frozen = 0, u = 0;
     for (int i = 0; i < m->n_params; i++) {
