@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "autograd/ag_rng.h"
 #include "autograd/sx_error.h"
 
 #ifdef __cplusplus /* the CUDA backend includes this from C++ */
@@ -92,21 +93,6 @@ void ag_fill(ag_tensor *t, double v);
 /* Same numel, any devices; converts between f32, f64 and bf16 (on the device: f32 <-> bf16). */
 void ag_copy(ag_tensor *dst, const ag_tensor *src);
 bool ag_same_shape(const ag_tensor *a, const ag_tensor *b);
-
-/* ---- counter-based RNG (Philox4x32-10): masks depend on (seed, step, purpose, index) only ------------------------- */
-typedef struct { uint64_t key; uint64_t counter_hi; } ag_rng_key;
-ag_rng_key ag_rng_make(uint64_t seed, uint64_t step, uint64_t purpose);
-void ag_philox(ag_rng_key k, uint64_t index, uint32_t out[4]);
-float ag_rng_uniform(ag_rng_key k, uint64_t index);           /* in [0, 1) */
-float ag_rng_normal(ag_rng_key k, uint64_t index);            /* N(0, 1), Box-Muller */
-/* Every output bit: out[i] = word (w & 3) of ag_philox(k, w >> 2), w = first + i, for i < n; batched so that the
- * compiler vectorises the rounds (about 8x fewer instructions than a Philox call per value). */
-void ag_rng_words(ag_rng_key k, uint64_t first, int64_t n, uint32_t *out);
-/* The same stream as uniforms in [0, 1): the top 24 bits of each word over 2^24 (jitter noise). */
-void ag_rng_uniform_words(ag_rng_key k, uint64_t first, int64_t n, float *out);
-/* Dropout keeps element i of a tensor iff its word (ag_rng_words(key, i)) >= ag_dropout_threshold(p): keep
- * probability 1 - ceil(p 2^32) / 2^32, i.e. 1 - p within 2^-32. The CUDA kernels draw the same words. */
-uint32_t ag_dropout_threshold(double p);
 
 /* ---- the op table ------------------------------------------------------------------------------------------------- */
 /* One enum value per line of autograd/ag_ops.def (where each op's formula is). */

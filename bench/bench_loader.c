@@ -7,8 +7,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "data/batches.h"
 #include "data/dataset.h"
-#include "train/batches.h"
+#include "train/run_config.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -49,7 +50,7 @@ int main(int argc, char **argv) {
     cfg.max_input_len = 512;
     cfg.max_target_len = 128;
     batch_source *src;
-    if (!(s = batch_source_open(&cfg, false, &src)).ok) {
+    if (!(s = run_config_batches_open(&cfg, false, &src)).ok) {
         fprintf(stderr, "bench_loader: %s\n", s.msg);
         return 1;
     }

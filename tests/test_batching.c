@@ -1,5 +1,6 @@
-/* Batching options of train/batches.c: fixed padding, length bucketing (every example once per epoch, tighter
- * batches, an exact resume from inside a window), the span corruption knobs, the read cache, and their config keys. */
+/* Batching options of data/batches.c: fixed padding, length bucketing (every example once per epoch, tighter
+ * batches, an exact resume from inside a window, the data position and its seek), the span corruption knobs, the
+ * read cache, and their config keys. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -7,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "data/batches.h"
 #include "data/dataset.h"
-#include "train/batches.h"
 #include "train/ckpt.h"
 #include "train/run_config.h"
 #include "train/trainer.h"
@@ -102,13 +103,13 @@ Test(batching, fixed_padding_gives_the_configured_shapes) {
     dataset_config(&c, p, 8, 0);
     batch_source *s;
     batch_buf b = {0}, f = {0};
-    cr_assert(batch_source_open(&c, false, &s).ok);
+    cr_assert(run_config_batches_open(&c, false, &s).ok);
     get(s, 16, 8, &b);
     batch_source_close(s);
     cr_expect(b.S < 64 && b.T == 1, "pad_to batch: S %lld, T %lld", (long long)b.S, (long long)b.T);
     snprintf(c.pad_to, sizeof c.pad_to, "fixed");
     cr_assert(run_config_validate(&c).ok);
-    cr_assert(batch_source_open(&c, false, &s).ok);
+    cr_assert(run_config_batches_open(&c, false, &s).ok);
     get(s, 16, 8, &f);
     batch_source_close(s);
     cr_expect(f.S == 64 && f.T == 8, "pad_to fixed: S %lld, T %lld (want 64, 8)", (long long)f.S, (long long)f.T);
@@ -124,7 +125,7 @@ Test(batching, fixed_padding_gives_the_configured_shapes) {
     run_config_defaults(&t);
     snprintf(t.pad_to, sizeof t.pad_to, "fixed");
     batch_buf bt = {0};
-    cr_assert(batch_source_open(&t, false, &s).ok);
+    cr_assert(run_config_batches_open(&t, false, &s).ok);
     get(s, 0, 8, &bt);
     batch_source_close(s);
     cr_expect(bt.S == t.task_max_len + 1 && bt.T == t.task_max_len + 1, "built-in fixed: S %lld, T %lld", (long long)bt.S, (long long)bt.T);
@@ -169,11 +170,11 @@ Test(batching, bucketing_sorts_windows_and_keeps_the_epoch) {
     int ids0[N_EX], lens0[N_EX], ids[N_EX], lens[N_EX];
     double spread0, spread;
     dataset_config(&c, p, B, 0);
-    cr_assert(batch_source_open(&c, false, &s).ok);
+    cr_assert(run_config_batches_open(&c, false, &s).ok);
     read_positions(s, B, N_EX, ids0, lens0, &spread0);
     batch_source_close(s);
     dataset_config(&c, p, B, K);
-    cr_assert(batch_source_open(&c, false, &s).ok);
+    cr_assert(run_config_batches_open(&c, false, &s).ok);
     read_positions(s, B, N_EX, ids, lens, &spread);
     batch_source_close(s);
     /* every example of the epoch exactly once (300 = 9 windows of 32 and a short one of 12) */
@@ -219,6 +220,36 @@ Test(batching, bucketing_sorts_windows_and_keeps_the_epoch) {
     unlink(p);
 }
 
+/* The data position of a checkpoint: batch_source_seek inverts batch_source_position, and a position outside the
+ * data (a damaged or foreign checkpoint) is an error naming where it came from; the built-in task has one endless
+ * epoch. */
+static void check_seek(batch_source *s) {
+    uint64_t consumed[4] = {0, 40, N_EX, 2 * N_EX + 17}, back;
+    for (int k = 0; k < 4; k++) {
+        int64_t epoch, index;
+        batch_source_position(s, consumed[k], &epoch, &index);
+        cr_expect(epoch == (int64_t)(consumed[k] / N_EX) && index == (int64_t)(consumed[k] % N_EX), "position of %llu: %lld %lld",
+                  (unsigned long long)consumed[k], (long long)epoch, (long long)index);
+        sx_status st = batch_source_seek(s, epoch, index, "ck.h5", &back);
+        cr_expect(st.ok && back == consumed[k], "seek(%lld, %lld) = %llu, want %llu", (long long)epoch, (long long)index, (unsigned long long)back,
+                  (unsigned long long)consumed[k]);
+    }
+    int64_t bad[3][2] = {{0, N_EX}, {-1, 0}, {0, -3}};
+    for (int k = 0; k < 3; k++) {
+        sx_status st = batch_source_seek(s, bad[k][0], bad[k][1], "ck.h5: data/position", &back);
+        cr_expect(!st.ok && strstr(st.msg, "ck.h5: data/position") && strstr(st.msg, "300 examples"), "epoch %lld, example %lld: %s",
+                  (long long)bad[k][0], (long long)bad[k][1], st.ok ? "accepted" : st.msg);
+    }
+    run_config c;
+    run_config_defaults(&c);
+    batch_source *b;
+    cr_assert(run_config_batches_open(&c, false, &b).ok);
+    cr_expect(batch_source_seek(b, 0, 1000, "ck.h5", &back).ok && back == 1000);
+    sx_status st = batch_source_seek(b, 1, 0, "ck.h5", &back);
+    cr_expect(!st.ok && strstr(st.msg, "built-in task"), "got: %s", st.ok ? "accepted" : st.msg);
+    batch_source_close(b);
+}
+
 Test(batching, bucketing_resumes_mid_window_exactly) {
     char p[400];
     path_of(p, sizeof p, "resume.h5");
@@ -227,18 +258,19 @@ Test(batching, bucketing_resumes_mid_window_exactly) {
     run_config c;
     dataset_config(&c, p, B, K);
     batch_source *a, *r;
-    cr_assert(batch_source_open(&c, false, &a).ok);
+    cr_assert(run_config_batches_open(&c, false, &a).ok);
     int32_t *straight = malloc(sizeof(int32_t) * (size_t)(NB * B));
     batch_buf b = {0};
     for (int k = 0; k < NB; k++) {
         get(a, (uint64_t)k * B, B, &b);
         for (int q = 0; q < B; q++) straight[k * B + q] = b.labels[q * b.T];
     }
+    check_seek(a);
     batch_source_close(a);
     /* a fresh source (no window in memory) started at batch 5, the second batch of window 1, and one that jumps */
     int starts[3] = {5, 38, 41}, bad = 0;
     for (int t = 0; t < 3; t++) {
-        cr_assert(batch_source_open(&c, false, &r).ok);
+        cr_assert(run_config_batches_open(&c, false, &r).ok);
         for (int k = starts[t]; k < NB; k++) {
             batch_buf e = {0};
             int64_t S0, T0;
@@ -248,7 +280,7 @@ Test(batching, bucketing_resumes_mid_window_exactly) {
             for (int q = 0; q < B; q++) bad += b.labels[q * b.T] != straight[k * B + q];
             /* the full contents match a third source reading only this batch */
             batch_source *one;
-            cr_assert(batch_source_open(&c, false, &one).ok);
+            cr_assert(run_config_batches_open(&c, false, &one).ok);
             get(one, (uint64_t)k * B, B, &e);
             batch_source_close(one);
             bad += e.S != S0 || e.T != T0 || memcmp(e.ids, b.ids, sizeof(int32_t) * (size_t)(B * S0)) ||
@@ -335,7 +367,7 @@ Test(batching, span_knobs_change_the_corruption) {
         c.mean_span_length = mean[t];
         cr_assert(run_config_validate(&c).ok);
         batch_source *s;
-        cr_assert(batch_source_open(&c, false, &s).ok);
+        cr_assert(run_config_batches_open(&c, false, &s).ok);
         batch_buf b = {0};
         get(s, 0, 4, &b);
         batch_source_close(s);
@@ -403,7 +435,7 @@ Test(batching, shuffle_false_keeps_the_file_order) {
     dataset_config(&c, p, 10, 0);
     cr_assert(run_config_set(&c, "data.shuffle=false").ok);
     batch_source *s;
-    cr_assert(batch_source_open(&c, false, &s).ok);
+    cr_assert(run_config_batches_open(&c, false, &s).ok);
     batch_buf b = {0};
     for (uint64_t first = 0; first < 2 * N_EX; first += 10) {
         get(s, first, 10, &b);
@@ -413,7 +445,7 @@ Test(batching, shuffle_false_keeps_the_file_order) {
     batch_source_close(s);
     /* shuffled (the default): some batch differs from the file order */
     dataset_config(&c, p, 10, 0);
-    cr_assert(batch_source_open(&c, false, &s).ok);
+    cr_assert(run_config_batches_open(&c, false, &s).ok);
     get(s, 0, 10, &b);
     bool moved = false;
     for (int r = 0; r < 10; r++) moved |= b.labels[r * b.T] != 2 + r;
@@ -434,11 +466,11 @@ Test(batching, eval_examples_default_is_the_whole_dataset) {
     dataset_config(&c, p, 10, 0);
     snprintf(c.eval_data, sizeof c.eval_data, "%s", p);
     batch_source *s;
-    cr_assert(batch_source_open(&c, true, &s).ok);
+    cr_assert(run_config_batches_open(&c, true, &s).ok);
     cr_expect_eq(batch_source_count(s), N_EX);
     batch_source_close(s);
     cr_assert(run_config_set(&c, "data.eval_examples=7").ok);
-    cr_assert(batch_source_open(&c, true, &s).ok);
+    cr_assert(run_config_batches_open(&c, true, &s).ok);
     cr_expect_eq(batch_source_count(s), 7);
     batch_source_close(s);
     unlink(p);

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "train/batches.h"
+#include "data/batches.h"
 
 double run_checks_phys_bytes(void) {
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
@@ -163,7 +163,7 @@ sx_status run_checks_preflight(const run_config *r, bool need_eval) {
                          "(and every train.eval_every steps); give data.eval (it may be the training set)");
     for (int k = 0; k < (need_eval ? 2 : 1); k++) { /* the training data first: its errors read first, as at step 1 */
         batch_source *src;
-        SX_TRY(batch_source_open(r, k == 1, &src));
+        SX_TRY(run_config_batches_open(r, k == 1, &src));
         batch_source_close(src);
     }
     return sx_ok();

@@ -337,6 +337,31 @@ sx_status run_config_validate(const run_config *r) {
     return run_checks_validate(r);
 }
 
+sx_status run_config_batches_open(const run_config *r, bool heldout, batch_source **out) {
+    const batch_source_options o = {
+        .task = r->task,
+        .task_min_len = r->task_min_len,
+        .task_max_len = r->task_max_len,
+        .train_data = r->train_data,
+        .eval_data = r->eval_data,
+        .eval_examples = r->eval_examples,
+        .read_cache_bytes = (int64_t)r->read_cache_mb << 20,
+        .seed = r->seed,
+        .shuffle = r->shuffle,
+        .pad_fixed = !strcmp(r->pad_to, "fixed"),
+        .max_input_len = r->max_input_len,
+        .max_target_len = r->max_target_len,
+        .bucket_batches = r->bucket_batches,
+        .micro_batch = r->micro_batch_size ? r->micro_batch_size : r->batch_size,
+        .noise_density = r->noise_density,
+        .mean_span_length = r->mean_span_length,
+        .eos_token_id = r->model.eos_token_id,
+        .pad_token_id = r->model.pad_token_id,
+        .vocab_size = r->model.vocab_size,
+    };
+    return batch_source_open(&o, heldout, out);
+}
+
 cJSON *run_config_to_json(const run_config *r) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "model", model_config_to_json(&r->model));

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "data/batches.h"
 #include "train/model_config.h"
 
 typedef struct cJSON cJSON;
@@ -78,6 +79,9 @@ sx_status run_config_set(run_config *r, const char *assignment);
 /* Cross-field checks (micro-batch divides batch, expert_parallel divides experts, ...). */
 sx_status run_config_validate(const run_config *r);
 cJSON *run_config_to_json(const run_config *r);
+/* The batches of the run (the training split, or heldout: the evaluation split): data/'s options filled from the data
+ * section, the model's special tokens and vocabulary, the seed and the micro-batch (the unit bucketing sorts). */
+sx_status run_config_batches_open(const run_config *r, bool heldout, batch_source **out);
 /* Every key with its meaning, for --help-config. */
 void run_config_print_help(FILE *out);
 

@@ -18,6 +18,8 @@
 #include <cjson/cJSON.h>
 
 #include "autograd/sx_file.h"
+#include "data/batches.h"
+#include "data/task.h"
 #include "train/cfg_util.h"
 #include "train/ckpt.h"
 #include "train/generate.h"
@@ -28,8 +30,6 @@
 #include "train/run_checks.h"
 #include "train/step.h"
 #include "train/schedule.h"
-#include "train/batches.h"
-#include "train/task.h"
 
 #define CKPT_PREFIX "ckpt_step"
 
@@ -158,7 +158,12 @@ typedef struct {
     par_ctx local_par;
     bool rank0;                /* world rank 0 prints and writes files */
     batch_source *src;         /* the training batches (their position goes into checkpoints) */
+    uint64_t data_skew;        /* the data position is step * batch_size + data_skew examples: 0 for a fresh run; a
+                                * resume sets it from the checkpoint's recorded position (read_data_position) */
 } trainer;
+
+/* Examples consumed before the current step: where the next batch starts. */
+static uint64_t data_consumed(const trainer *t) { return (uint64_t)(t->step * t->cfg->batch_size) + t->data_skew; }
 
 /* The learning-rate schedule of the run (HF's lambdas, train/schedule.h). */
 static sx_status setup_schedule(trainer *t) {
@@ -209,7 +214,7 @@ static sx_status save_checkpoint(trainer *t) {
         /* where the data stands: the epoch and the index in its (shuffled, bucketed) order of the next example,
          * and the training set's size (a resume on another dataset would not continue this order) */
         int64_t pos[3] = {0, 0, batch_source_count(t->src)};
-        batch_source_position(t->src, (uint64_t)(t->step * t->cfg->batch_size), &pos[0], &pos[1]);
+        batch_source_position(t->src, data_consumed(t), &pos[0], &pos[1]);
         if (s.ok) s = ckpt_write_i64(w, "data/position", 1, AG_SHAPE(3), pos);
     }
     float *buf = NULL;
@@ -347,6 +352,25 @@ static sx_status check_resume_config(ckpt_reader *r, const char *path, const run
     return sx_ok();
 }
 
+/* The data position the checkpoint recorded (epoch, index in the shuffled, bucketed order, training-set size): the
+ * run continues from it. A checkpoint without one (older files) continues at step * batch_size. */
+static sx_status read_data_position(trainer *t, ckpt_reader *r, const char *path) {
+    t->data_skew = 0;
+    if (!ckpt_has(r, "data/position")) return sx_ok();
+    int64_t pos[3];
+    SX_TRY(ckpt_read_i64(r, "data/position", 1, AG_SHAPE(3), pos));
+    if (pos[2] != batch_source_count(t->src))
+        return sx_errorf("%s: written for a training set of %lld examples, data.train now has %lld: resuming would not continue its "
+                         "epoch %lld at example %lld (start a new run, or restore the dataset)", path, (long long)pos[2],
+                         (long long)batch_source_count(t->src), (long long)pos[0], (long long)pos[1]);
+    char where[1100];
+    snprintf(where, sizeof where, "%s: data/position", path);
+    uint64_t consumed;
+    SX_TRY(batch_source_seek(t->src, pos[0], pos[1], where, &consumed));
+    t->data_skew = consumed - (uint64_t)(t->step * t->cfg->batch_size);
+    return sx_ok();
+}
+
 static sx_status load_checkpoint(trainer *t, const char *path) {
     ckpt_reader *r;
     SX_TRY(ckpt_open(path, &r));
@@ -363,14 +387,7 @@ static sx_status load_checkpoint(trainer *t, const char *path) {
                           (long long)v, (unsigned long long)t->cfg->seed);
     }
     if (s.ok) s = check_resume_config(r, path, t->cfg);
-    if (s.ok && ckpt_has(r, "data/position")) {
-        int64_t pos[3];
-        sx_status ps = ckpt_read_i64(r, "data/position", 1, AG_SHAPE(3), pos);
-        if (ps.ok && pos[2] != batch_source_count(t->src))
-            s = sx_errorf("%s: written for a training set of %lld examples, data.train now has %lld: resuming would not continue its "
-                          "epoch %lld at example %lld (start a new run, or restore the dataset)", path, (long long)pos[2],
-                          (long long)batch_source_count(t->src), (long long)pos[0], (long long)pos[1]);
-    }
+    if (s.ok) s = read_data_position(t, r, path);
     float *buf = NULL;
     for (int i = 0; s.ok && i < optim_state_count(train_step_optim(t->ts)); i++) {
         const char *name;
@@ -427,7 +444,7 @@ sx_status trainer_evaluate(model *m, const run_config *cfg0, bool print_examples
     bounded.gen_max_len = run_checks_eval_gen_len(cfg0);
     const run_config *cfg = &bounded;
     batch_source *src;
-    SX_TRY(batch_source_open(cfg, true, &src));
+    SX_TRY(run_config_batches_open(cfg, true, &src));
     int EB = cfg->eval_batch_size;
     int64_t Lmax = batch_source_max_len(src), n_eval = batch_source_count(src);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(EB * Lmax)), *mask = malloc(sizeof(int32_t) * (size_t)(EB * Lmax));
@@ -501,7 +518,7 @@ sx_status trainer_evaluate(model *m, const run_config *cfg0, bool print_examples
  * fraction and the mean router entropy. Printed (console) and/or logged (metrics.jsonl, TensorBoard). */
 static sx_status route_stats(model *m, const run_config *cfg, bool print, train_metrics *metrics, int64_t step) {
     batch_source *src;
-    SX_TRY(batch_source_open(cfg, true, &src));
+    SX_TRY(run_config_batches_open(cfg, true, &src));
     int64_t Lmax = batch_source_max_len(src);
     int B = (int)(cfg->eval_batch_size < batch_source_count(src) ? cfg->eval_batch_size : batch_source_count(src)), E = m->cfg.num_experts;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * Lmax)), *mask = malloc(sizeof(int32_t) * (size_t)(B * Lmax)),
@@ -701,8 +718,10 @@ typedef struct {
     int64_t tok_since_log;
 } run_state;
 
-static sx_status batch_get(void *src, uint64_t first, int B, int32_t *ids, int32_t *mask, int32_t *labels, int64_t *S, int64_t *T) {
-    return batch_source_get(src, first, B, ids, mask, labels, S, T);
+/* train/step.c numbers a step's examples from step * batch_size; the batches come from the data position. */
+static sx_status batch_get(void *user, uint64_t first, int B, int32_t *ids, int32_t *mask, int32_t *labels, int64_t *S, int64_t *T) {
+    const trainer *t = user;
+    return batch_source_get(t->src, first + t->data_skew, B, ids, mask, labels, S, T);
 }
 
 /* The run directory (claimed for a fresh run), the model, the step, the schedule and the training batches. */
@@ -722,7 +741,7 @@ static sx_status open_run(trainer *t, const trainer_opts *opts) {
     SX_TRY(model_init_ep(&t->m, &cfg->model, t->par->ep));
     model_init_weights(&t->m, cfg->seed);
     SX_TRY(setup_schedule(t));
-    SX_TRY(batch_source_open(cfg, false, &t->src));
+    SX_TRY(run_config_batches_open(cfg, false, &t->src));
     return train_step_init(&t->ts, &t->m, cfg, t->par, batch_source_max_len(t->src));
 }
 
@@ -744,7 +763,10 @@ static sx_status restore(trainer *t, const trainer_opts *opts) {
     else snprintf(path, sizeof path, "%s", opts->resume);
     if (found) {
         SX_TRY(load_checkpoint(t, path));
-        if (t->rank0) printf("switchc: resumed from %s at step %lld\n", path, (long long)t->step);
+        int64_t epoch, index;
+        batch_source_position(t->src, data_consumed(t), &epoch, &index);
+        if (t->rank0) printf("switchc: resumed from %s at step %lld (data: epoch %lld, example %lld)\n", path, (long long)t->step, (long long)epoch,
+                             (long long)index);
     } else if (t->rank0) {
         printf("switchc: no checkpoint in %s: starting from step 0\n", t->dir);
     }
@@ -846,7 +868,7 @@ static sx_status train_loop(trainer *t, run_state *rs, const trainer_opts *opts,
     while (t->step < stop_at) {
         double lr = sched_lr(&t->sched, t->step), t0 = now_s(); /* HF: lambda(updates done) */
         train_step_stats st;
-        SX_TRY(train_step_run(t->ts, batch_get, t->src, t->step, lr, stop_signal != 0, t->step == start_step ? opts->on_first_grads : NULL,
+        SX_TRY(train_step_run(t->ts, batch_get, t, t->step, lr, stop_signal != 0, t->step == start_step ? opts->on_first_grads : NULL,
                               opts->user, &st));
         if (!st.finite) SX_TRY(count_skip(t, &st));
         else t->consecutive_skips = 0;

@@ -67,7 +67,7 @@ static inline unsigned sx_row_blocks(int64_t rows) { return (unsigned)(rows > (1
 
 /* ---- the CPU's generators and conversions, bit for bit ------------------------------------------------------------ */
 
-/* ag_philox (autograd/tensor.c): Philox4x32-10 with counter (index, key.counter_hi) and key key.key. */
+/* ag_philox (autograd/rng.c): Philox4x32-10 with counter (index, key.counter_hi) and key key.key. */
 __device__ __forceinline__ void sx_philox(uint64_t key, uint64_t counter_hi, uint64_t index, uint32_t out[4]) {
     uint32_t c0 = (uint32_t)index, c1 = (uint32_t)(index >> 32), c2 = (uint32_t)counter_hi, c3 = (uint32_t)(counter_hi >> 32);
     uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);

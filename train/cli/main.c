@@ -10,11 +10,11 @@
 
 #include "autograd/ag_cuda.h"
 #include "autograd/sx_file.h"
+#include "data/batches.h"
 #include "data/dataset.h"
 #include "data/prepare.h"
 #include "data/spm.h"
 #include "parallel/par.h"
-#include "train/batches.h"
 #include "train/cli/cli.h"
 #include "train/generate.h"
 #include "train/hf_model.h"
@@ -44,8 +44,9 @@ static void train_help(void) {
            "blocks, 4 experts) learning to reverse digit strings on the CPU in under a minute, then printing the held-out\n"
            "exact match and the use of each expert (its tuned values: lr 3e-3, beta2 0.98, cosine, 100 warmup steps).\n"
            "A --config file or --init-from starts from Hugging Face Trainer's defaults instead (AdamW lr 5e-5, betas\n"
-           "0.9/0.999, eps 1e-8, weight decay 0, linear decay without warmup, gradient clipping 1.0). The run directory (train.out_dir, default runs/default) gets config.json (the effective\n"
-           "config), metrics.jsonl, TensorBoard events and checkpoints ckpt_stepNNNNNNNN.h5.\n"
+           "0.9/0.999, eps 1e-8, weight decay 0, linear decay without warmup, gradient clipping 1.0). The run directory\n"
+           "(train.out_dir, default runs/default) gets config.json (the effective config), metrics.jsonl, TensorBoard\n"
+           "events, checkpoints ckpt_stepNNNNNNNN.h5 and summary.json.\n"
            "\n"
            "  --config FILE        a run config (JSON sections model, data, optim, schedule, train, eval, parallel)\n"
            "  --set K=V            override one key, e.g. --set train.steps=500 --set optim.lr=1e-3\n"
@@ -199,7 +200,7 @@ static sx_status print_text_examples(model *m, const run_config *cfg0, const dat
     bounded.gen_max_len = run_checks_eval_gen_len(cfg0);
     const run_config *cfg = &bounded;
     batch_source *src;
-    SX_TRY(batch_source_open(cfg, true, &src));
+    SX_TRY(run_config_batches_open(cfg, true, &src));
     int B = (int)(batch_source_count(src) < count ? batch_source_count(src) : count);
     int64_t L = batch_source_max_len(src), S, T;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * L)), *mask = malloc(sizeof(int32_t) * (size_t)(B * L));

@@ -1,21 +1,21 @@
-/* Batch sources: built-in tasks (train/task.c) and token datasets (data/dataset.c), shuffled per epoch by a keyed
+/* Batch sources: built-in tasks (data/task.c) and token datasets (data/dataset.c), shuffled per epoch by a keyed
  * permutation, optionally length-bucketed, truncated to the configured lengths, span-corrupted when the dataset has
  * inputs only, padded to the batch maximum or to the fixed configured lengths.
  *
- * Length bucketing (data.bucket_batches = K): the epoch's shuffled order is cut into windows of K * B examples (B the
+ * Length bucketing (bucket_batches = K): the epoch's shuffled order is cut into windows of K * B examples (B the
  * micro-batch, the unit that is padded); a window is sorted by input length (stable: ties keep their shuffled order),
  * cut into K batches of B, and those batches are emitted in an order shuffled by (seed, epoch, window). The epoch's
  * last window may be short: its full batches are shuffled, its partial tail stays last. So the example at consumption
  * position g is still a pure function of (seed, g): a resumed run recomputes its window and sees the same batches, and
  * every rank, building the same global batch and keeping its rows, gets a disjoint share. */
-#include "train/batches.h"
+#include "data/batches.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "data/dataset.h"
 #include "data/span.h"
-#include "train/task.h"
+#include "data/task.h"
 
 typedef struct {
     int64_t len, pos, idx;
@@ -30,57 +30,56 @@ struct batch_source {
     data_dataset *ds;
     int64_t n, max_in, max_tgt, count;
     uint64_t seed;
-    bool shuffle;         /* data.shuffle: a keyed permutation per epoch, else the file order */
+    bool shuffle;         /* a keyed permutation per epoch, else the file order */
     int32_t eos, pad;
     data_span_config sc;
     int32_t *raw, *in, *tgt; /* one example, sized once */
 };
 
-sx_status batch_source_open(const run_config *cfg, bool heldout, batch_source **out) {
+sx_status batch_source_open(const batch_source_options *o, bool heldout, batch_source **out) {
     batch_source *s = calloc(1, sizeof *s);
     s->heldout = heldout;
-    s->seed = cfg->seed;
-    s->shuffle = cfg->shuffle;
-    s->eos = cfg->model.eos_token_id;
-    s->pad = cfg->model.pad_token_id;
-    s->fixed = !strcmp(cfg->pad_to, "fixed");
+    s->seed = o->seed;
+    s->shuffle = o->shuffle;
+    s->eos = o->eos_token_id;
+    s->pad = o->pad_token_id;
+    s->fixed = o->pad_fixed;
     s->win_epoch = -1;
-    if (strcmp(cfg->task, "dataset")) {
+    if (strcmp(o->task, "dataset")) {
         s->builtin = true;
-        s->task = (task_spec){strcmp(cfg->task, "sort") ? TASK_REVERSE : TASK_SORT, cfg->task_min_len, cfg->task_max_len, cfg->seed};
-        s->max_in = s->max_tgt = cfg->task_max_len + 1;
-        s->count = heldout ? (cfg->eval_examples ? cfg->eval_examples : 512) : -1; /* 0: the built-in's 512 */
+        s->task = (task_spec){strcmp(o->task, "sort") ? TASK_REVERSE : TASK_SORT, o->task_min_len, o->task_max_len, o->seed};
+        s->max_in = s->max_tgt = o->task_max_len + 1;
+        s->count = heldout ? (o->eval_examples ? o->eval_examples : 512) : -1; /* 0: the built-in's 512 */
         *out = s;
         return sx_ok();
     }
-    const char *path = heldout ? cfg->eval_data : cfg->train_data;
-    if (!path[0]) {
+    const char *path = heldout ? o->eval_data : o->train_data;
+    if (!path || !path[0]) {
         free(s);
         return sx_errorf("data.%s: no dataset given for %s", heldout ? "eval" : "train", heldout ? "evaluation" : "training");
     }
-    sx_status st = data_dataset_open_cached(path, (int64_t)cfg->read_cache_mb << 20, &s->ds);
+    sx_status st = data_dataset_open_cached(path, o->read_cache_bytes, &s->ds);
     if (!st.ok) {
         free(s);
         return st;
     }
     s->n = data_dataset_count(s->ds);
     if (s->n == 0) st = sx_errorf("%s: the dataset has no examples", path);
-    else if (data_dataset_vocab_size(s->ds) > cfg->model.vocab_size)
-        st = sx_errorf("%s: token ids up to %d but the model's vocab_size is %d", path, data_dataset_vocab_size(s->ds), cfg->model.vocab_size);
+    else if (data_dataset_vocab_size(s->ds) > o->vocab_size)
+        st = sx_errorf("%s: token ids up to %d but the model's vocab_size is %d", path, data_dataset_vocab_size(s->ds), o->vocab_size);
     if (!st.ok) {
         batch_source_close(s);
         return st;
     }
     s->span = !data_dataset_has_targets(s->ds);
-    s->max_in = cfg->max_input_len;
-    s->max_tgt = cfg->max_target_len;
-    s->count = heldout && cfg->eval_examples && cfg->eval_examples < s->n ? cfg->eval_examples : s->n; /* 0: all of it */
+    s->max_in = o->max_input_len;
+    s->max_tgt = o->max_target_len;
+    s->count = heldout && o->eval_examples && o->eval_examples < s->n ? o->eval_examples : s->n; /* 0: all of it */
     /* T5's sentinels count down from the end of the tokenizer's vocabulary: <extra_id_0> = vocab - 1 */
-    s->sc = (data_span_config){cfg->noise_density, cfg->mean_span_length, data_dataset_vocab_size(s->ds) - 1, s->eos};
-    if (!heldout && cfg->bucket_batches > 1) {
-        s->bucket = cfg->bucket_batches;
-        s->bb = cfg->micro_batch_size ? cfg->micro_batch_size : cfg->batch_size;
-        if (s->bb < 1) s->bb = 1;
+    s->sc = (data_span_config){o->noise_density, o->mean_span_length, data_dataset_vocab_size(s->ds) - 1, s->eos};
+    if (!heldout && o->bucket_batches > 1) {
+        s->bucket = o->bucket_batches;
+        s->bb = o->micro_batch > 1 ? o->micro_batch : 1;
         int64_t wn = (int64_t)s->bucket * s->bb;
         s->win = malloc(sizeof(win_entry) * (size_t)(wn < s->n ? wn : s->n));
     }
@@ -103,6 +102,17 @@ void batch_source_position(const batch_source *s, uint64_t consumed, int64_t *ep
         *epoch = (int64_t)(consumed / (uint64_t)s->n);
         *index = (int64_t)(consumed % (uint64_t)s->n);
     }
+}
+
+sx_status batch_source_seek(const batch_source *s, int64_t epoch, int64_t index, const char *where, uint64_t *consumed) {
+    if (s->builtin && (epoch != 0 || index < 0))
+        return sx_errorf("%s: data position epoch %lld, example %lld: the built-in task has one endless epoch (0)", where, (long long)epoch,
+                         (long long)index);
+    if (!s->builtin && (epoch < 0 || index < 0 || index >= s->n))
+        return sx_errorf("%s: data position epoch %lld, example %lld lies outside a training set of %lld examples", where, (long long)epoch,
+                         (long long)index, (long long)s->n);
+    *consumed = s->builtin ? (uint64_t)index : (uint64_t)epoch * (uint64_t)s->n + (uint64_t)index;
+    return sx_ok();
 }
 
 static int win_cmp(const void *a, const void *b) {

@@ -1,7 +1,7 @@
 /* Built-in synthetic seq2seq tasks (no files needed): reverse or sort a string of digits. Examples are a pure
  * function of (seed, split, index), and a sequence-level hash keeps the held-out split disjoint from training. */
-#ifndef SX_TRAIN_TASK_H
-#define SX_TRAIN_TASK_H
+#ifndef SX_DATA_TASK_H
+#define SX_DATA_TASK_H
 
 #include <stdint.h>
 

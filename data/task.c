@@ -1,10 +1,11 @@
 /* Synthetic tasks for the built-in default run: reverse or sort digit strings, deterministic per example. */
-#include "train/task.h"
+#include "data/task.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "autograd/ag.h"
+#include "autograd/ag_rng.h"
 
 /* A sequence belongs to the held-out split when its hash is 0 mod 8, so held-out strings are never trained on. */
 static uint64_t seq_hash(const int32_t *d, int n) {
