@@ -4,26 +4,28 @@
 #include "moe/switch.h"
 
 #include "autograd/ag_cuda.h"
+#include "moe/lora.h"
 #include "moe/route.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* x W^T per expert group: the int8 weights when the layer has them */
-static ag_tensor *expert_matmul(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, const ag_int8_weight *q, ag_tensor *off) {
-    return q ? ag_int8_grouped_linear(ctx, x, q, off) : ag_grouped_matmul(ctx, x, w, off, true);
+/* x W^T per expert group: the int8 weights when the layer has them, plus the LoRA update when it has one */
+static ag_tensor *expert_matmul(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, const ag_int8_weight *q, ag_tensor *off, const struct moe_lora *lo) {
+    ag_tensor *y = q ? ag_int8_grouped_linear(ctx, x, q, off) : ag_grouped_matmul(ctx, x, w, off, true);
+    return lo ? moe_lora_add(ctx, x, y, lo, off) : y;
 }
 
 static ag_tensor *experts_local(ag_ctx *ctx, const moe_config *cfg, const moe_weights *w, ag_tensor *xe, ag_tensor *off, ag_rng_key dropout_key) {
     ag_tensor *h;
     if (cfg->gated)
-        h = ag_mul(ctx, ag_act(ctx, cfg->act, expert_matmul(ctx, xe, w->wi0, w->q_wi0, off)),
-                   expert_matmul(ctx, xe, w->wi1, w->q_wi1, off));
+        h = ag_mul(ctx, ag_act(ctx, cfg->act, expert_matmul(ctx, xe, w->wi0, w->q_wi0, off, w->lora_wi0)),
+                   expert_matmul(ctx, xe, w->wi1, w->q_wi1, off, w->lora_wi1));
     else
-        h = ag_act(ctx, cfg->act, expert_matmul(ctx, xe, w->wi, w->q_wi, off)); /* [Nk, F] */
+        h = ag_act(ctx, cfg->act, expert_matmul(ctx, xe, w->wi, w->q_wi, off, w->lora_wi)); /* [Nk, F] */
     h = ag_dropout(ctx, h, cfg->expert_dropout, dropout_key);
-    return expert_matmul(ctx, h, w->wo, w->q_wo, off); /* [Nk, D] */
+    return expert_matmul(ctx, h, w->wo, w->q_wo, off, w->lora_wo); /* [Nk, D] */
 }
 
 /* ---- expert parallelism: rows to the owners of their experts and back ------------------------------------------- */

@@ -45,6 +45,8 @@ typedef struct {
     /* 8-bit inference (autograd/ag_int8.h): when set, these replace the f32 matmuls of the router and the experts
      * (HF's load_in_8bit converts both); NULL: f32 */
     const ag_int8_weight *q_router, *q_wi, *q_wi0, *q_wi1, *q_wo;
+    /* LoRA adapters of the expert blocks (moe/lora.h), added to the matmuls they adapt; NULL: none */
+    const struct moe_lora *lora_wi, *lora_wi0, *lora_wi1, *lora_wo;
 } moe_weights;                 /* expert blocks: [E_local, ...] under expert parallelism */
 
 typedef struct {

@@ -17,10 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
-#include "data/dataset.h"
-#include "tests/h5fixture.h"
+#include "tests/finetune_fixture.h"
 #include "train/hf_model.h"
 #include "train/model.h"
 #include "train/run_config.h"
@@ -28,55 +25,6 @@
 
 #define FIXDIR SX_SOURCE_DIR "/tests/fixtures/finetune"
 #define STEPS 20
-
-/* The fixture's 64 examples as a token dataset (what `switchc prepare` writes from token ids). */
-static void write_dataset(hid_t f, const char *path) {
-    int64_t nin, ntg, noi, not;
-    int32_t *in = h5f_read(f, "data/inputs", H5T_NATIVE_INT32, 4, NULL, NULL, &nin);
-    int32_t *tg = h5f_read(f, "data/targets", H5T_NATIVE_INT32, 4, NULL, NULL, &ntg);
-    int64_t *oi = h5f_read(f, "data/input_offsets", H5T_NATIVE_INT64, 8, NULL, NULL, &noi);
-    int64_t *ot = h5f_read(f, "data/target_offsets", H5T_NATIVE_INT64, 8, NULL, NULL, &not);
-    cr_assert_eq(noi, not);
-    data_writer *w;
-    sx_status s = data_writer_open(path, 32, 0, true, &w);
-    cr_assert(s.ok, "%s", s.msg);
-    for (int64_t i = 0; i + 1 < noi; i++) {
-        s = data_writer_append(w, in + oi[i], oi[i + 1] - oi[i], tg + ot[i], ot[i + 1] - ot[i]);
-        cr_assert(s.ok, "%s", s.msg);
-    }
-    s = data_writer_close(w);
-    cr_assert(s.ok, "%s", s.msg);
-    free(in);
-    free(tg);
-    free(oi);
-    free(ot);
-}
-
-/* The run config a user writes for the case: the HF folder's config.json, the case's --set assignments. */
-static void case_config(hid_t g, const char *data, const char *dir, run_config *cfg) {
-    run_config_defaults(cfg);
-    sx_status s = hf_read_config(FIXDIR "/model", &cfg->model);
-    cr_assert(s.ok, "%s", s.msg);
-    snprintf(cfg->model_source, sizeof cfg->model_source, "%s", FIXDIR "/model");
-    char *sets = h5f_attr_string(g, "set");
-    cJSON *j = cJSON_Parse(sets);
-    cr_assert(cJSON_IsArray(j));
-    const cJSON *it;
-    cJSON_ArrayForEach(it, j) {
-        s = run_config_set(cfg, it->valuestring);
-        cr_assert(s.ok, "--set %s: %s", it->valuestring, s.msg);
-    }
-    cJSON_Delete(j);
-    free(sets);
-    char a[800];
-    const char *extra[] = {"data.task=dataset", "train.eval_every=0", "train.ckpt_every=0", "train.log_every=100", "eval.batch_size=64"};
-    for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) cr_assert(run_config_set(cfg, extra[i]).ok);
-    snprintf(cfg->train_data, sizeof cfg->train_data, "%s", data);
-    snprintf(cfg->eval_data, sizeof cfg->eval_data, "%s", data);
-    snprintf(a, sizeof a, "rm -rf '%s'", dir);
-    cr_assert(system(a) == 0);
-    snprintf(cfg->out_dir, sizeof cfg->out_dir, "%s", dir);
-}
 
 /* Compares the run's final parameters with transformers' (every HF tensor the fixture holds). */
 static double compare_weights(hid_t g, const char *ckpt, const run_config *cfg, const char *name) {
@@ -122,11 +70,11 @@ static void replay(const char *name) {
     char data[400], dir[400], ckpt[700];
     snprintf(data, sizeof data, "%s/finetune_%s_%d.h5", SX_BINARY_DIR, name, (int)getpid());
     snprintf(dir, sizeof dir, "%s/finetune_%s_%d", SX_BINARY_DIR, name, (int)getpid());
-    write_dataset(f, data);
+    ft_write_dataset(f, data);
     hid_t g = H5Gopen2(f, name, H5P_DEFAULT);
     cr_assert(g >= 0, "fixture has no case %s", name);
     run_config cfg;
-    case_config(g, data, dir, &cfg);
+    ft_case_config(g, FIXDIR "/model", data, dir, &cfg);
     double loss[STEPS];
     trainer_opts o = {.quiet = true, .loss_trace = loss, .init_from = FIXDIR "/model"};
     trainer_result r;

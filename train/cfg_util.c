@@ -184,3 +184,16 @@ sx_status cfg_parse_set_value(const char *assignment, const char *val, cJSON **o
     *out = v;
     return sx_ok();
 }
+
+int cfg_split_list(const char *list, char *buf, size_t cap, char **items, int max) {
+    snprintf(buf, cap, "%s", list);
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok && n < max; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ') tok++;
+        char *end = tok + strlen(tok);
+        while (end > tok && end[-1] == ' ') *--end = 0;
+        if (*tok) items[n++] = tok;
+    }
+    return n;
+}

@@ -19,6 +19,10 @@ sx_status cfg_get_double(const cJSON *item, const char *where, double lo, double
 sx_status cfg_get_bool(const cJSON *item, const char *where, bool *out);
 sx_status cfg_get_string(const cJSON *item, const char *where, char *out, size_t cap);
 
+/* Splits a comma-separated list (train.freeze, lora.targets) into at most max items, blanks around each trimmed and
+ * empty items dropped: copies list into buf and points items into it. Returns the count. */
+int cfg_split_list(const char *list, char *buf, size_t cap, char **items, int max);
+
 /* JSON files (configs, indexes, batches) larger than this are refused before reading. */
 #define CFG_MAX_FILE_BYTES ((size_t)256 << 20)
 

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "train/hf_weights.h"
+#include "train/lora.h"
 
 bool hf_is_model_dir(const char *path) {
     struct stat st;
@@ -54,6 +55,7 @@ sx_status hf_load_weights(model *m, const char *dir) {
     char hf[160];
     for (int i = 0; s.ok && i < m->n_params; i++) {
         const param_desc *p = &m->params[i];
+        if (lora_is_adapter(p)) continue; /* an HF folder holds the base; adapters come from peft's folder */
         int ne = p->n_experts ? p->n_experts : 1;
         int64_t per = p->numel / ne;
         for (int e = 0; s.ok && e < ne; e++) {
@@ -91,8 +93,7 @@ sx_status hf_load_weights(model *m, const char *dir) {
     return s;
 }
 
-/* mkdir -p: the folder and any missing parents, as save_pretrained makes them. */
-static sx_status make_dirs(const char *dir) {
+sx_status hf_make_dirs(const char *dir) {
     char p[1100];
     int n = snprintf(p, sizeof p, "%s", dir);
     if (n <= 0 || n >= (int)sizeof p) return sx_errorf("%s: path too long", dir);
@@ -111,22 +112,27 @@ static sx_status make_dirs(const char *dir) {
 
 sx_status hf_export(const model *m, const char *dir) {
     if (m->ep_size != 1) return sx_errorf("export-hf: load the checkpoint without expert parallelism");
+    if (lora_unmerged(m))
+        return sx_errorf("export-hf: the model holds LoRA adapters: merge them into the weights (export-hf --merge) or write "
+                         "them in peft's format (export-hf --adapter-only)");
     if (m->cfg.gated)
         return sx_errorf("export-hf: the model has gated FFNs (switchc.gated_ffn: wi_0, wi_1), which transformers' "
                          "SwitchTransformers cannot hold (its FFNs are wi/wo only)");
-    SX_TRY(make_dirs(dir));
+    SX_TRY(hf_make_dirs(dir));
     /* Untied, transformers 4.57.6 does not take encoder/decoder.embed_tokens from shared.weight: without them in the
      * file it reports both missing and re-initialises them (its own save_pretrained drops them and fails the same
      * way). Tied, shared.weight alone loads cleanly, as save_pretrained writes it. */
     int n_alias = m->cfg.tie_word_embeddings ? 0 : 2;
     int total = n_alias;
-    for (int i = 0; i < m->n_params; i++) total += m->params[i].n_experts ? m->params[i].n_experts : 1;
+    for (int i = 0; i < m->n_params; i++)
+        if (!lora_is_adapter(&m->params[i])) total += m->params[i].n_experts ? m->params[i].n_experts : 1;
     hf_out_tensor *t = calloc((size_t)total, sizeof *t);
     char (*names)[160] = calloc((size_t)total, sizeof *names);
     SX_ASSERT(t && names, "out of memory");
     int k = 0;
     for (int i = 0; i < m->n_params; i++) {
         const param_desc *p = &m->params[i];
+        if (lora_is_adapter(p)) continue; /* merged into their base weights */
         int ne = p->n_experts ? p->n_experts : 1;
         int64_t per = p->numel / ne;
         for (int e = 0; e < ne; e++, k++) {

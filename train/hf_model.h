@@ -14,6 +14,8 @@ bool hf_is_model_dir(const char *path);
 sx_status hf_read_config(const char *dir, model_config *cfg);
 /* Fills an initialised model (any expert-parallel slice) from the folder's weights. */
 sx_status hf_load_weights(model *m, const char *dir);
+/* mkdir -p: the folder and any missing parents, as save_pretrained makes them. */
+sx_status hf_make_dirs(const char *dir);
 /* Writes dir/config.json and dir/model.safetensors (a whole model: expert parallelism 1). */
 sx_status hf_export(const model *m, const char *dir);
 

@@ -3,6 +3,7 @@
 #include "train/model.h"
 
 #include "autograd/ag_cuda.h"
+#include "train/lora.h"
 #include "train/model_int8.h"
 #include "train/run_checks.h"
 
@@ -53,6 +54,11 @@ static int add_param(table_builder *tb, param_kind kind, double std, bool decay,
 }
 
 #define SH(...) AG_NDIM(__VA_ARGS__), AG_SHAPE(__VA_ARGS__)
+
+/* train/lora.c's way into the builder: adapters decay (HF Trainer's decay names include lora_A/lora_B) */
+static int add_param_named(void *tb, param_kind kind, int n_experts, int ndim, const int64_t *shape, const char *name) {
+    return add_param(tb, kind, 0.0, true, n_experts, ndim, shape, "%s", name);
+}
 
 static void add_attention(table_builder *tb, const model_config *c, const char *prefix, const char *mod, int *q, int *k, int *v, int *o) {
     int64_t D = c->d_model, inner = (int64_t)c->num_heads * c->d_kv;
@@ -160,11 +166,12 @@ static sx_status model_build(model *m, const model_config *cfg, ag_dtype dtype) 
         else m->enc_final_ln = fl;
     }
     m->lm_head = c->tie_word_embeddings ? -1 : add_param(&tb, PK_HEAD, f * 1.0, true, 0, SH(V, D), "lm_head.weight");
+    SX_TRY(lora_build(m, add_param_named, &tb)); /* LoRA adapters, laid out first; n_grad_floats */
 
     ag_arena_init(&m->arena, "parameters", 0);
     size_t es = ag_dtype_size(dtype);
     char *wb = ag_arena_calloc(&m->arena, es * (size_t)m->n_floats);
-    char *gb = m->inference ? NULL : ag_arena_calloc(&m->arena, es * (size_t)m->n_floats);
+    char *gb = m->inference ? NULL : ag_arena_calloc(&m->arena, es * (size_t)m->n_grad_floats);
     if (dtype == AG_F32) {
         m->w = (float *)wb;
         m->g = (float *)gb;
@@ -173,8 +180,8 @@ static sx_status model_build(model *m, const model_config *cfg, ag_dtype dtype) 
     for (int i = 0; i < m->n_params; i++) {
         param_desc *p = &m->params[i];
         m->t[i] = ag_tensor_view(&m->arena, dtype, p->ndim, p->shape, wb + es * (size_t)p->offset);
-        if (gb) m->t[i]->grad = ag_tensor_view(&m->arena, dtype, p->ndim, p->shape, gb + es * (size_t)p->offset);
-        m->t[i]->requires_grad = gb != NULL;
+        if (gb && !p->no_grad) m->t[i]->grad = ag_tensor_view(&m->arena, dtype, p->ndim, p->shape, gb + es * (size_t)p->offset);
+        m->t[i]->requires_grad = gb != NULL && !p->no_grad;
         m->t[i]->name = p->name;
     }
     return sx_ok();
@@ -184,19 +191,19 @@ void model_to_device(model *m, ag_device dev) {
     SX_ASSERT(dev != AG_DEV_CPU, "model_to_device: pass a device (AG_DEV_CUDA)");
     SX_ASSERT(m->device == AG_DEV_CPU, "model_to_device: the model is already on a device");
     SX_ASSERT(m->dtype == AG_F32 && m->w, "model_to_device: f32 models only");
-    size_t bytes = sizeof(float) * (size_t)m->n_floats;
-    ag_arena_init_device(&m->dev_arena, "parameters-device", (m->g ? 2 : 1) * bytes + 256, dev);
+    size_t bytes = sizeof(float) * (size_t)m->n_floats, gbytes = sizeof(float) * (size_t)m->n_grad_floats;
+    ag_arena_init_device(&m->dev_arena, "parameters-device", bytes + (m->g ? gbytes : 0) + 256, dev);
     m->dw = ag_arena_alloc(&m->dev_arena, bytes);
-    m->dg = m->g ? ag_arena_alloc(&m->dev_arena, bytes) : NULL;
+    m->dg = m->g ? ag_arena_alloc(&m->dev_arena, gbytes) : NULL;
     ag_cuda_memcpy(m->dw, m->w, bytes, AG_COPY_H2D);
-    if (m->g) ag_cuda_memcpy(m->dg, m->g, bytes, AG_COPY_H2D);
+    if (m->g) ag_cuda_memcpy(m->dg, m->g, gbytes, AG_COPY_H2D);
     m->host_t = m->t;
     m->t = ag_arena_calloc(&m->arena, sizeof(ag_tensor *) * (size_t)m->n_params);
     for (int i = 0; i < m->n_params; i++) {
         param_desc *p = &m->params[i];
         m->t[i] = ag_tensor_view(&m->dev_arena, AG_F32, p->ndim, p->shape, m->dw + p->offset);
-        if (m->dg) m->t[i]->grad = ag_tensor_view(&m->dev_arena, AG_F32, p->ndim, p->shape, m->dg + p->offset);
-        m->t[i]->requires_grad = m->dg != NULL;
+        if (m->dg && !p->no_grad) m->t[i]->grad = ag_tensor_view(&m->dev_arena, AG_F32, p->ndim, p->shape, m->dg + p->offset);
+        m->t[i]->requires_grad = m->dg != NULL && !p->no_grad;
         m->t[i]->name = p->name;
     }
     m->device = dev;
@@ -211,14 +218,14 @@ void model_weights_to_device(model *m) {
 }
 
 void model_grads_to_host(model *m) {
-    if (m->device != AG_DEV_CPU && m->g) ag_cuda_memcpy(m->g, m->dg, sizeof(float) * (size_t)m->n_floats, AG_COPY_D2H);
+    if (m->device != AG_DEV_CPU && m->g) ag_cuda_memcpy(m->g, m->dg, sizeof(float) * (size_t)m->n_grad_floats, AG_COPY_D2H);
 }
 
 void model_zero_grads(model *m) {
     if (m->device != AG_DEV_CPU) {
-        if (m->dg) ag_cuda_memset0(m->dg, sizeof(float) * (size_t)m->n_floats);
+        if (m->dg) ag_cuda_memset0(m->dg, sizeof(float) * (size_t)m->n_grad_floats);
     } else if (m->g) {
-        memset(m->g, 0, sizeof(float) * (size_t)m->n_floats);
+        memset(m->g, 0, sizeof(float) * (size_t)m->n_grad_floats);
     } else if (m->dtype != AG_F32 && !m->inference) {
         for (int i = 0; i < m->n_params; i++) ag_zero_grad(m->t[i]);
     }
@@ -226,6 +233,7 @@ void model_zero_grads(model *m) {
 
 void model_free(model *m) {
     if (m->q8) model_int8_free(m);
+    lora_free(m);
     if (m->device != AG_DEV_CPU) ag_arena_free(&m->dev_arena);
     free(m->params);
     free(m->enc);
@@ -240,6 +248,10 @@ void model_init_weights(model *m, uint64_t seed) {
         ag_tensor *w = m->t[i];
         if (p->kind == PK_NORM) {
             ag_fill(w, m->cfg.initializer_factor);
+            continue;
+        }
+        if (lora_is_adapter(p)) {
+            lora_init_param(m, i, seed);
             continue;
         }
         ag_rng_key k = ag_rng_make(seed, (uint64_t)i, 0x1417);
@@ -374,7 +386,8 @@ static ag_tensor *dropout(const fwd_state *st, ag_tensor *x, int site) {
  * [B, H, Lq, Lk]. */
 /* x W^T for the nn.Linear parameter w: through its int8 form when the model has one (model_quantize_int8) */
 static ag_tensor *linear(ag_ctx *ctx, const model *m, ag_tensor *x, int w) {
-    return m->q8 && m->q8[w] ? ag_int8_linear(ctx, x, m->q8[w]) : ag_matmul(ctx, x, m->t[w], false, true);
+    ag_tensor *y = m->q8 && m->q8[w] ? ag_int8_linear(ctx, x, m->q8[w]) : ag_matmul(ctx, x, m->t[w], false, true);
+    return m->lora ? lora_linear(ctx, m, x, w, y) : y; /* + its LoRA update (train/lora.h) */
 }
 
 /* x [B, L, D] -> heads [B, H, L, K] through the projection w. */
@@ -432,6 +445,7 @@ static ag_tensor *sparse_ffn(const fwd_state *st, const block_params *bp, ag_ten
     moe_weights w = {m->t[bp->router], bp->router_bias >= 0 ? m->t[bp->router_bias] : NULL, bp->wi >= 0 ? m->t[bp->wi] : NULL,
                      bp->wi0 >= 0 ? m->t[bp->wi0] : NULL, bp->wi1 >= 0 ? m->t[bp->wi1] : NULL, m->t[bp->wo]};
     if (m->q8) model_int8_moe_weights(m, bp, &w);
+    if (m->lora) lora_moe_weights(ctx, m, bp, &w);
     moe_output mo;
     moe_switch_forward(ctx, &mc, &w, ag_reshapev(ctx, x, N, D), site_key(st, SITE_ROUTER_JITTER), site_key(st, SITE_EXPERT_HIDDEN), &mo);
     rs->stack = st->stack;
@@ -556,6 +570,7 @@ void model_forward(model *m, ag_ctx *ctx, const model_batch *b, model_rng rng, m
     SX_ASSERT(m->device == ctx->device, "model_forward: the model's parameters live on %s but the context runs on %s (model_to_device)",
               m->device == AG_DEV_CPU ? "the host" : "the device", ctx->device == AG_DEV_CPU ? "the host" : "the device");
     fwd_state st = {m, ctx, rng, 0, 0};
+    lora_begin(m, rng);
     int n_enc_sparse = model_config_sparse_count(c->encoder_sparse_step, c->num_layers);
     int n_dec_sparse = model_config_sparse_count(c->decoder_sparse_step, c->num_decoder_layers);
     out->routes = ag_arena_calloc(ag_ctx_host_arena(ctx), sizeof(model_route_stats) * (size_t)(n_enc_sparse + n_dec_sparse + 1));

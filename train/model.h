@@ -14,7 +14,8 @@
 #include "train/model_config.h"
 #include "train/relpos.h" /* model_relative_bucket */
 
-typedef enum { PK_EMBED, PK_HEAD, PK_ATTN_Q, PK_ATTN_K, PK_ATTN_V, PK_ATTN_O, PK_RELBIAS, PK_NORM, PK_WI, PK_WO, PK_ROUTER, PK_ROUTER_BIAS } param_kind;
+typedef enum { PK_EMBED, PK_HEAD, PK_ATTN_Q, PK_ATTN_K, PK_ATTN_V, PK_ATTN_O, PK_RELBIAS, PK_NORM, PK_WI, PK_WO, PK_ROUTER, PK_ROUTER_BIAS,
+              PK_LORA_A, PK_LORA_B /* LoRA adapters (train/lora.h) */ } param_kind;
 
 /* One parameter tensor. An expert block [E, ...] is one descriptor whose HF name holds "%d" for the expert index
  * (E HF tensors, contiguous slices of the block). */
@@ -29,6 +30,8 @@ typedef struct {
     int64_t numel;
     double init_std;     /* HF _init_weights (SPEC 2.1); norms are 1 */
     bool decay;          /* weight decay applies (not to norms, biases, the relative bias table) */
+    bool no_grad;        /* frozen for good, no gradient buffer (the base of a model with LoRA adapters) */
+    int lora_base;       /* an adapter (PK_LORA_*): the descriptor it adapts */
 } param_desc;
 
 /* Per-block indices into the parameter table (-1 when absent). */
@@ -47,8 +50,9 @@ typedef struct {
     int n_params;
     param_desc *params;
     int64_t n_floats;
+    int64_t n_grad_floats;    /* the span at the start of the layout with gradients: n_floats, or the adapters alone */
     float *w;                 /* flat parameters [n_floats] (f32 models; NULL for f64) */
-    float *g;                 /* flat gradients, same layout */
+    float *g;                 /* flat gradients [n_grad_floats], same offsets (none for no_grad descriptors) */
     ag_tensor **t;            /* a tensor view per descriptor, ->grad a view into g */
     int shared, lm_head, enc_relbias, dec_relbias, enc_final_ln, dec_final_ln;
     block_params *enc, *dec;
@@ -66,6 +70,7 @@ typedef struct {
     /* 8-bit inference (train/model_int8.h): q8[i] the int8 form of parameter i (its f32 data then released), NULL
      * for the ones kept in f32; q8 itself NULL for an f32 model */
     ag_int8_weight **q8;
+    struct lora_map *lora;    /* LoRA adapters (train/lora.h, cfg.lora); NULL without */
 } model;
 
 /* Builds the table from the config and allocates the buffers (weights zeroed). */

@@ -12,6 +12,7 @@
 
 void model_config_defaults(model_config *c) {
     memset(c, 0, sizeof *c);
+    c->lora.alpha = 8.0; /* peft's default lora_alpha (lora.r 0: no adapters) */
     c->vocab_size = 32128;
     c->d_model = 768;
     c->d_kv = 64;

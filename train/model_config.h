@@ -10,6 +10,7 @@
 #include "autograd/sx_error.h"
 #include "moe/capacity.h" /* moe_capacity_mode */
 #include "moe/losses.h"   /* moe_loss_mode */
+#include "train/lora_spec.h"
 
 typedef struct cJSON cJSON;
 
@@ -41,6 +42,10 @@ typedef struct {
     bool expert_choice;         /* switchc.routing "expert_choice": experts pick their top-C tokens (encoder only) */
     bool hf_zero_router_loss_step1; /* HF sets a stack's router losses to 0 when its sparse step is 1 (SPEC 5.4) */
     bool router_init_paper;     /* router weights ~ truncated normal, std sqrt(0.1 / d_model) (paper 2.4); else HF's N(0, factor) */
+
+    /* LoRA adapters: the run config's "lora" section (not part of config.json; run_config.c keeps it across model
+     * config reloads) */
+    lora_spec lora;
 } model_config;
 
 void model_config_defaults(model_config *c);

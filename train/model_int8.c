@@ -13,7 +13,7 @@ static bool converted(param_kind k) {
     switch (k) {
     case PK_ATTN_Q: case PK_ATTN_K: case PK_ATTN_V: case PK_ATTN_O: case PK_WI: case PK_WO: case PK_ROUTER:
         return true;
-    case PK_EMBED: case PK_HEAD: case PK_RELBIAS: case PK_NORM: case PK_ROUTER_BIAS:
+    case PK_EMBED: case PK_HEAD: case PK_RELBIAS: case PK_NORM: case PK_ROUTER_BIAS: case PK_LORA_A: case PK_LORA_B: /* adapters stay fp32 */
         return false;
     }
     return false;

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "train/cfg_util.h"
+#include "train/lora.h"
 #include "train/run_checks.h"
 
 typedef enum { F_INT, F_I64, F_U64, F_DOUBLE, F_BOOL, F_STR } field_type;
@@ -79,9 +80,17 @@ static const field FIELDS[] = {
     FLD("parallel", "expert_parallel", F_INT, expert_parallel, 1, 1e6, "ranks sharing the experts of a layer"),
     FLD("parallel", "transport", F_STR, transport, 0, 0, "auto | mpi | nccl | loopback"),
     FLD("parallel", "timeout_s", F_DOUBLE, collective_timeout_s, 0, 1e9, "collective timeout in seconds"),
+    FLD("lora", "r", F_INT, model.lora.r, 0, 1 << 16, "LoRA rank (peft's r); 0 = no adapters, the whole model trains"),
+    FLD("lora", "alpha", F_DOUBLE, model.lora.alpha, 0, 1e9, "peft's lora_alpha: updates scaled by alpha / r"),
+    FLD("lora", "dropout", F_DOUBLE, model.lora.dropout, 0, 0.999, "peft's lora_dropout on each adapter's input (training only)"),
+    FLD("lora", "rslora", F_BOOL, model.lora.rslora, 0, 0, "peft's use_rslora: scale by alpha / sqrt(r)"),
+    FLD("lora", "targets", F_STR, model.lora.targets, 0, 0,
+        "comma-separated linears to adapt: plain names as peft's target_modules (q,v: every q and v), or globs over HF module "
+        "names (*.experts.*.wi: every expert's wi, one [E, ...] adapter block per layer); the base is frozen"),
 };
 #define NFIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
-static const char *const SECTIONS[] = {"model", "data", "optim", "schedule", "train", "eval", "parallel"};
+static const char *const SECTIONS[] = {"model", "data", "optim", "schedule", "train", "eval", "parallel", "lora"};
+#define NSECTIONS ((int)(sizeof SECTIONS / sizeof SECTIONS[0]))
 
 void run_config_defaults(run_config *r) {
     memset(r, 0, sizeof *r);
@@ -220,6 +229,7 @@ sx_status run_config_apply_json(run_config *r, const cJSON *obj, const char *whe
         const char *sec = it->string;
         if (!strcmp(sec, "model")) {
             char w[600];
+            lora_spec keep = r->model.lora; /* the lora section is the run's, not the model config's */
             if (cJSON_IsString(it)) {
                 /* the path of an HF config.json, relative to the working directory */
                 snprintf(w, sizeof w, "%s", it->valuestring);
@@ -231,19 +241,20 @@ sx_status run_config_apply_json(run_config *r, const cJSON *obj, const char *whe
                 SX_TRY(model_config_from_json(it, w, &r->model));
                 snprintf(r->model_source, sizeof r->model_source, "%s", where);
             }
+            r->model.lora = keep;
             continue;
         }
         bool known = false;
-        for (int i = 1; i < 7; i++) known |= !strcmp(sec, SECTIONS[i]);
+        for (int i = 1; i < NSECTIONS; i++) known |= !strcmp(sec, SECTIONS[i]);
         if (!known) {
             if (cfg_looks_like_hf_model_config(obj))
                 return sx_errorf(
                     "%s: unknown section '%s': this looks like a Hugging Face model config.json; pass it as \"model\": "
                     "\"%s\" in a run config or as --init-from its folder",
                     where, sec, where);
-            const char *hint = cfg_closest(sec, SECTIONS, 7);
+            const char *hint = cfg_closest(sec, SECTIONS, NSECTIONS);
             if (hint) return sx_errorf("%s: unknown section '%s': did you mean '%s'?", where, sec, hint);
-            return sx_errorf("%s: unknown section '%s' (model, data, optim, schedule, train, eval, parallel)", where, sec);
+            return sx_errorf("%s: unknown section '%s' (model, data, optim, schedule, train, eval, parallel, lora)", where, sec);
         }
         SX_TRY(apply_section(r, sec, it, where));
     }
@@ -289,8 +300,10 @@ sx_status run_config_set(run_config *r, const char *assignment) {
         const char *leaf = sub ? sub : key;
         cJSON_DeleteItemFromObjectCaseSensitive(target, leaf);
         cJSON_AddItemReferenceToObject(target, leaf, v);
+        lora_spec keep = r->model.lora;
         model_config_defaults(&r->model);
         s = model_config_from_json(cur, "--set model", &r->model);
+        r->model.lora = keep;
         cJSON_Delete(cur);
         cJSON_Delete(inner);
         return s;
@@ -320,6 +333,7 @@ sx_status run_config_validate(const run_config *r) {
     if (r->batch_size % mb) return sx_errorf("train.micro_batch_size %d does not divide train.batch_size %d", mb, r->batch_size);
     if (r->model.num_experts % r->expert_parallel)
         return sx_errorf("parallel.expert_parallel %d does not divide model.num_experts %d", r->expert_parallel, r->model.num_experts);
+    SX_TRY(lora_spec_check(&r->model.lora));
     return run_checks_validate(r);
 }
 
@@ -351,7 +365,7 @@ sx_status run_config_batches_open(const run_config *r, bool heldout, batch_sourc
 cJSON *run_config_to_json(const run_config *r) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "model", model_config_to_json(&r->model));
-    for (int s = 1; s < 7; s++) {
+    for (int s = 1; s < NSECTIONS; s++) {
         cJSON *sec = cJSON_AddObjectToObject(o, SECTIONS[s]);
         for (int i = 0; i < NFIELDS; i++) {
             const field *f = &FIELDS[i];

@@ -3,11 +3,16 @@
  * benchmark both call it. */
 #include "train/step.h"
 
+#include "train/cfg_util.h"
+#include "train/lora.h"
+
 #include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define ROUTE_SLOTS 12 /* wi, wi_0, wi_1, wo, then the A and B adapters of each */
 
 struct train_step {
     const run_config *cfg;
@@ -26,21 +31,8 @@ struct train_step {
     int mb, n_micro, n_sparse;
     int32_t *ids, *mask, *labels;
     int64_t *step_tokens;      /* [n_sparse, E] of one step, global */
-    int *route_param;          /* [n_sparse, 4]: the expert blocks of each routed layer (-1 absent) */
+    int *route_param;          /* [n_sparse, ROUTE_SLOTS]: the expert blocks of each routed layer and their LoRA adapters (-1 absent) */
 };
-
-/* Splits a comma-separated pattern list into pats (pointers into buf). */
-static int split_patterns(const char *list, char *buf, size_t cap, char **pats, int max) {
-    snprintf(buf, cap, "%s", list);
-    int n = 0;
-    for (char *tok = strtok(buf, ","); tok && n < max; tok = strtok(NULL, ",")) {
-        while (*tok == ' ') tok++;
-        char *end = tok + strlen(tok);
-        while (end > tok && end[-1] == ' ') *--end = 0;
-        if (*tok) pats[n++] = tok;
-    }
-    return n;
-}
 
 /* train.freeze / train.train_only: fnmatch patterns over the HF parameter names of the whole model, one name per
  * expert ("decoder.block.1.layer.2.mlp.experts.expert_3.wi.weight"), so a pattern can name single experts. A
@@ -52,7 +44,7 @@ static sx_status setup_freeze(train_step *t) {
     const int E = m->cfg.num_experts;
     char fbuf[sizeof cfg->freeze], obuf[sizeof cfg->train_only], name[192];
     char *fp[64], *op[64];
-    int nf = split_patterns(cfg->freeze, fbuf, sizeof fbuf, fp, 64), no = split_patterns(cfg->train_only, obuf, sizeof obuf, op, 64);
+    int nf = cfg_split_list(cfg->freeze, fbuf, sizeof fbuf, fp, 64), no = cfg_split_list(cfg->train_only, obuf, sizeof obuf, op, 64);
     int fhits[64] = {0}, ohits[64] = {0};
     int64_t tensors = 0, tensors_frozen = 0, numel = 0, numel_frozen = 0, u = 0;
     for (int i = 0; i < m->n_params; i++) {
@@ -66,7 +58,7 @@ static sx_status setup_freeze(train_step *t) {
                 if (fnmatch(fp[k], name, 0) == 0) fhits[k]++, fz = true;
             for (int k = 0; k < no; k++)
                 if (fnmatch(op[k], name, 0) == 0) ohits[k]++, only = true;
-            bool frozen = fz || !only;
+            bool frozen = fz || !only || p->no_grad; /* no_grad: the base under LoRA */
             tensors++;
             numel += per;
             tensors_frozen += frozen;
@@ -152,14 +144,14 @@ static sx_status sync_grads(train_step *t) {
         if (par_group_size(g) == 1) continue;
         int64_t k = 0;
         for (int i = 0; i < m->n_params; i++)
-            if ((m->params[i].n_experts > 0) == pass) {
+            if ((m->params[i].n_experts > 0) == pass && !m->params[i].no_grad) {
                 memcpy(t->stage + k, m->g + m->params[i].offset, sizeof(float) * (size_t)m->params[i].numel);
                 k += m->params[i].numel;
             }
         SX_TRY(par_allreduce_sum(g, t->stage, k, PAR_F32));
         k = 0;
         for (int i = 0; i < m->n_params; i++)
-            if ((m->params[i].n_experts > 0) == pass) {
+            if ((m->params[i].n_experts > 0) == pass && !m->params[i].no_grad) {
                 memcpy(m->g + m->params[i].offset, t->stage + k, sizeof(float) * (size_t)m->params[i].numel);
                 k += m->params[i].numel;
             }
@@ -210,8 +202,8 @@ static void select_units(train_step *t, const int64_t *step_tokens, const int *r
     }
     if (strcmp(t->cfg->idle_experts, "skip")) return;
     for (int r = 0; r < n_sparse; r++)
-        for (int j = 0; j < 4; j++) {
-            int i = route_param[4 * r + j];
+        for (int j = 0; j < ROUTE_SLOTS; j++) {
+            int i = route_param[ROUTE_SLOTS * r + j];
             if (i < 0) continue;
             const param_desc *p = &m->params[i];
             int64_t first = optim_unit_first(t->opt, i);
@@ -231,13 +223,13 @@ sx_status train_step_init(train_step **out, model *m, const run_config *cfg, par
     t->n_micro = cfg->batch_size / t->mb;
     t->n_sparse = model_config_sparse_count(m->cfg.encoder_sparse_step, m->cfg.num_layers) +
                   model_config_sparse_count(m->cfg.decoder_sparse_step, m->cfg.num_decoder_layers);
-    t->stage = malloc(sizeof(float) * (size_t)(m->n_floats + 1));
+    t->stage = malloc(sizeof(float) * (size_t)(m->n_grad_floats + 1));
     size_t cells = (size_t)(t->mb * max_len);
     t->ids = malloc(sizeof(int32_t) * cells);
     t->mask = malloc(sizeof(int32_t) * cells);
     t->labels = malloc(sizeof(int32_t) * cells);
     t->step_tokens = calloc((size_t)(t->n_sparse * m->cfg.num_experts + 1), sizeof(int64_t));
-    t->route_param = malloc(sizeof(int) * (size_t)(4 * t->n_sparse + 1));
+    t->route_param = malloc(sizeof(int) * (size_t)(ROUTE_SLOTS * t->n_sparse + 1));
     ag_arena_init(&t->act, "activations", 1 << 22);
     ag_ctx_init(&t->ctx, &t->act);
     t->ctx.training = true;
@@ -309,7 +301,9 @@ static sx_status micro_batches(train_step *t, train_batch_fn get, void *user, in
             for (int e = 0; e < E; e++) t->step_tokens[r * E + e] += o.routes[r].tokens_per_expert[e];
             const block_params *bp = o.routes[r].stack ? &t->m->dec[o.routes[r].block] : &t->m->enc[o.routes[r].block];
             const int blocks[4] = {bp->wi, bp->wi0, bp->wi1, bp->wo};
-            memcpy(t->route_param + 4 * r, blocks, sizeof blocks);
+            int *slots = t->route_param + ROUTE_SLOTS * r;
+            memcpy(slots, blocks, sizeof blocks);
+            for (int j = 0; j < 4; j++) lora_adapters_of(t->m, blocks[j], &slots[4 + 2 * j], &slots[5 + 2 * j]);
         }
         st->tokens += (int64_t)mbl * (S + T);
         ag_ctx_reset(&t->ctx);
@@ -321,7 +315,7 @@ sx_status train_step_run(train_step *t, train_batch_fn get, void *user, int64_t 
                          void (*on_grads)(const model *m, void *user), void *grads_user, train_step_stats *st) {
     const int E = t->m->cfg.num_experts;
     memset(st, 0, sizeof *st);
-    memset(t->m->g, 0, sizeof(float) * (size_t)t->m->n_floats);
+    memset(t->m->g, 0, sizeof(float) * (size_t)t->m->n_grad_floats);
     memset(t->step_tokens, 0, sizeof(int64_t) * (size_t)(t->n_sparse * E));
     SX_TRY(micro_batches(t, get, user, step, st));
     SX_TRY(sync_grads(t));

@@ -24,6 +24,7 @@
 #include "train/ckpt.h"
 #include "train/generate.h"
 #include "train/hf_model.h"
+#include "train/lora.h"
 #include "train/metrics.h"
 #include "train/optim.h"
 #include "train/run_checks.h"
@@ -55,10 +56,12 @@ static sx_status mkdir_p(const char *path) {
 /* ---- parameters in checkpoints: one dataset per HF tensor (expert blocks split into their HF slices); a rank reads
  * only its own experts ------------------------------------------------------------------------------------------ */
 
-static sx_status read_params(ckpt_reader *r, model *m, const char *path) {
+/* base_only: the LoRA adapters keep their values (--init-from gives the base; adapters come from --init-adapter). */
+static sx_status read_params(ckpt_reader *r, model *m, const char *path, bool base_only) {
     char hf[160], name[200];
     for (int i = 0; i < m->n_params; i++) {
         const param_desc *p = &m->params[i];
+        if (base_only && lora_is_adapter(p)) continue;
         int ne = p->n_experts ? p->n_experts : 1;
         int64_t per = p->numel / ne;
         for (int e = 0; e < ne; e++) {
@@ -73,14 +76,16 @@ static sx_status read_params(ckpt_reader *r, model *m, const char *path) {
     return sx_ok();
 }
 
-sx_status trainer_load_params(model *m, const char *ckpt_path) {
-    if (hf_is_model_dir(ckpt_path)) return hf_load_weights(m, ckpt_path); /* a Hugging Face model folder */
+static sx_status load_params(model *m, const char *ckpt_path, bool base_only) {
+    if (hf_is_model_dir(ckpt_path)) return hf_load_weights(m, ckpt_path); /* a Hugging Face model folder: the base */
     ckpt_reader *r;
     SX_TRY(ckpt_open(ckpt_path, &r));
-    sx_status s = read_params(r, m, ckpt_path);
+    sx_status s = read_params(r, m, ckpt_path, base_only);
     ckpt_close(r);
     return s;
 }
+
+sx_status trainer_load_params(model *m, const char *ckpt_path) { return load_params(m, ckpt_path, false); }
 
 sx_status trainer_config_from_checkpoint(const char *ckpt_path, run_config *cfg) {
     if (hf_is_model_dir(ckpt_path)) {
@@ -369,7 +374,7 @@ static sx_status read_data_position(trainer *t, ckpt_reader *r, const char *path
 static sx_status load_checkpoint(trainer *t, const char *path) {
     ckpt_reader *r;
     SX_TRY(ckpt_open(path, &r));
-    sx_status s = read_params(r, &t->m, path);
+    sx_status s = read_params(r, &t->m, path, false);
     int64_t v;
     if (s.ok) s = ckpt_read_attr_i64(r, "step", &t->step);
     if (s.ok) s = ckpt_read_attr_i64(r, "skipped_total", &t->skipped_total);
@@ -736,8 +741,13 @@ static sx_status open_run(trainer *t, const trainer_opts *opts) {
 /* --init-from's parameters, then --resume's checkpoint (parameters, optimizer, counters). */
 static sx_status restore(trainer *t, const trainer_opts *opts) {
     if (opts->init_from) {
-        SX_TRY(trainer_load_params(&t->m, opts->init_from));
+        SX_TRY(load_params(&t->m, opts->init_from, true));
         if (t->rank0) printf("switchc: initialised from %s\n", opts->init_from);
+    }
+    if (opts->init_adapter) {
+        if (!t->m.lora) return sx_errorf("--init-adapter %s: the run has no LoRA adapters (lora.r is 0)", opts->init_adapter);
+        SX_TRY(lora_peft_load(&t->m, opts->init_adapter));
+        if (t->rank0) printf("switchc: LoRA adapters from %s\n", opts->init_adapter);
     }
     if (!opts->resume) return sx_ok();
     char path[1024];

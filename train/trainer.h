@@ -13,6 +13,7 @@
 typedef struct {
     const char *resume;      /* NULL: fresh run; "auto": the newest checkpoint in out_dir; else a checkpoint path */
     const char *init_from;   /* checkpoint whose parameters initialise the model (fine-tuning), or NULL */
+    const char *init_adapter; /* a peft LoRA folder whose adapters initialise the model's (after init_from), or NULL */
     bool quiet;              /* no progress bar (tests) */
     bool overwrite;          /* a fresh run may replace the run directory's earlier run (else: an error) */
     int64_t stop_after;      /* > 0: stop (with a checkpoint) after this many steps of this invocation (tests) */

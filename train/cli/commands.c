@@ -17,6 +17,7 @@
 #include "train/cli/cli.h"
 #include "train/hf_model.h"
 #include "train/hf_weights.h"
+#include "train/lora.h"
 #include "train/run_checks.h"
 #include "train/trainer.h"
 
@@ -117,12 +118,28 @@ static sx_status export_tokenizer(const char *tok, const char *dir, int *copied)
     return sx_ok();
 }
 
+/* export-hf --adapter-only: the LoRA adapters alone, in peft's format, for the base the run started from. */
+static int export_adapter(const char *ckpt, const char *out, const run_config *cfg) {
+    model m;
+    sx_status s = model_init_inference(&m, &cfg->model);
+    if (!s.ok) return err("export-hf", s);
+    s = trainer_load_params(&m, ckpt);
+    /* the base's folder when the run config names one (a checkpoint's stored config names only itself) */
+    if (s.ok) s = lora_peft_export(&m, out, hf_is_model_dir(cfg->model_source) ? cfg->model_source : NULL);
+    model_free(&m);
+    if (!s.ok) return err("export-hf", s);
+    printf("switchc export-hf: %s -> %s/adapter_config.json, %s/adapter_model.safetensors (peft LoRA, r %d)\n", ckpt, out, out,
+           cfg->model.lora.r);
+    return 0;
+}
+
 static int cmd_export(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL, *tok = NULL;
-    bool no_tok = false;
+    bool no_tok = false, adapter_only = false, merge = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: switchc export-hf --checkpoint CKPT.h5 --output DIR [--tokenizer PATH.model|HF_DIR | --no-tokenizer]\n\n"
+            printf("usage: switchc export-hf --checkpoint CKPT.h5 --output DIR [--tokenizer PATH.model|HF_DIR | --no-tokenizer]\n"
+                   "                         [--merge | --adapter-only]\n\n"
                    "Writes DIR/config.json and DIR/model.safetensors (float32, HF names) so that transformers'\n"
                    "SwitchTransformersForConditionalGeneration.from_pretrained(DIR) loads the model with no missing or\n"
                    "unexpected key and gives the same logits (an untied model also gets encoder.embed_tokens.weight and\n"
@@ -131,7 +148,12 @@ static int cmd_export(int argc, char **argv) {
                    "The tokenizer goes with it: --tokenizer names a SentencePiece .model (copied as spiece.model) or an HF\n"
                    "folder (its spiece.model, plus tokenizer_config.json, special_tokens_map.json and tokenizer.json when\n"
                    "present); without the flag, the checkpoint's run config key data.tokenizer is used when it is set.\n"
-                   "Then AutoTokenizer.from_pretrained(DIR) works as well.\n");
+                   "Then AutoTokenizer.from_pretrained(DIR) works as well.\n\n"
+                   "A checkpoint of a LoRA run (lora.r > 0) needs one of:\n"
+                   "  --merge          fold the adapters into the weights (W + alpha/r B A, peft's merge_and_unload): a plain\n"
+                   "                   HF folder as above\n"
+                   "  --adapter-only   DIR/adapter_config.json + DIR/adapter_model.safetensors in peft's format, which\n"
+                   "                   peft.PeftModel.from_pretrained(base, DIR) loads over the base model\n");
             return 0;
         } else if (!strcmp(argv[i], "--checkpoint") && i + 1 < argc) {
             ckpt = argv[++i];
@@ -141,6 +163,10 @@ static int cmd_export(int argc, char **argv) {
             tok = argv[++i];
         } else if (!strcmp(argv[i], "--no-tokenizer")) {
             no_tok = true;
+        } else if (!strcmp(argv[i], "--merge")) {
+            merge = true;
+        } else if (!strcmp(argv[i], "--adapter-only")) {
+            adapter_only = true;
         } else {
             static const char *const VALUE_FLAGS[] = {"--checkpoint", "--output", "--tokenizer", NULL};
             return cli_bad_arg("export-hf", argv[i], VALUE_FLAGS);
@@ -150,11 +176,18 @@ static int cmd_export(int argc, char **argv) {
         fprintf(stderr, "switchc export-hf: --checkpoint and --output are required (see --help)\n");
         return 2;
     }
+    if (merge && adapter_only) {
+        fprintf(stderr, "switchc export-hf: --merge and --adapter-only exclude each other (see --help)\n");
+        return 2;
+    }
     sx_status ps = sx_file_check_output(out, "--output", true);
     if (!ps.ok) return err("export-hf", ps);
     run_config cfg;
     sx_status s = trainer_config_from_checkpoint(ckpt, &cfg);
     if (!s.ok) return err("export-hf", s);
+    if ((merge || adapter_only) && cfg.model.lora.r == 0)
+        return err("export-hf", sx_errorf("%s: %s: the checkpoint's run has no LoRA adapters (lora.r 0)", ckpt, merge ? "--merge" : "--adapter-only"));
+    if (adapter_only) return export_adapter(ckpt, out, &cfg);
     if (!tok && !no_tok && cfg.tokenizer[0]) tok = cfg.tokenizer;
     if (no_tok) tok = NULL;
     if (tok) { /* a broken tokenizer stops the export before anything is written */
@@ -166,6 +199,7 @@ static int cmd_export(int argc, char **argv) {
     model m;
     s = model_init_inference(&m, &cfg.model);
     if (s.ok) s = trainer_load_params(&m, ckpt);
+    if (s.ok && merge) lora_merge(&m);
     if (s.ok) s = hf_export(&m, out);
     int copied = 0;
     if (s.ok && tok) s = export_tokenizer(tok, out, &copied);

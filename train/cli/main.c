@@ -18,6 +18,7 @@
 #include "train/cli/cli.h"
 #include "train/generate.h"
 #include "train/hf_model.h"
+#include "train/lora.h"
 #include "train/run_checks.h"
 #include "train/trainer.h"
 
@@ -25,6 +26,7 @@
 
 static void train_help(void) {
     printf("usage: switchc train [--config RUN.json] [--set section.key=value ...] [--resume [auto|CKPT]] [--init-from CKPT]\n"
+           "                     [--init-adapter PEFT_DIR]\n"
            "\n"
            "Trains a Switch Transformer. With neither --config nor --init-from: the built-in demo, a tiny Switch model (2+2\n"
            "blocks, 4 experts) learning to reverse digit strings on the CPU in under a minute, then printing the held-out\n"
@@ -43,6 +45,9 @@ static void train_help(void) {
            "                       without it a fresh run into a directory holding one is an error\n"
            "  --init-from CKPT|DIR start from a checkpoint's parameters, or a Hugging Face folder's (config.json and\n"
            "                       safetensors or pytorch_model.bin, e.g. google/switch-base-8): fine-tuning, fresh optimizer\n"
+           "  --init-adapter DIR   start the LoRA adapters from a peft folder (adapter_config.json, adapter_model.safetensors);\n"
+           "                       without a lora section in the run config, the adapter's r, alpha, dropout and modules\n"
+           "                       are the run's (README: parameter-efficient fine-tuning)\n"
            "  --help-config        list every config key with its meaning\n"
            "  --print-config       print the effective config (after --config and --set) and exit\n"
            "\n"
@@ -82,6 +87,9 @@ static int cmd_train(int argc, char **argv) {
         } else if (!strcmp(a, "--init-from")) {
             if (++i >= argc) return cli_usage("train", "%s needs a checkpoint", a);
             opts.init_from = argv[i];
+        } else if (!strcmp(a, "--init-adapter")) {
+            if (++i >= argc) return cli_usage("train", "%s needs a peft adapter folder", a);
+            opts.init_adapter = argv[i];
         } else {
             return cli_bad_arg("train", a, NULL);
         }
@@ -102,12 +110,14 @@ static int cmd_train(int argc, char **argv) {
         if (!strcmp(argv[i], "--set")) {
             sx_status s = run_config_set(&cfg, argv[++i]);
             if (!s.ok) return cli_fail(s);
-        } else if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--init-from")) {
+        } else if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--init-from") || !strcmp(argv[i], "--init-adapter")) {
             i++; /* a value, never a flag */
         }
     /* fine-tuning an HF folder: its config.json is the model unless the run config gave one */
     if (opts.init_from && hf_is_model_dir(opts.init_from) && !strcmp(cfg.model_source, "built-in")) {
+        lora_spec keep = cfg.model.lora; /* the run's lora section, not the folder's */
         sx_status hs = hf_read_config(opts.init_from, &cfg.model);
+        cfg.model.lora = keep;
         if (!hs.ok) return cli_fail(hs);
         snprintf(cfg.model_source, sizeof cfg.model_source, "%s", opts.init_from);
         /* --set model.* overrides apply over the folder's config.json, as from_pretrained(dir, key=value) */
@@ -116,6 +126,10 @@ static int cmd_train(int argc, char **argv) {
                 hs = run_config_set(&cfg, argv[++i]);
                 if (!hs.ok) return cli_fail(hs);
             }
+    }
+    if (opts.init_adapter) { /* the adapter's r, alpha, dropout and modules, or a check against the run's */
+        sx_status as = lora_peft_spec(opts.init_adapter, &cfg.model.lora);
+        if (!as.ok) return cli_fail(as);
     }
     if (print_config) { /* the effective config after --config and --set, then exit */
         sx_status v = run_config_validate(&cfg);
