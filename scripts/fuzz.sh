@@ -28,7 +28,7 @@ for t in "${targets[@]}"; do
   # the format's tokens, when there is a dictionary (fuzz/torchbin.dict)
   dict=(); [ -f "fuzz/${t#fuzz_}.dict" ] && dict=(-dict="fuzz/${t#fuzz_}.dict")
   # inputs as long as the largest seed (libFuzzer's default cap is 4096 bytes: a checkpoint is ~127 KB)
-  maxlen=4096; for f in "$corpus"/*; do n=$(stat -c %s "$f"); [ "$n" -gt "$maxlen" ] && maxlen=$n; done
+  maxlen=4096; for f in "${seeds[@]}"; do n=$(stat -c %s "$f"); [ "$n" -gt "$maxlen" ] && maxlen=$n; done
   echo "fuzz: $t for ${secs}s"
   # the whole log stays in $build/$t.log; shown: the last status line (coverage, corpus) and the final stats
   "$build/$t" "$corpus" "${dict[@]}" -max_len="$maxlen" -max_total_time="$secs" -rss_limit_mb=4096 -detect_leaks=0 -artifact_prefix="$build/${t}_" \
