@@ -182,8 +182,8 @@ static sx_status sync_grads(train_step *t) {
 }
 
 /* The global L2 norm of the (synchronised) gradient over trainable parameters: the dense part is the same on every
- * rank, the expert part is summed over the EP group. Non-finite values make the norm non-finite. On the device: two
- * device reductions and one copy of both sums, the step's one wait for the stream. */
+ * rank, the expert part is summed over the EP group. Non-finite values make the norm non-finite. On the device: the
+ * device reductions of both parts and one copy of the two sums (the only wait between backward and optimizer). */
 static double global_grad_norm(train_step *t) {
     double sq[2];
     optim_sumsq(t->dev, t->g, t->spans, t->span_set, t->n_spans, 2, sq);

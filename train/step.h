@@ -3,7 +3,8 @@
  * summed over ranks, the units the optimizer updates (frozen tensors and experts no token reached are skipped), the
  * global gradient norm, the non-finite check, clipping and the optimizer update. The device is the model's
  * (model_to_device before train_step_init): activations, gradients and optimizer state then live there, and the norm,
- * clipping and optimizer run as device kernels (train/optim.h) with one wait for the stream, to read the norm. */
+ * clipping and optimizer run as device kernels (train/optim.h) with one wait for the stream among them, to read the
+ * norm (the forward pass waits too: each micro-batch's losses and routing counts are copied to the host). */
 #ifndef SX_TRAIN_STEP_H
 #define SX_TRAIN_STEP_H
 
