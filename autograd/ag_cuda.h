@@ -58,24 +58,21 @@ void ag_cuda_philox_host(ag_rng_key k, uint64_t first, int64_t n, uint32_t *out4
 const ag_op_entry *ag_cuda_op_table(void);
 
 /* ---- the optimizer step on device spans (autograd/cuda/k_optim.cu) ------------------------------------------------
- * fp32 weights, gradients and state in device memory, the arithmetic of train/optim.c (adamw_param,
- * adafactor_param) and of the trainer's gradient norm / clipping / non-finite guard. AdamW and Adafactor's
- * second-moment state are bit-identical to the CPU; Adafactor's two RMS reductions (scale_parameter, update
- * clipping) sum in a different (fixed) order, so its weights can differ by a float ulp per step. Queued on the one
- * stream; only the norm and the non-finite check copy a result back (8 / 4 bytes). */
+ * fp32 weights, gradients and state in device memory, the arithmetic of train/optim_cpu.c (cpu_adamw,
+ * cpu_adafactor) and of the step's gradient norm and clipping; train/optim_cuda.c is the caller (the CUDA
+ * implementation of train/optim.h). AdamW and Adafactor's second-moment state are bit-identical to the CPU;
+ * Adafactor's two RMS reductions (scale_parameter, update clipping) sum in a different (fixed) order, so its weights
+ * can differ by a float ulp per step. Queued on the one stream; only the norm copies a result back. */
 typedef struct {
     int64_t offset, numel; /* in floats, from the base pointer */
 } ag_cuda_span;
-/* Sum over the spans of x^2, in double: a deterministic two-pass reduction (the grid depends only on each span's
- * length). sqrt of it is optim_grad_norm / the trainer's global norm; a non-finite value makes it non-finite. */
-double ag_cuda_sumsq_spans(const float *base, const ag_cuda_span *spans, int n_spans);
-/* x *= c over the spans (the trainer's scale_grads). */
+/* out[k] (host) = the sum over the spans j with set[j] == k (set NULL: all in set 0) of x^2, in double, k < n_sets:
+ * deterministic two-pass reductions (the grid depends only on each span's length), then one copy of the n_sets sums,
+ * which waits for the stream. A non-finite value makes its set's sum non-finite (the step's non-finite check). */
+void ag_cuda_sumsq_sets(const float *base, const ag_cuda_span *spans, const int *set, int n_spans, int n_sets, double *out);
+/* x *= c over the spans (clipping). */
 void ag_cuda_scale_spans(float *base, const ag_cuda_span *spans, int n_spans, float c);
-/* optim_clip_grad_norm: scales by (float)(max_norm / (norm + 1e-6)) when that is < 1; returns the norm. */
-double ag_cuda_clip_grad_norm_spans(float *base, const ag_cuda_span *spans, int n_spans, double max_norm);
-/* True when any value in the spans is NaN or +-Inf (one flag, copied back). */
-bool ag_cuda_nonfinite_spans(const float *base, const ag_cuda_span *spans, int n_spans);
-/* adamw_param on one parameter of n floats (w, g, m = exp_avg, v = exp_avg_sq, all on the device), step t >= 1;
+/* cpu_adamw on one span of n floats (w, g, m = exp_avg, v = exp_avg_sq, all on the device), step t >= 1;
  * weight decay applies when decay && weight_decay > 0. */
 void ag_cuda_adamw_step(float *w, const float *g, float *m, float *v, int64_t n, double lr, double beta1, double beta2, double eps,
                         double weight_decay, bool decay, int64_t step);
@@ -89,7 +86,7 @@ typedef struct {
     double eps1, eps2;          /* 1e-30, 1e-3 */
     bool relative_step, scale_parameter, warmup_init;
 } ag_cuda_adafactor_cfg;
-/* adafactor_param on one parameter of shape[ndim]: ndim >= 2 factors over the last two dims (R, C), the leading
+/* cpu_adafactor on one unit of shape[ndim]: ndim >= 2 factors over the last two dims (R, C), the leading
  * dims a batch (the expert axis of [E, F, D]), with row [lead*R] and col [lead*C] state; ndim < 2 uses v [n].
  * m [n] is the first moment when beta1 > 0. */
 void ag_cuda_adafactor_step(const ag_cuda_adafactor_cfg *c, float *w, const float *g, float *m, float *v, float *row, float *col, int ndim,

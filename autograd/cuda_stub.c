@@ -36,21 +36,13 @@ void ag_cuda_philox_host(ag_rng_key k, uint64_t first, int64_t n, uint32_t *out4
     NO_CUDA("ag_cuda_philox_host");
 }
 const ag_op_entry *ag_cuda_op_table(void) { NO_CUDA("the CUDA op table"); }
-double ag_cuda_sumsq_spans(const float *base, const ag_cuda_span *spans, int n_spans) {
-    (void)base; (void)spans; (void)n_spans;
+void ag_cuda_sumsq_sets(const float *base, const ag_cuda_span *spans, const int *set, int n_spans, int n_sets, double *out) {
+    (void)base; (void)spans; (void)set; (void)n_spans; (void)n_sets; (void)out;
     NO_CUDA("the gradient norm on the device");
 }
 void ag_cuda_scale_spans(float *base, const ag_cuda_span *spans, int n_spans, float c) {
     (void)base; (void)spans; (void)n_spans; (void)c;
     NO_CUDA("gradient scaling on the device");
-}
-double ag_cuda_clip_grad_norm_spans(float *base, const ag_cuda_span *spans, int n_spans, double max_norm) {
-    (void)base; (void)spans; (void)n_spans; (void)max_norm;
-    NO_CUDA("gradient clipping on the device");
-}
-bool ag_cuda_nonfinite_spans(const float *base, const ag_cuda_span *spans, int n_spans) {
-    (void)base; (void)spans; (void)n_spans;
-    NO_CUDA("the non-finite gradient check on the device");
 }
 void ag_cuda_adamw_step(float *w, const float *g, float *m, float *v, int64_t n, double lr, double beta1, double beta2, double eps,
                         double weight_decay, bool decay, int64_t step) {

@@ -1,14 +1,13 @@
 /* Benchmark of the model: forward+backward (or a whole AdamW training step) of a config at a given batch shape with
  * random weights and tokens, timed over several iterations after warm-up. Prints one JSON line, the same fields as
  * bench/hf_bench.py prints for Hugging Face, so scripts/bench_model.sh can put them side by side.
- * --device cuda runs forward and backward in a CUDA context (model_to_device; --dtype bf16 sets ctx->mixed_bf16:
- * bf16 matmul operands, fp32 accumulation), synchronising before each clock read; the line then carries
- * "device": "cuda", "dtype" and peak_mem_mb (the peak of the device arenas' cudaMalloc'ed blocks: parameters,
- * gradients, AdamW state, activations; cuBLAS's own workspace is not counted), and the host's RSS as host_rss_mb.
- * The AdamW step of --mode trainstep runs on the device too (ag_cuda_adamw_step per parameter, train/optim.c's
- * arithmetic: "optimizer": "device"). On the CPU, --mode trainstep is the trainer's own step (train/step.h: the
- * forward, backward, norm, non-finite check and AdamW of a real run, lr 1e-4, weight decay 0.01, no clipping, as
- * bench/hf_bench.py's torch loop). */
+ * --mode trainstep is the trainer's own step (train/step.h: the forward, backward, norm, non-finite check and AdamW
+ * of a real run, lr 1e-4, weight decay 0.01, no clipping, as bench/hf_bench.py's torch loop) on either device.
+ * --device cuda runs in a CUDA context (model_to_device; --dtype bf16 sets mixed_bf16: bf16 matmul operands, fp32
+ * accumulation), synchronising before each clock read; the line then carries "device": "cuda", "dtype" and
+ * peak_mem_mb (the device arenas' cudaMalloc'ed blocks: parameters, gradients, optimizer state, activations;
+ * cuBLAS's own workspace is not counted), and the host's RSS as host_rss_mb; the step's optimizer then runs on the
+ * device ("optimizer": "device", train/optim.h's CUDA implementation). */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,12 +17,17 @@
 #include "autograd/ag_cuda.h"
 #include "train/metrics.h"
 #include "train/model.h"
-#include "train/optim.h"
 #include "train/step.h"
+
+typedef struct {
+    const char *config, *mode;
+    int B, S, T, steps, warmup, threads;
+    bool train, cuda, bf16, trainstep;
+} bench_opts;
 
 /* The one fixed batch of the benchmark, as the step's batch callback. */
 typedef struct {
-    const int32_t *ids, *mask, *labels;
+    int32_t *ids, *mask, *labels;
     int S, T;
 } fixed_batch;
 
@@ -44,20 +48,20 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int main(int argc, char **argv) {
-    const char *config = NULL, *mode = "fwdbwd", *device = "cpu", *dtype = "fp32";
-    int B = 2, S = 128, T = 32, steps = 5, warmup = 1, threads = 0;
-    bool train = false;
+/* Returns -1 to go on, else the exit code (0 after --help, 2 for bad usage). */
+static int parse_args(int argc, char **argv, bench_opts *o) {
+    const char *device = "cpu", *dtype = "fp32";
+    *o = (bench_opts){.mode = "fwdbwd", .B = 2, .S = 128, .T = 32, .steps = 5, .warmup = 1};
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--config") && i + 1 < argc) config = argv[++i];
-        else if (!strcmp(argv[i], "--mode") && i + 1 < argc) mode = argv[++i];
-        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--src-len") && i + 1 < argc) S = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--tgt-len") && i + 1 < argc) T = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--train")) train = true;
+        if (!strcmp(argv[i], "--config") && i + 1 < argc) o->config = argv[++i];
+        else if (!strcmp(argv[i], "--mode") && i + 1 < argc) o->mode = argv[++i];
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) o->B = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--src-len") && i + 1 < argc) o->S = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--tgt-len") && i + 1 < argc) o->T = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) o->steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) o->warmup = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) o->threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--train")) o->train = true;
         else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
         else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) dtype = argv[++i];
         else {
@@ -65,142 +69,143 @@ int main(int argc, char **argv) {
             fprintf(help ? stdout : stderr,
                     "usage: bench_model --config CONFIG.json [--mode fwdbwd|trainstep] [--batch B] [--src-len S] [--tgt-len T]\n"
                     "                   [--steps N] [--warmup N] [--threads N] [--train] [--device cpu|cuda] [--dtype fp32|bf16]\n"
-                    "  --device cuda: forward, backward and the AdamW step on the CUDA device;\n"
+                    "  --mode trainstep: the trainer's step (forward, backward, norm, AdamW) on the chosen device;\n"
+                    "  --train: training mode (dropout) for --mode fwdbwd (the step always trains);\n"
                     "  --dtype bf16: bf16 matmul operands with fp32 accumulation (CUDA only)\n");
             return help ? 0 : 2;
         }
     }
-    const bool cuda = !strcmp(device, "cuda"), bf16 = !strcmp(dtype, "bf16");
-    if ((!cuda && strcmp(device, "cpu")) || (!bf16 && strcmp(dtype, "fp32"))) {
-        fprintf(stderr, "bench_model: --device must be cpu or cuda and --dtype fp32 or bf16\n");
+    o->cuda = !strcmp(device, "cuda");
+    o->bf16 = !strcmp(dtype, "bf16");
+    o->trainstep = !strcmp(o->mode, "trainstep");
+    if ((!o->cuda && strcmp(device, "cpu")) || (!o->bf16 && strcmp(dtype, "fp32")) || (!o->trainstep && strcmp(o->mode, "fwdbwd"))) {
+        fprintf(stderr, "bench_model: --device must be cpu or cuda, --dtype fp32 or bf16, --mode fwdbwd or trainstep\n");
         return 2;
     }
-    if (bf16 && !cuda) {
+    if (o->bf16 && !o->cuda) {
         fprintf(stderr, "bench_model: --dtype bf16 needs --device cuda (the CPU computes in fp32)\n");
         return 2;
     }
-    if (cuda && ag_cuda_device_count() == 0) {
-        fprintf(stderr, "bench_model: --device cuda: no CUDA device (%s)\n", ag_cuda_describe());
-        return 1;
-    }
-    if (!config || B <= 0 || S <= 0 || T <= 0 || steps <= 0) {
+    if (!o->config || o->B <= 0 || o->S <= 0 || o->T <= 0 || o->steps <= 0) {
         fprintf(stderr, "bench_model: --config is required and sizes must be positive\n");
         return 2;
     }
-    if (threads > 0) openblas_set_num_threads(threads);
-    model_config c;
-    sx_status s = model_config_load(config, &c);
-    if (!s.ok) {
-        fprintf(stderr, "bench_model: %s\n", s.msg);
-        return 1;
-    }
-    model m;
-    if (!(s = model_init(&m, &c)).ok) {
-        fprintf(stderr, "bench_model: %s\n", s.msg);
-        return 1;
-    }
-    model_init_weights(&m, 1);
-    ag_arena opt_state; /* --device cuda, trainstep: AdamW's exp_avg and exp_avg_sq on the device */
-    memset(&opt_state, 0, sizeof opt_state);
-    float *dm = NULL, *dv = NULL;
-    if (cuda) model_to_device(&m, AG_DEV_CUDA);
-    bool trainstep = !strcmp(mode, "trainstep");
-    optim *opt = NULL;
-    optim_param *op = calloc((size_t)m.n_params, sizeof *op);
-    for (int i = 0; i < m.n_params; i++) {
-        op[i].name = m.params[i].name;
-        op[i].offset = m.params[i].offset;
-        op[i].ndim = m.params[i].ndim;
-        memcpy(op[i].shape, m.params[i].shape, sizeof op[i].shape);
-        op[i].decay = m.params[i].decay;
-    }
-    if (trainstep && cuda) {
-        size_t bytes = sizeof(float) * (size_t)m.n_floats;
-        ag_arena_init_device(&opt_state, "adamw-state", 2 * bytes + 256, AG_DEV_CUDA);
-        dm = ag_arena_calloc(&opt_state, bytes);
-        dv = ag_arena_calloc(&opt_state, bytes);
-    }
-    run_config rc;
-    par_ctx local;
-    train_step *ts = NULL;
-    if (trainstep && !cuda) {
-        run_config_defaults(&rc);
-        rc.model = c;
-        rc.batch_size = B;
-        rc.lr = 1e-4;
-        rc.weight_decay = 0.01;
-        rc.grad_clip = 0;
-        par_init_local(&local);
-        if (!(s = train_step_init(&ts, &m, &rc, &local, S > T ? S : T)).ok) {
-            fprintf(stderr, "bench_model: %s\n", s.msg);
-            return 1;
-        }
-    }
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * S)), *mask = malloc(sizeof(int32_t) * (size_t)(B * S));
-    int32_t *labels = malloc(sizeof(int32_t) * (size_t)(B * T));
+    return -1;
+}
+
+/* Random tokens (every position real) and labels, from a fixed key. */
+static fixed_batch make_batch(const bench_opts *o, int vocab) {
+    fixed_batch f = {malloc(sizeof(int32_t) * (size_t)(o->B * o->S)), malloc(sizeof(int32_t) * (size_t)(o->B * o->S)),
+                     malloc(sizeof(int32_t) * (size_t)(o->B * o->T)), o->S, o->T};
     ag_rng_key k = ag_rng_make(5, 0, 0);
-    for (int i = 0; i < B * S; i++) {
-        ids[i] = 2 + (int32_t)(ag_rng_uniform(k, (uint64_t)i) * (float)(c.vocab_size - 2));
-        mask[i] = 1;
+    for (int i = 0; i < o->B * o->S; i++) {
+        f.ids[i] = 2 + (int32_t)(ag_rng_uniform(k, (uint64_t)i) * (float)(vocab - 2));
+        f.mask[i] = 1;
     }
-    for (int i = 0; i < B * T; i++) labels[i] = 2 + (int32_t)(ag_rng_uniform(k, (uint64_t)(1000000 + i)) * (float)(c.vocab_size - 2));
-    ag_arena act;
-    if (cuda)
-        ag_arena_init_device(&act, "activations", 1 << 24, AG_DEV_CUDA);
-    else
-        ag_arena_init(&act, "activations", 1 << 24);
-    ag_ctx ctx;
-    ag_ctx_init(&ctx, &act);
-    ctx.training = train;
-    ctx.mixed_bf16 = bf16;
+    for (int i = 0; i < o->B * o->T; i++) f.labels[i] = 2 + (int32_t)(ag_rng_uniform(k, (uint64_t)(1000000 + i)) * (float)(vocab - 2));
+    return f;
+}
+
+/* The trainer's step over the model, as bench/hf_bench.py's torch loop: AdamW, lr 1e-4, weight decay 0.01, no
+ * clipping. rc and local must outlive the step. */
+static sx_status open_step(train_step **ts, model *m, const bench_opts *o, run_config *rc, par_ctx *local) {
+    run_config_defaults(rc);
+    rc->model = m->cfg;
+    rc->batch_size = o->B;
+    rc->lr = 1e-4;
+    rc->weight_decay = 0.01;
+    rc->grad_clip = 0;
+    par_init_local(local);
+    SX_TRY(train_step_init(ts, m, rc, local, o->S > o->T ? o->S : o->T));
+    train_step_ctx(*ts)->mixed_bf16 = o->bf16;
+    return sx_ok();
+}
+
+/* Forward and backward alone, in ctx (--mode fwdbwd). */
+static void fwd_bwd(model *m, ag_ctx *ctx, const bench_opts *o, fixed_batch *fb, int it) {
+    model_zero_grads(m);
+    model_batch b = {o->B, o->S, o->T, fb->ids, fb->mask, fb->labels, NULL};
+    model_output out;
+    model_forward(m, ctx, &b, (model_rng){1, (uint64_t)it, false}, &out);
+    ag_backward(ctx, out.loss);
+    ag_ctx_reset(ctx);
+}
+
+/* warmup + steps iterations; returns the seconds per timed iteration. */
+static sx_status run_iterations(model *m, train_step *ts, ag_ctx *ctx, const bench_opts *o, fixed_batch *fb, double *sec) {
     double t0 = 0;
-    for (int it = 0; it < warmup + steps; it++) {
-        if (it == warmup) {
-            if (cuda) ag_cuda_synchronize("bench_model warm-up");
+    for (int it = 0; it < o->warmup + o->steps; it++) {
+        if (it == o->warmup) {
+            if (o->cuda) ag_cuda_synchronize("bench_model warm-up");
             t0 = now_s();
         }
-        if (ts) { /* the trainer's step */
-            fixed_batch fb = {ids, mask, labels, S, T};
+        if (ts) {
             train_step_stats st;
-            s = train_step_run(ts, fixed_get, &fb, it, 1e-4, false, NULL, NULL, &st);
-            if (!s.ok) {
-                fprintf(stderr, "bench_model: %s\n", s.msg);
-                return 1;
-            }
-            continue;
+            SX_TRY(train_step_run(ts, fixed_get, fb, it, 1e-4, false, NULL, NULL, &st));
+        } else {
+            fwd_bwd(m, ctx, o, fb, it);
         }
-        model_zero_grads(&m);
-        model_batch b = {B, S, T, ids, mask, labels, NULL};
-        model_output o;
-        model_forward(&m, &ctx, &b, (model_rng){1, (uint64_t)it, false}, &o);
-        ag_backward(&ctx, o.loss);
-        if (trainstep && cuda) {
-            for (int i = 0; i < m.n_params; i++) {
-                int64_t o = m.params[i].offset;
-                ag_cuda_adamw_step(m.dw + o, m.dg + o, dm + o, dv + o, m.params[i].numel, 1e-4, 0.9, 0.999, 1e-8, 0.01, m.params[i].decay, it + 1);
-            }
-        }
-        ag_ctx_reset(&ctx);
     }
-    if (cuda) ag_cuda_synchronize("bench_model steps");
-    double sec = (now_s() - t0) / steps;
-    if (cuda)
+    if (o->cuda) ag_cuda_synchronize("bench_model steps");
+    *sec = (now_s() - t0) / o->steps;
+    return sx_ok();
+}
+
+static void print_result(const bench_opts *o, const model *m, const train_step *ts, const ag_arena *act, double sec) {
+    double act_peak = (ts ? (double)train_step_activation_peak(ts) : (double)act->peak) / 1048576.0;
+    double tps = (double)o->B * (o->S + o->T) / sec;
+    if (o->cuda) {
+        double dev_bytes = (double)m->dev_arena.capacity + (ts ? (double)train_step_device_bytes(ts) : (double)act->capacity);
         printf("{\"impl\": \"switchc\", \"device\": \"cuda\", \"dtype\": \"%s\", \"mode\": \"%s\", \"optimizer\": \"%s\", \"batch\": %d, "
                "\"src_len\": %d, \"tgt_len\": %d, \"threads\": %d, \"sec_per_step\": %.6f, \"tokens_per_s\": %.1f, \"peak_mem_mb\": %.1f, "
                "\"host_rss_mb\": %.1f, \"params\": %lld, \"activation_arena_mb\": %.1f}\n",
-               dtype, mode, trainstep ? "device" : "none", B, S, T, threads, sec, (double)B * (S + T) / sec,
-               (double)(m.dev_arena.capacity + act.capacity + opt_state.capacity) / 1048576.0, train_peak_rss_mb(), (long long)model_param_count(&m), act.peak / 1048576.0);
-    else
+               o->bf16 ? "bf16" : "fp32", o->mode, ts ? "device" : "none", o->B, o->S, o->T, o->threads, sec, tps, dev_bytes / 1048576.0,
+               train_peak_rss_mb(), (long long)model_param_count(m), act_peak);
+    } else {
         printf("{\"impl\": \"switchc\", \"mode\": \"%s\", \"batch\": %d, \"src_len\": %d, \"tgt_len\": %d, \"threads\": %d, \"sec_per_step\": %.6f, "
                "\"tokens_per_s\": %.1f, \"peak_rss_mb\": %.1f, \"params\": %lld, \"activation_arena_mb\": %.1f}\n",
-               mode, B, S, T, threads, sec, (double)B * (S + T) / sec, train_peak_rss_mb(), (long long)model_param_count(&m), (ts ? (double)train_step_activation_peak(ts) : (double)act.peak) / 1048576.0);
-    optim_free(opt);
+               o->mode, o->B, o->S, o->T, o->threads, sec, tps, train_peak_rss_mb(), (long long)model_param_count(m), act_peak);
+    }
+}
+
+static int fail(sx_status s) {
+    fprintf(stderr, "bench_model: %s\n", s.msg);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    bench_opts o;
+    int rc_exit = parse_args(argc, argv, &o);
+    if (rc_exit >= 0) return rc_exit;
+    if (o.cuda && ag_cuda_device_count() == 0) {
+        fprintf(stderr, "bench_model: --device cuda: no CUDA device (%s)\n", ag_cuda_describe());
+        return 1;
+    }
+    if (o.threads > 0) openblas_set_num_threads(o.threads);
+    model_config c;
+    model m;
+    sx_status s = model_config_load(o.config, &c);
+    if (!s.ok || !(s = model_init(&m, &c)).ok) return fail(s);
+    model_init_weights(&m, 1);
+    if (o.cuda) model_to_device(&m, AG_DEV_CUDA);
+    run_config rc;
+    par_ctx local;
+    train_step *ts = NULL;
+    if (o.trainstep && !(s = open_step(&ts, &m, &o, &rc, &local)).ok) return fail(s);
+    fixed_batch fb = make_batch(&o, c.vocab_size);
+    ag_arena act; /* --mode fwdbwd's activations (the step has its own) */
+    ag_arena_init_device(&act, "activations", ts ? 0 : 1 << 24, o.cuda ? AG_DEV_CUDA : AG_DEV_CPU);
+    ag_ctx ctx;
+    ag_ctx_init(&ctx, &act);
+    ctx.training = o.train;
+    ctx.mixed_bf16 = o.bf16;
+    double sec = 0;
+    if (!(s = run_iterations(&m, ts, &ctx, &o, &fb, &sec)).ok) return fail(s);
+    print_result(&o, &m, ts, &act, sec);
     train_step_free(ts);
-    if (opt_state.capacity) ag_arena_free(&opt_state);
-    free(op);
-    free(ids);
-    free(mask);
-    free(labels);
+    free(fb.ids);
+    free(fb.mask);
+    free(fb.labels);
     ag_ctx_free(&ctx);
     ag_arena_free(&act);
     model_free(&m);

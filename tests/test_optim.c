@@ -138,3 +138,25 @@ Test(optim, frozen_parameters_and_clipping) {
     cr_expect(w[0] != 1.0f, "the trainable parameter did not move");
     optim_free(o);
 }
+
+/* The sums of squares of the step's norm, per set of spans, and a device the build cannot serve: an error, not an
+ * abort. */
+Test(optim, sums_per_set_and_a_missing_device) {
+    float g[8] = {1, 2, 3, 4, 5, 6, 7, NAN};
+    optim_span spans[3] = {{0, 2}, {2, 3}, {5, 2}};
+    int set[3] = {1, 0, 1};
+    double out[3] = {-1, -1, -1};
+    optim_sumsq(AG_DEV_CPU, g, spans, set, 3, 3, out);
+    cr_expect(out[0] == 9 + 16 + 25 && out[1] == 1 + 4 + 36 + 49 && out[2] == 0, "sums %g %g %g", out[0], out[1], out[2]);
+    optim_sumsq(AG_DEV_CPU, g, &(optim_span){6, 2}, NULL, 1, 1, out);
+    cr_expect(isnan(out[0]), "a NaN in a span must make its sum NaN");
+    optim_scale(AG_DEV_CPU, g, spans, 1, 0.5f);
+    cr_expect(g[0] == 0.5f && g[1] == 1.0f && g[2] == 3.0f, "scaled only inside the span");
+    if (ag_cuda_device_count() > 0) return; /* a CUDA build on a GPU machine: AG_DEV_CUDA is served */
+    optim_param p = {"a", 0, 1, {4}, true, 0, false};
+    optim_config c = {.kind = OPTIM_ADAMW, .lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .device = AG_DEV_CUDA};
+    optim *o = NULL;
+    sx_status s = optim_init(&o, &c, &p, 1);
+    cr_expect(!s.ok && strstr(s.msg, "CUDA device"), "AG_DEV_CUDA without a device: %s", s.ok ? "accepted" : s.msg);
+    cr_expect_null(o);
+}

@@ -2,18 +2,20 @@
  * fp32 spans, one unit at a time: a unit is a whole parameter, or one expert of an [E, F, D] block (batch_dims 1),
  * which transformers holds as its own 2-D weight. Each unit has its own step count (bias correction, Adafactor's
  * beta2_t and relative step), its own Adafactor factoring, RMS scale and update clipping, and is skipped in a step
- * where its expert saw no token (torch skips a parameter whose grad is None). */
-#include "train/optim.h"
-
+ * where its expert saw no token (torch skips a parameter whose grad is None). This file keeps the bookkeeping and
+ * cuts each step into unit spans for the device's implementation (train/optim_impl.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/optim_impl.h"
+
 typedef struct {
     int param;            /* index into params */
     char name[192];
-    float *data;
+    float *data;          /* host memory (a CUDA optimizer's host copy) */
+    int64_t at;           /* floats into the state buffer, on either device */
     int64_t numel;
 } state_array;
 
@@ -25,8 +27,11 @@ struct optim {
     state_array *states;
     /* per parameter: indices of its state arrays (-1 when absent) */
     int *m_idx, *v_idx, *row_idx, *col_idx;
-    float *buf;           /* one allocation for every state array */
-    float *scratch;       /* Adafactor's update, sized for the largest unit */
+    float *buf;           /* one allocation for every state array (host) */
+    float *dbuf;          /* CUDA: the state on the device, buf's layout; NULL on the CPU */
+    int64_t buf_floats;
+    const optim_backend *impl;
+    float *scratch;       /* the CPU's Adafactor update, sized for the largest unit */
     int64_t n_units;
     int64_t *unit_first;  /* [n_params + 1]: the first unit of each parameter */
     int64_t *steps;       /* [n_units]: updates applied to each unit (torch's state["step"]) */
@@ -42,36 +47,18 @@ static int64_t units_of(const optim_param *p) { return p->batch_dims ? p->shape[
 /* Adafactor factors a unit of two or more dims (HF: len(grad.shape) >= 2 of the tensor it holds). */
 static bool factored(const optim_param *p) { return p->ndim - p->batch_dims >= 2; }
 
-sx_status optim_init(optim **out, const optim_config *cfg, const optim_param *params, int n_params) {
-    if (cfg->kind == OPTIM_ADAMW && (cfg->beta1 < 0 || cfg->beta1 >= 1 || cfg->beta2 < 0 || cfg->beta2 >= 1))
-        return sx_errorf("optim: AdamW betas (%g, %g) must lie in [0, 1)", cfg->beta1, cfg->beta2);
-    if (cfg->kind == OPTIM_ADAFACTOR && cfg->decay_rate >= 0) return sx_errorf("optim.decay_rate: %g must be negative (HF: -0.8)", cfg->decay_rate);
-    for (int i = 0; i < n_params; i++)
-        if (params[i].batch_dims < 0 || params[i].batch_dims > 1 || params[i].ndim <= params[i].batch_dims)
-            return sx_errorf("optim: parameter '%s': batch_dims %d of a %d-D tensor (0, or 1 for an expert block)", params[i].name,
-                             params[i].batch_dims, params[i].ndim);
-    optim *o = calloc(1, sizeof *o);
-    o->cfg = *cfg;
-    o->unit_first = malloc(sizeof(int64_t) * (size_t)(n_params + 1));
-    o->unit_first[0] = 0;
-    for (int i = 0; i < n_params; i++) o->unit_first[i + 1] = o->unit_first[i] + units_of(&params[i]);
-    o->n_units = o->unit_first[n_params];
-    o->steps = calloc((size_t)o->n_units + 1, sizeof(int64_t));
-    o->n_params = n_params;
-    o->params = malloc(sizeof(optim_param) * (size_t)n_params);
-    memcpy(o->params, params, sizeof(optim_param) * (size_t)n_params);
-    o->m_idx = malloc(sizeof(int) * (size_t)n_params);
-    o->v_idx = malloc(sizeof(int) * (size_t)n_params);
-    o->row_idx = malloc(sizeof(int) * (size_t)n_params);
-    o->col_idx = malloc(sizeof(int) * (size_t)n_params);
-    o->states = calloc((size_t)(4 * n_params + 1), sizeof(state_array));
-    int64_t total = 0, largest = 1;
-    for (int i = 0; i < n_params; i++) {
-        const optim_param *p = &params[i];
+/* The state arrays of every non-frozen parameter (names, sizes, offsets into one buffer padded to 16 floats);
+ * returns the buffer's floats and sets *largest to the largest unit. */
+static int64_t plan_states(optim *o, int64_t *largest) {
+    const optim_config *cfg = &o->cfg;
+    int64_t total = 0;
+    *largest = 1;
+    for (int i = 0; i < o->n_params; i++) {
+        const optim_param *p = &o->params[i];
         o->m_idx[i] = o->v_idx[i] = o->row_idx[i] = o->col_idx[i] = -1;
         if (p->frozen) continue;
         int64_t n = numel_of(p);
-        if (n / units_of(p) > largest) largest = n / units_of(p);
+        if (n / units_of(p) > *largest) *largest = n / units_of(p);
         struct {
             int *slot;
             const char *suffix;
@@ -96,21 +83,56 @@ sx_status optim_init(optim **out, const optim_config *cfg, const optim_param *pa
             s->param = i;
             snprintf(s->name, sizeof s->name, "%s/%s", p->name, want[j].suffix);
             s->numel = want[j].n;
+            s->at = total;
             *want[j].slot = o->n_states++;
             total += (want[j].n + 15) & ~(int64_t)15;
         }
     }
-    o->buf = calloc((size_t)(total + 16), sizeof(float));
-    o->scratch = malloc(sizeof(float) * (size_t)largest);
-    if (!o->buf || !o->scratch) {
+    return total + 16;
+}
+
+sx_status optim_init(optim **out, const optim_config *cfg, const optim_param *params, int n_params) {
+    if (cfg->kind == OPTIM_ADAMW && (cfg->beta1 < 0 || cfg->beta1 >= 1 || cfg->beta2 < 0 || cfg->beta2 >= 1))
+        return sx_errorf("optim: AdamW betas (%g, %g) must lie in [0, 1)", cfg->beta1, cfg->beta2);
+    if (cfg->kind == OPTIM_ADAFACTOR && cfg->decay_rate >= 0) return sx_errorf("optim.decay_rate: %g must be negative (HF: -0.8)", cfg->decay_rate);
+    if (cfg->device != AG_DEV_CPU && cfg->device != AG_DEV_CUDA) return sx_errorf("optim: unknown device %d", (int)cfg->device);
+    if (cfg->device == AG_DEV_CUDA && ag_cuda_device_count() == 0)
+        return sx_errorf("optim: the CUDA optimizer needs a CUDA device, and there is none (%s)", ag_cuda_describe());
+    for (int i = 0; i < n_params; i++)
+        if (params[i].batch_dims < 0 || params[i].batch_dims > 1 || params[i].ndim <= params[i].batch_dims)
+            return sx_errorf("optim: parameter '%s': batch_dims %d of a %d-D tensor (0, or 1 for an expert block)", params[i].name,
+                             params[i].batch_dims, params[i].ndim);
+    optim *o = calloc(1, sizeof *o);
+    o->cfg = *cfg;
+    o->impl = cfg->device == AG_DEV_CUDA ? &optim_backend_cuda : &optim_backend_cpu;
+    o->unit_first = malloc(sizeof(int64_t) * (size_t)(n_params + 1));
+    o->unit_first[0] = 0;
+    for (int i = 0; i < n_params; i++) o->unit_first[i + 1] = o->unit_first[i] + units_of(&params[i]);
+    o->n_units = o->unit_first[n_params];
+    o->steps = calloc((size_t)o->n_units + 1, sizeof(int64_t));
+    o->n_params = n_params;
+    o->params = malloc(sizeof(optim_param) * (size_t)n_params);
+    memcpy(o->params, params, sizeof(optim_param) * (size_t)n_params);
+    o->m_idx = malloc(sizeof(int) * (size_t)n_params);
+    o->v_idx = malloc(sizeof(int) * (size_t)n_params);
+    o->row_idx = malloc(sizeof(int) * (size_t)n_params);
+    o->col_idx = malloc(sizeof(int) * (size_t)n_params);
+    o->states = calloc((size_t)(4 * n_params + 1), sizeof(state_array));
+    int64_t largest;
+    o->buf_floats = plan_states(o, &largest);
+    /* the host buffer is the state itself (CPU) or its checkpoint copy (CUDA: calloc'ed pages stay untouched until
+     * optim_state_to_host) */
+    o->buf = calloc((size_t)o->buf_floats, sizeof(float));
+    o->scratch = cfg->device == AG_DEV_CPU ? malloc(sizeof(float) * (size_t)largest) : NULL;
+    if (!o->buf || (cfg->device == AG_DEV_CPU && !o->scratch)) {
         optim_free(o);
-        return sx_errorf("optim: out of memory for %lld floats of optimizer state", (long long)total);
+        return sx_errorf("optim: out of memory for %lld floats of optimizer state", (long long)o->buf_floats);
     }
-    int64_t off = 0;
-    for (int j = 0; j < o->n_states; j++) {
-        o->states[j].data = o->buf + off;
-        off += (o->states[j].numel + 15) & ~(int64_t)15;
+    if (cfg->device == AG_DEV_CUDA) {
+        o->dbuf = ag_cuda_malloc(sizeof(float) * (size_t)o->buf_floats, "the optimizer state");
+        ag_cuda_memset0(o->dbuf, sizeof(float) * (size_t)o->buf_floats);
     }
+    for (int j = 0; j < o->n_states; j++) o->states[j].data = o->buf + o->states[j].at;
     *out = o;
     return sx_ok();
 }
@@ -124,6 +146,7 @@ void optim_free(optim *o) {
     free(o->row_idx);
     free(o->col_idx);
     free(o->buf);
+    if (o->dbuf) ag_cuda_free(o->dbuf);
     free(o->scratch);
     free(o->unit_first);
     free(o->steps);
@@ -144,13 +167,75 @@ void optim_state_get(const optim *o, int i, const char **name, float **data, int
 
 int optim_state_param(const optim *o, int i) { return o->states[i].param; }
 
+void optim_state_to_host(optim *o) {
+    if (o->dbuf) ag_cuda_memcpy(o->buf, o->dbuf, sizeof(float) * (size_t)o->buf_floats, AG_COPY_D2H);
+}
+
+void optim_state_to_device(optim *o) {
+    if (o->dbuf) ag_cuda_memcpy(o->dbuf, o->buf, sizeof(float) * (size_t)o->buf_floats, AG_COPY_H2D);
+}
+
+int64_t optim_device_bytes(const optim *o) { return o->dbuf ? (int64_t)sizeof(float) * o->buf_floats : 0; }
+
+/* The spans of units [k, k + run) of parameter i (n floats each) at step t, on the optimizer's device. */
+static optim_unit unit_spans(const optim *o, int i, int64_t k, int64_t run, int64_t n, float *w, const float *g, int64_t t) {
+    const optim_param *p = &o->params[i];
+    float *sb = o->dbuf ? o->dbuf : o->buf;
+    optim_unit u = {.w = w + p->offset + k * n, .g = g + p->offset + k * n, .n = run * n, .ndim = p->ndim - p->batch_dims,
+                    .shape = p->shape + p->batch_dims, .decay = p->decay, .step = t, .scratch = o->scratch};
+    if (o->m_idx[i] >= 0) u.m = sb + o->states[o->m_idx[i]].at + k * n;
+    if (o->v_idx[i] >= 0) u.v = sb + o->states[o->v_idx[i]].at + k * n;
+    if (o->row_idx[i] >= 0) {
+        int64_t R = u.shape[u.ndim - 2], C = u.shape[u.ndim - 1], lead = n / (R * C);
+        u.row = sb + o->states[o->row_idx[i]].at + k * lead * R;
+        u.col = sb + o->states[o->col_idx[i]].at + k * lead * C;
+    }
+    return u;
+}
+
+void optim_step(optim *o, float *w, const float *g, double lr, const uint8_t *active) {
+    const bool adamw = o->cfg.kind == OPTIM_ADAMW;
+    for (int i = 0; i < o->n_params; i++) {
+        const optim_param *p = &o->params[i];
+        if (p->frozen) continue;
+        int64_t nu = units_of(p), n = numel_of(p) / nu, *steps = o->steps + o->unit_first[i];
+        const uint8_t *act = active ? active + o->unit_first[i] : NULL;
+        for (int64_t k = 0; k < nu;) {
+            if (act && !act[k]) {
+                k++;
+                continue;
+            }
+            int64_t t = ++steps[k], run = 1;
+            /* AdamW is elementwise: adjacent active units at the same step are one span (one launch on the device) */
+            while (adamw && k + run < nu && (!act || act[k + run]) && steps[k + run] + 1 == t) {
+                steps[k + run]++;
+                run++;
+            }
+            optim_unit u = unit_spans(o, i, k, run, n, w, g, t);
+            if (adamw)
+                o->impl->adamw(&o->cfg, &u, lr);
+            else
+                o->impl->adafactor(&o->cfg, &u, lr);
+            k += run;
+        }
+    }
+}
+
+void optim_sumsq(ag_device dev, const float *base, const optim_span *spans, const int *set, int n_spans, int n_sets, double *out) {
+    (dev == AG_DEV_CUDA ? &optim_backend_cuda : &optim_backend_cpu)->sumsq(base, spans, set, n_spans, n_sets, out);
+}
+
+void optim_scale(ag_device dev, float *base, const optim_span *spans, int n_spans, float c) {
+    (dev == AG_DEV_CUDA ? &optim_backend_cuda : &optim_backend_cpu)->scale(base, spans, n_spans, c);
+}
+
 double optim_grad_norm(const float *g, const optim_param *p, int n) {
     double s = 0;
     for (int i = 0; i < n; i++) {
         if (p[i].frozen) continue;
-        const float *gi = g + p[i].offset;
-        int64_t m = numel_of(&p[i]);
-        for (int64_t j = 0; j < m; j++) s += (double)gi[j] * gi[j];
+        double part;
+        optim_sumsq(AG_DEV_CPU, g, &(optim_span){p[i].offset, numel_of(&p[i])}, NULL, 1, 1, &part);
+        s += part;
     }
     return sqrt(s);
 }
@@ -158,117 +243,8 @@ double optim_grad_norm(const float *g, const optim_param *p, int n) {
 double optim_clip_grad_norm(float *g, const optim_param *p, int n, double max_norm) {
     double norm = optim_grad_norm(g, p, n);
     double coef = max_norm / (norm + 1e-6);
-    if (coef < 1) {
-        float c = (float)coef;
-        for (int i = 0; i < n; i++) {
-            if (p[i].frozen) continue;
-            float *gi = g + p[i].offset;
-            int64_t m = numel_of(&p[i]);
-            for (int64_t j = 0; j < m; j++) gi[j] *= c;
-        }
-    }
+    if (coef < 1)
+        for (int i = 0; i < n; i++)
+            if (!p[i].frozen) optim_scale(AG_DEV_CPU, g, &(optim_span){p[i].offset, numel_of(&p[i])}, 1, (float)coef);
     return norm;
-}
-
-static double rms(const float *x, int64_t n) {
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
-    return n ? sqrt(s / (double)n) : 0;
-}
-
-/* Unit u of parameter i (n floats at w, g). w, g, m and v are distinct spans (restrict lets the update vectorise);
- * the order of operations is torch's. */
-static void adamw_unit(optim *o, int i, int64_t u, int64_t n, float *restrict w, const float *restrict g, double lr, int64_t t) {
-    const optim_config *c = &o->cfg;
-    const optim_param *p = &o->params[i];
-    float *restrict m = o->states[o->m_idx[i]].data + u * n, *restrict v = o->states[o->v_idx[i]].data + u * n;
-    float b1 = (float)c->beta1, b2 = (float)c->beta2;
-    double bc1 = 1 - pow(c->beta1, (double)t), bc2 = 1 - pow(c->beta2, (double)t);
-    float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2), eps = (float)c->eps;
-    float decay = p->decay && c->weight_decay > 0 ? (float)(1 - lr * c->weight_decay) : 1.0f;
-    for (int64_t j = 0; j < n; j++) {
-        m[j] = b1 * m[j] + (1 - b1) * g[j];
-        v[j] = b2 * v[j] + (1 - b2) * g[j] * g[j];
-        w[j] *= decay;
-        w[j] -= step_size * m[j] / (sqrtf(v[j]) / bc2_sqrt + eps);
-    }
-}
-
-/* Unit k of parameter i: n floats at w, g, shaped as the parameter without its batch dim. */
-static void adafactor_unit(optim *o, int i, int64_t k_unit, int64_t n, float *w, const float *g, double lr_in, int64_t t) {
-    const optim_config *c = &o->cfg;
-    const optim_param *p = &o->params[i];
-    float *u = o->scratch;
-    /* learning rate (HF _get_lr) */
-    double rel = lr_in;
-    if (c->relative_step) {
-        double min_step = c->warmup_init ? 1e-6 * (double)t : 1e-2;
-        rel = fmin(min_step, 1.0 / sqrt((double)t));
-    }
-    double scale = c->scale_parameter ? fmax(c->eps2, rms(w, n)) : 1.0;
-    double lr = scale * rel;
-    double beta2t = 1.0 - pow((double)t, c->decay_rate);
-    if (factored(p)) {
-        int64_t R = p->shape[p->ndim - 2], C = p->shape[p->ndim - 1], lead = n / (R * C);
-        float *row = o->states[o->row_idx[i]].data + k_unit * lead * R, *col = o->states[o->col_idx[i]].data + k_unit * lead * C;
-        for (int64_t b = 0; b < lead; b++) {
-            const float *gb = g + b * R * C;
-            float *rb = row + b * R, *cb = col + b * C, *ub = u + b * R * C;
-            for (int64_t r = 0; r < R; r++) {
-                double s = 0;
-                for (int64_t k = 0; k < C; k++) s += (double)gb[r * C + k] * gb[r * C + k] + c->eps1;
-                rb[r] = (float)(beta2t * rb[r] + (1 - beta2t) * (s / (double)C));
-            }
-            for (int64_t k = 0; k < C; k++) {
-                double s = 0;
-                for (int64_t r = 0; r < R; r++) s += (double)gb[r * C + k] * gb[r * C + k] + c->eps1;
-                cb[k] = (float)(beta2t * cb[k] + (1 - beta2t) * (s / (double)R));
-            }
-            double rmean = 0;
-            for (int64_t r = 0; r < R; r++) rmean += rb[r];
-            rmean /= (double)R;
-            for (int64_t r = 0; r < R; r++) {
-                float rf = (float)(1.0 / sqrt(rb[r] / rmean));
-                for (int64_t k = 0; k < C; k++) ub[r * C + k] = rf * (float)(1.0 / sqrt((double)cb[k])) * gb[r * C + k];
-            }
-        }
-    } else {
-        float *v = o->states[o->v_idx[i]].data + k_unit * n;
-        for (int64_t j = 0; j < n; j++) {
-            v[j] = (float)(beta2t * v[j] + (1 - beta2t) * ((double)g[j] * g[j] + c->eps1));
-            u[j] = (float)(1.0 / sqrt((double)v[j])) * g[j];
-        }
-    }
-    double denom = fmax(1.0, rms(u, n) / c->clip_threshold);
-    float f = (float)(lr / denom);
-    for (int64_t j = 0; j < n; j++) u[j] *= f;
-    if (c->beta1_adafactor > 0) {
-        float *m = o->states[o->m_idx[i]].data + k_unit * n, b1 = (float)c->beta1_adafactor;
-        for (int64_t j = 0; j < n; j++) {
-            m[j] = b1 * m[j] + (1 - b1) * u[j];
-            u[j] = m[j];
-        }
-    }
-    if (p->decay && c->weight_decay > 0) {
-        float d = (float)(-c->weight_decay * lr);
-        for (int64_t j = 0; j < n; j++) w[j] += d * w[j];
-    }
-    for (int64_t j = 0; j < n; j++) w[j] -= u[j];
-}
-
-void optim_step(optim *o, float *w, const float *g, double lr, const uint8_t *active) {
-    for (int i = 0; i < o->n_params; i++) {
-        const optim_param *p = &o->params[i];
-        if (p->frozen) continue;
-        int64_t nu = units_of(p), n = numel_of(p) / nu;
-        for (int64_t k = 0; k < nu; k++) {
-            int64_t unit = o->unit_first[i] + k, off = p->offset + k * n;
-            if (active && !active[unit]) continue;
-            int64_t t = ++o->steps[unit];
-            if (o->cfg.kind == OPTIM_ADAMW)
-                adamw_unit(o, i, k, n, w + off, g + off, lr, t);
-            else
-                adafactor_unit(o, i, k, n, w + off, g + off, lr, t);
-        }
-    }
 }

@@ -1,6 +1,7 @@
 /* One training step (train/step.h): micro-batches with gradient accumulation, the gradient sync, statistics over
  * ranks, the units to update, the global norm, the non-finite check, clipping and the optimizer. The trainer and the
- * benchmark both call it. */
+ * benchmark both call it, on the CPU or (the model after model_to_device) on the CUDA device: the norm, clipping and
+ * optimizer go to the device's implementation (train/optim.h) over the same spans. */
 #include "train/step.h"
 
 #include "train/cfg_util.h"
@@ -19,8 +20,13 @@ struct train_step {
     model *m;
     par_ctx *par;
     bool rank0;
+    ag_device dev;             /* the model's: where weights, gradients, optimizer state and activations live */
+    float *w, *g;              /* the flat weights and gradients on dev */
     optim *opt;
     optim_param *op;
+    optim_span *spans;         /* [n_spans]: the gradient of every non-frozen parameter */
+    int *span_set;             /* [n_spans]: 0 dense, 1 an expert block (its norm part is summed over the EP group) */
+    int n_spans;
     int64_t n_units;           /* optimizer units: a whole tensor, or one expert of a block (train/optim.h) */
     uint8_t *unit_frozen;      /* [n_units] */
     uint8_t *active;           /* [n_units]: the units this step updates */
@@ -127,10 +133,18 @@ static sx_status setup_optimizer(train_step *t) {
     bool b1_unset = isnan(cfg->beta1);
     oc.beta1 = b1_unset ? 0.9 : cfg->beta1;
     oc.beta1_adafactor = oc.kind == OPTIM_ADAFACTOR && !b1_unset ? cfg->beta1 : 0.0;
+    oc.device = t->dev;
     SX_TRY(optim_init(&t->opt, &oc, t->op, m->n_params));
     for (int i = 0; i < m->n_params; i++)
         SX_ASSERT(optim_unit_first(t->opt, i) + (m->params[i].n_experts ? m->params[i].n_experts : 1) <=
                       optim_unit_count(t->opt), "optimizer units");
+    t->spans = malloc(sizeof(optim_span) * (size_t)(m->n_params + 1));
+    t->span_set = malloc(sizeof(int) * (size_t)(m->n_params + 1));
+    for (int i = 0; i < m->n_params; i++) {
+        if (t->op[i].frozen) continue;
+        t->spans[t->n_spans] = (optim_span){m->params[i].offset, m->params[i].numel};
+        t->span_set[t->n_spans++] = m->params[i].n_experts > 0;
+    }
     return sx_ok();
 }
 
@@ -160,28 +174,21 @@ static sx_status sync_grads(train_step *t) {
 }
 
 /* The global L2 norm of the (synchronised) gradient over trainable parameters: the dense part is the same on every
- * rank, the expert part is summed over the EP group. Non-finite values make the norm non-finite. */
+ * rank, the expert part is summed over the EP group. Non-finite values make the norm non-finite. On the device: the
+ * device reductions of both parts and one copy of the two sums (the only wait between backward and optimizer). */
 static double global_grad_norm(train_step *t) {
-    double sq[2] = {0, 0};
-    const model *m = t->m;
-    for (int i = 0; i < m->n_params; i++) {
-        if (t->op[i].frozen) continue;
-        const float *g = m->g + m->params[i].offset;
-        double acc = 0;
-        for (int64_t j = 0; j < m->params[i].numel; j++) acc += (double)g[j] * g[j];
-        sq[m->params[i].n_experts > 0] += acc;
-    }
+    double sq[2];
+    optim_sumsq(t->dev, t->g, t->spans, t->span_set, t->n_spans, 2, sq);
     sx_status s = par_allreduce_sum(t->par->ep, &sq[1], 1, PAR_F64);
     SX_ASSERT(s.ok, "gradient norm: %s", s.msg);
     return sqrt(sq[0] + sq[1]);
 }
 
-static void scale_grads(train_step *t, float c) {
-    for (int i = 0; i < t->m->n_params; i++) {
-        if (t->op[i].frozen) continue;
-        float *g = t->m->g + t->m->params[i].offset;
-        for (int64_t j = 0; j < t->m->params[i].numel; j++) g[j] *= c;
-    }
+static void zero_floats(ag_device dev, float *x, int64_t n) {
+    if (dev == AG_DEV_CPU)
+        memset(x, 0, sizeof(float) * (size_t)n);
+    else
+        ag_cuda_memset0(x, sizeof(float) * (size_t)n);
 }
 
 /* The units this step updates (t->active): every unit not frozen, less, with optim.idle_experts = skip, the experts
@@ -198,7 +205,7 @@ static void select_units(train_step *t, const int64_t *step_tokens, const int *r
         if (!p->n_experts || t->op[i].frozen) continue;
         int64_t first = optim_unit_first(t->opt, i), per = p->numel / p->n_experts;
         for (int k = 0; k < p->n_experts; k++)
-            if (t->unit_frozen[first + k]) memset(m->g + p->offset + k * per, 0, sizeof(float) * (size_t)per);
+            if (t->unit_frozen[first + k]) zero_floats(t->dev, t->g + p->offset + k * per, per);
     }
     if (strcmp(t->cfg->idle_experts, "skip")) return;
     for (int r = 0; r < n_sparse; r++)
@@ -214,10 +221,17 @@ static void select_units(train_step *t, const int64_t *step_tokens, const int *r
 
 
 sx_status train_step_init(train_step **out, model *m, const run_config *cfg, par_ctx *par, int64_t max_len) {
+    if (m->device != AG_DEV_CPU && par->world_size > 1)
+        return sx_errorf("the training step on the CUDA device runs on one rank for now (world size %d): its gradient sync is "
+                         "host memory", par->world_size);
+    if (!m->g) return sx_errorf("the training step needs a model with gradients (not model_init_inference)");
     train_step *t = calloc(1, sizeof *t);
     t->cfg = cfg;
     t->m = m;
     t->par = par;
+    t->dev = m->device;
+    t->w = m->device == AG_DEV_CPU ? m->w : m->dw;
+    t->g = m->device == AG_DEV_CPU ? m->g : m->dg;
     t->rank0 = par->world_rank == 0;
     t->mb = cfg->micro_batch_size ? cfg->micro_batch_size : cfg->batch_size;
     t->n_micro = cfg->batch_size / t->mb;
@@ -230,7 +244,7 @@ sx_status train_step_init(train_step **out, model *m, const run_config *cfg, par
     t->labels = malloc(sizeof(int32_t) * cells);
     t->step_tokens = calloc((size_t)(t->n_sparse * m->cfg.num_experts + 1), sizeof(int64_t));
     t->route_param = malloc(sizeof(int) * (size_t)(ROUTE_SLOTS * t->n_sparse + 1));
-    ag_arena_init(&t->act, "activations", 1 << 22);
+    ag_arena_init_device(&t->act, "activations", 1 << 22, t->dev);
     ag_ctx_init(&t->ctx, &t->act);
     t->ctx.training = true;
     ag_arena_init(&t->seed_arena, "loss-seed", 4096);
@@ -246,6 +260,10 @@ sx_status train_step_init(train_step **out, model *m, const run_config *cfg, par
 }
 
 optim *train_step_optim(train_step *ts) { return ts->opt; }
+ag_ctx *train_step_ctx(train_step *ts) { return &ts->ctx; }
+int64_t train_step_device_bytes(const train_step *ts) {
+    return ts->dev == AG_DEV_CPU ? 0 : (int64_t)ts->act.capacity + optim_device_bytes(ts->opt);
+}
 int64_t train_step_activation_peak(const train_step *ts) { return (int64_t)ts->act.peak; }
 bool train_step_frozen(const train_step *ts, int i) { return ts->op[i].frozen; }
 
@@ -253,6 +271,8 @@ void train_step_free(train_step *t) {
     if (!t) return;
     if (t->opt) optim_free(t->opt);
     free(t->op);
+    free(t->spans);
+    free(t->span_set);
     free(t->unit_frozen);
     free(t->active);
     free(t->stage);
@@ -287,13 +307,13 @@ static sx_status micro_batches(train_step *t, train_batch_fn get, void *user, in
         model_output o;
         model_forward(t->m, &t->ctx, &b, (model_rng){cfg->seed, (uint64_t)(step * n_micro + k), (uint64_t)t->par->world_rank}, &o);
         ag_backward_seed(&t->ctx, o.loss, t->seed);
-        /* this rank's shares of the global values: summed over ranks by the caller */
-        st->loss += ((float *)o.loss->data)[0] / n_micro;
-        st->ce += ((float *)o.ce->data)[0] * (valid ? (double)mine / (double)valid : 0) / n_micro;
-        if (o.enc_z) st->z += ((float *)o.enc_z->data)[0] / n_micro / W;
-        if (o.dec_z) st->z += ((float *)o.dec_z->data)[0] / n_micro / W;
-        if (o.enc_aux) st->aux += ((float *)o.enc_aux->data)[0] / n_micro / W;
-        if (o.dec_aux) st->aux += ((float *)o.dec_aux->data)[0] / n_micro / W;
+        /* this rank's shares of the global values: summed over ranks by the caller (ag_get: a copy on the device) */
+        st->loss += ag_get(o.loss, 0) / n_micro;
+        st->ce += ag_get(o.ce, 0) * (valid ? (double)mine / (double)valid : 0) / n_micro;
+        if (o.enc_z) st->z += ag_get(o.enc_z, 0) / n_micro / W;
+        if (o.dec_z) st->z += ag_get(o.dec_z, 0) / n_micro / W;
+        if (o.enc_aux) st->aux += ag_get(o.enc_aux, 0) / n_micro / W;
+        if (o.dec_aux) st->aux += ag_get(o.dec_aux, 0) / n_micro / W;
         SX_ASSERT(o.n_routes == t->n_sparse, "%d routed layers, expected %d", o.n_routes, t->n_sparse);
         for (int r = 0; r < o.n_routes; r++) {
             st->dropped += o.routes[r].n_dropped;
@@ -315,7 +335,7 @@ sx_status train_step_run(train_step *t, train_batch_fn get, void *user, int64_t 
                          void (*on_grads)(const model *m, void *user), void *grads_user, train_step_stats *st) {
     const int E = t->m->cfg.num_experts;
     memset(st, 0, sizeof *st);
-    memset(t->m->g, 0, sizeof(float) * (size_t)t->m->n_grad_floats);
+    model_zero_grads(t->m);
     memset(t->step_tokens, 0, sizeof(int64_t) * (size_t)(t->n_sparse * E));
     SX_TRY(micro_batches(t, get, user, step, st));
     SX_TRY(sync_grads(t));
@@ -341,7 +361,7 @@ sx_status train_step_run(train_step *t, train_batch_fn get, void *user, int64_t 
     if (!st->finite) return sx_ok();
     /* torch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1 */
     double clip = t->cfg->grad_clip;
-    if (clip > 0 && clip / (st->grad_norm + 1e-6) < 1) scale_grads(t, (float)(clip / (st->grad_norm + 1e-6)));
-    optim_step(t->opt, t->m->w, t->m->g, lr, t->active);
+    if (clip > 0 && clip / (st->grad_norm + 1e-6) < 1) optim_scale(t->dev, t->g, t->spans, t->n_spans, (float)(clip / (st->grad_norm + 1e-6)));
+    optim_step(t->opt, t->w, t->g, lr, t->active);
     return sx_ok();
 }

@@ -1,10 +1,11 @@
-/* The optimizer step on device spans (fp32 master weights and fp32 state), the arithmetic of train/optim.c and of
- * the trainer's gradient norm / clipping / non-finite guard (train/trainer.c), so a device run can follow a CPU run:
+/* The optimizer step on device spans (fp32 master weights and fp32 state), the arithmetic of train/optim_cpu.c (the
+ * CUDA implementation of train/optim.h, train/optim_cuda.c, calls these) and of the step's gradient norm and
+ * clipping (train/step.c), so a device run can follow a CPU run:
  *
  *   - AdamW: elementwise; the scalars (step size, sqrt of the bias correction, decay factor) are computed on the host
- *     by the same double expressions as adamw_param, and every float operation of the element update is spelled with
- *     a round-to-nearest intrinsic (__fmul_rn, __fadd_rn, __fdiv_rn, __fsqrt_rn) so nvcc cannot contract it into an
- *     FMA: the CPU build (gcc -O3, x86-64 without -march) has no FMA either, so the result is bit-identical.
+ *     by the same double expressions as the CPU's cpu_adamw, and every float operation of the element update is
+ *     spelled with a round-to-nearest intrinsic (__fmul_rn, __fadd_rn, __fdiv_rn, __fsqrt_rn) so nvcc cannot
+ *     contract it into an FMA: the CPU build (gcc -O3, x86-64 without -march) has no FMA either, so the result is bit-identical.
  *   - Adafactor, one parameter: the row / column means of g^2 + eps1 and the mean of the row state are summed by one
  *     thread per row / column / batch entry in the CPU's order (double, _rn intrinsics), so the second-moment state
  *     is bit-identical too; the two RMS reductions (of the weights for scale_parameter, of the update for clipping)
@@ -12,8 +13,9 @@
  *     sequential sum, so the scalar learning rate and clipping factor may differ from the CPU's by a double rounding,
  *     which after the cast to float can move an update by one float ulp. No host synchronisation: the scalars stay in
  *     a device workspace.
- *   - Gradient norm (sum of squares in double, a two-pass reduction with a grid that depends only on the span's
- *     length, so it is deterministic on any device), clipping by a scale, and a non-finite flag (one int copied back).
+ *   - Gradient norm (sums of squares in double per set of spans, a two-pass reduction with a grid that depends only
+ *     on each span's length, so it is deterministic on any device; one copy of the sums back) and clipping by a
+ *     scale. A NaN or Inf makes its sum non-finite: that is the step's non-finite check.
  *
  * Every launch is on the one stream (common.cuh) and checked; loops are grid-stride over int64 indices. */
 #include "autograd/cuda/common.cuh"
@@ -47,7 +49,7 @@ static unsigned sq_blocks(int64_t n) {
 /* What pass 1 squares: the raw values, or Adafactor's update recomputed from the second-moment state. */
 enum { SQ_PLAIN, SQ_U_FACTORED, SQ_U_VEC };
 
-struct USrc { /* the update u before clipping, as adafactor_param computes it */
+struct USrc { /* the update u before clipping, as cpu_adafactor computes it */
     const float *g;
     const float *rf, *cf; /* factored: per (batch, row) and (batch, col) factors */
     const float *v;       /* unfactored: the second moment */
@@ -86,27 +88,28 @@ static void sumsq_pass1(const char *what, const float *x, int64_t n, int kind, c
     SX_LAUNCHED(what);
 }
 
-/* ---- gradient norm, clipping, non-finite flag ------------------------------------------------------------------------ */
+/* ---- gradient norm and clipping ----------------------------------------------------------------------------------- */
 
-extern "C" double ag_cuda_sumsq_spans(const float *base, const ag_cuda_span *spans, int n_spans) {
+extern "C" void ag_cuda_sumsq_sets(const float *base, const ag_cuda_span *spans, const int *set, int n_spans, int n_sets, double *out) {
     int64_t np = 0;
-    for (int s = 0; s < n_spans; s++) np += spans[s].numel > 0 ? sq_blocks(spans[s].numel) : 0;
-    double *ws = (double *)optim_ws(sizeof(double) * (size_t)(np + 1));
-    double *out = ws, *partials = ws + 1;
+    for (int j = 0; j < n_spans; j++) np += spans[j].numel > 0 ? sq_blocks(spans[j].numel) : 0;
+    double *sums = (double *)optim_ws(sizeof(double) * (size_t)(n_sets + np)), *partials = sums + n_sets;
+    SX_CUDA_CHECK(cudaMemsetAsync(sums, 0, sizeof(double) * (size_t)n_sets, sx_stream()));
     USrc none = {};
     int64_t at = 0;
-    for (int s = 0; s < n_spans; s++) {
-        if (spans[s].numel <= 0) continue;
-        unsigned nb = sq_blocks(spans[s].numel);
-        sumsq_pass1("the gradient norm (pass 1)", base + spans[s].offset, spans[s].numel, SQ_PLAIN, none, partials + at, nb);
-        at += nb;
+    for (int k = 0; k < n_sets; k++) { /* each set's partials contiguous, in span order, then summed in one block */
+        int64_t first = at;
+        for (int j = 0; j < n_spans; j++) {
+            if ((set ? set[j] : 0) != k || spans[j].numel <= 0) continue;
+            unsigned nb = sq_blocks(spans[j].numel);
+            sumsq_pass1("the gradient norm (pass 1)", base + spans[j].offset, spans[j].numel, SQ_PLAIN, none, partials + at, nb);
+            at += nb;
+        }
+        if (at == first) continue;
+        sum_partials_k<<<1, 1024, 0, sx_stream()>>>(partials + first, at - first, sums + k);
+        SX_LAUNCHED("the gradient norm (pass 2)");
     }
-    if (np == 0) return 0.0;
-    sum_partials_k<<<1, 1024, 0, sx_stream()>>>(partials, np, out);
-    SX_LAUNCHED("the gradient norm (pass 2)");
-    double r = 0;
-    ag_cuda_memcpy(&r, out, sizeof r, AG_COPY_D2H);
-    return r;
+    ag_cuda_memcpy(out, sums, sizeof(double) * (size_t)n_sets, AG_COPY_D2H);
 }
 
 __global__ void scale_k(float *x, int64_t n, float c) {
@@ -121,39 +124,13 @@ extern "C" void ag_cuda_scale_spans(float *base, const ag_cuda_span *spans, int 
     }
 }
 
-extern "C" double ag_cuda_clip_grad_norm_spans(float *base, const ag_cuda_span *spans, int n_spans, double max_norm) {
-    double norm = sqrt(ag_cuda_sumsq_spans(base, spans, n_spans));
-    double coef = max_norm / (norm + 1e-6);
-    if (coef < 1) ag_cuda_scale_spans(base, spans, n_spans, (float)coef);
-    return norm;
-}
-
-__global__ void nonfinite_k(const float *x, int64_t n, int *flag) {
-    SX_GRID_STRIDE(j, n) {
-        if ((__float_as_uint(x[j]) & 0x7f800000u) == 0x7f800000u) *flag = 1; /* every writer stores the same 1 */
-    }
-}
-
-extern "C" bool ag_cuda_nonfinite_spans(const float *base, const ag_cuda_span *spans, int n_spans) {
-    int *flag = (int *)optim_ws(sizeof(int));
-    SX_CUDA_CHECK(cudaMemsetAsync(flag, 0, sizeof(int), sx_stream()));
-    for (int s = 0; s < n_spans; s++) {
-        if (spans[s].numel <= 0) continue;
-        nonfinite_k<<<sx_blocks(spans[s].numel), SX_THREADS, 0, sx_stream()>>>(base + spans[s].offset, spans[s].numel, flag);
-        SX_LAUNCHED("the non-finite gradient check");
-    }
-    int h = 0;
-    ag_cuda_memcpy(&h, flag, sizeof h, AG_COPY_D2H);
-    return h != 0;
-}
-
 /* ---- AdamW -------------------------------------------------------------------------------------------------------------- */
 
 struct AdamScalars {
     float b1, b2, one_m_b1, one_m_b2, step_size, bc2_sqrt, eps, decay;
 };
 
-/* adamw_param's loop body, operation for operation:
+/* adamw_span's loop body (train/optim_cpu.c), operation for operation:
  *   m = b1*m + (1-b1)*g;  v = b2*v + ((1-b2)*g)*g;  w *= decay;  w -= (step_size*m) / (sqrtf(v)/bc2_sqrt + eps) */
 __global__ void adamw_k(float *w, const float *g, float *m, float *v, int64_t n, AdamScalars s) {
     SX_GRID_STRIDE(j, n) {
@@ -172,7 +149,7 @@ extern "C" void ag_cuda_adamw_step(float *w, const float *g, float *m, float *v,
                                    double eps, double weight_decay, bool decay, int64_t step) {
     if (n <= 0) return;
     AdamScalars s;
-    /* the host scalars of adamw_param, the same expressions */
+    /* the host scalars of cpu_adamw, the same expressions */
     s.b1 = (float)beta1;
     s.b2 = (float)beta2;
     s.one_m_b1 = 1 - s.b1;
@@ -295,7 +272,7 @@ extern "C" void ag_cuda_adafactor_step(const ag_cuda_adafactor_cfg *c, float *w,
     int64_t R = fac ? shape[ndim - 2] : 1, C = fac ? shape[ndim - 1] : 1, lead = fac ? n / (R * C) : 1;
     SX_ASSERT(fac ? (row && col) : v != NULL, "Adafactor on the device: %s state missing", fac ? "the factored" : "the second-moment");
     SX_ASSERT(c->beta1 <= 0 || m != NULL, "Adafactor on the device: beta1 > 0 needs the first-moment state");
-    /* host scalars, adafactor_param's expressions */
+    /* host scalars, cpu_adafactor's expressions */
     double rel = c->lr;
     if (c->relative_step) {
         double min_step = c->warmup_init ? 1e-6 * (double)step : 1e-2;
