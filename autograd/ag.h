@@ -182,7 +182,7 @@ ag_tensor *ag_scale(ag_ctx *ctx, ag_tensor *x, double s);
 ag_tensor *ag_relu(ag_ctx *ctx, ag_tensor *x);
 ag_tensor *ag_gelu_tanh(ag_ctx *ctx, ag_tensor *x);
 ag_tensor *ag_gelu_erf(ag_ctx *ctx, ag_tensor *x);
-/* The FFN activations, one per formula of Hugging Face's ACT2FN (names in train/model_config.c), in float32 as HF's
+/* The FFN activations, one per formula of Hugging Face's ACT2FN (names in train/model/model_config.c), in float32 as HF's
  * modules compute them:
  *   RELU max(x, 0)                       GELU_ERF 0.5 x (1 + erf(x / sqrt 2))       GELU_TANH the tanh approximation
  *   SILU x / (1 + exp(-x))               QUICK_GELU x sigmoid(1.702 x)              SIGMOID 1 / (1 + exp(-x))

@@ -9,10 +9,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "train/generate.h"
-#include "train/hf_model.h"
-#include "train/hf_weights.h"
-#include "train/model_int8.h"
+#include "train/model/generate.h"
+#include "train/hf/hf_model.h"
+#include "train/hf/hf_weights.h"
+#include "train/model/model_int8.h"
 
 static double now_s(void) {
     struct timespec ts;

@@ -16,7 +16,7 @@
 
 #include "autograd/ag_cuda.h"
 #include "train/metrics.h"
-#include "train/model.h"
+#include "train/model/model.h"
 #include "train/step.h"
 
 typedef struct {

@@ -5,7 +5,7 @@ if(SWITCHC_FUZZ)
     message(FATAL_ERROR "SWITCHC_FUZZ needs clang (CC=clang or -DCMAKE_C_COMPILER=clang)")
   endif()
   set(SX_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -g -O1)
-  set(SX_HF_SRCS ${CMAKE_SOURCE_DIR}/train/hf_weights.c ${CMAKE_SOURCE_DIR}/train/hf_safetensors.c ${CMAKE_SOURCE_DIR}/train/hf_torchbin.c
+  set(SX_HF_SRCS ${CMAKE_SOURCE_DIR}/train/hf/hf_weights.c ${CMAKE_SOURCE_DIR}/train/hf/hf_safetensors.c ${CMAKE_SOURCE_DIR}/train/hf/hf_torchbin.c
       ${CMAKE_SOURCE_DIR}/train/cfg_util.c ${CMAKE_SOURCE_DIR}/autograd/sx_error.c
       ${CMAKE_SOURCE_DIR}/autograd/sx_file.c ${CMAKE_SOURCE_DIR}/autograd/tensor.c
       ${CMAKE_SOURCE_DIR}/autograd/cuda_stub.c) # tensor.c calls the CUDA host functions (stubs without CUDA)
@@ -26,7 +26,8 @@ if(SWITCHC_FUZZ)
   # the run config / HF config.json readers and the checkpoint reader: the whole project's sources, instrumented
   # (they reach most of train/), linked into each target
   file(GLOB SX_FUZZ_ALL CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/autograd/*.c ${CMAKE_SOURCE_DIR}/autograd/cpu/*.c
-       ${CMAKE_SOURCE_DIR}/parallel/*.c ${CMAKE_SOURCE_DIR}/moe/*.c ${CMAKE_SOURCE_DIR}/data/*.c ${CMAKE_SOURCE_DIR}/train/*.c)
+       ${CMAKE_SOURCE_DIR}/parallel/*.c ${CMAKE_SOURCE_DIR}/moe/*.c ${CMAKE_SOURCE_DIR}/data/*.c ${CMAKE_SOURCE_DIR}/train/*.c
+       ${CMAKE_SOURCE_DIR}/train/model/*.c ${CMAKE_SOURCE_DIR}/train/hf/*.c)
   foreach(t fuzz_config fuzz_ckpt)
     add_executable(${t} ${CMAKE_SOURCE_DIR}/fuzz/${t}.c ${SX_FUZZ_ALL})
     target_compile_options(${t} PRIVATE ${SX_FUZZ_FLAGS})

@@ -8,7 +8,7 @@
 
 #include <hdf5.h>
 
-#include "train/model.h"
+#include "train/model/model.h"
 #include "train/run_config.h"
 #include "train/trainer.h"
 

@@ -7,7 +7,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "train/model_config.h"
+#include "train/model/model_config.h"
 #include "train/run_config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -2,7 +2,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "train/hf_weights.h"
+#include "train/hf/hf_weights.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     hf_weights *w = hf_weights_new_empty();

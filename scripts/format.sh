@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Applies .clang-format to every tracked C/CUDA source (scripts/format.sh), or lists the files that differ from it
-# and fails (scripts/format.sh --check). Generated tables (train/relpos_logf_table.h) and the CUDA emulator's
+# and fails (scripts/format.sh --check). Generated tables (train/model/relpos_logf_table.h) and the CUDA emulator's
 # stand-in headers are formatted too: nothing is exempt.
 set -euo pipefail
 cd "$(dirname "$0")/.."

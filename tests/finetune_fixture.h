@@ -13,7 +13,7 @@
 
 #include "data/dataset.h"
 #include "tests/h5fixture.h"
-#include "train/hf_model.h"
+#include "train/hf/hf_model.h"
 #include "train/run_config.h"
 
 /* The fixture's examples (data/inputs, data/targets with their offsets) as a token dataset at path. */

@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "tests/h5fixture.h"
-#include "train/generate.h"
-#include "train/hf_model.h"
-#include "train/hf_weights.h"
+#include "train/model/generate.h"
+#include "train/hf/hf_model.h"
+#include "train/hf/hf_weights.h"
 #include "tests/tutil.h"
 
 #define FIX SX_SOURCE_DIR "/tests/fixtures/beam"

@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "tests/finetune_fixture.h"
-#include "train/hf_model.h"
-#include "train/model.h"
+#include "train/hf/hf_model.h"
+#include "train/model/model.h"
 #include "train/run_config.h"
 #include "train/trainer.h"
 

@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "train/generate.h"
+#include "train/model/generate.h"
 #include "tests/tutil.h"
 
 static void tiny(model *m, uint64_t seed, bool gated) {

@@ -12,7 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "tests/h5fixture.h"
-#include "train/hf_model.h"
+#include "train/hf/hf_model.h"
 #include "tests/tutil.h"
 
 #define ACT_FIXTURE SX_SOURCE_DIR "/tests/fixtures/activations/act2fn.h5"

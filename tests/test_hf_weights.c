@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include "tests/h5fixture.h"
-#include "train/hf_model.h"
-#include "train/hf_weights.h"
+#include "train/hf/hf_model.h"
+#include "train/hf/hf_weights.h"
 #include "tests/tutil.h"
 
 #define FIX SX_SOURCE_DIR "/tests/fixtures/hf"

@@ -1,4 +1,4 @@
-/* 8-bit inference (autograd/ag_int8.h, train/model_int8.h) against bitsandbytes itself: the fixture
+/* 8-bit inference (autograd/ag_int8.h, train/model/model_int8.h) against bitsandbytes itself: the fixture
  * (scripts/make_infer_fixtures.py, tests/fixtures/infer/int8.h5) comes from bitsandbytes 0.50.2's Linear8bitLt
  * (has_fp16_weights=False, eval) run on its CPU backend, and from transformers 4.57.6 loading a model with
  * BitsAndBytesConfig(load_in_8bit=True) on the CPU: the real library, not a re-implementation.
@@ -17,9 +17,9 @@
 
 #include "autograd/ag_int8.h"
 #include "tests/h5fixture.h"
-#include "train/hf_model.h"
-#include "train/hf_weights.h"
-#include "train/model_int8.h"
+#include "train/hf/hf_model.h"
+#include "train/hf/hf_weights.h"
+#include "train/model/model_int8.h"
 #include "tests/tutil.h"
 
 #define FIX SX_SOURCE_DIR "/tests/fixtures/infer"

@@ -23,9 +23,9 @@
 
 #include "tests/finetune_fixture.h"
 #include "train/cfg_util.h"
-#include "train/hf_model.h"
+#include "train/hf/hf_model.h"
 #include "train/lora.h"
-#include "train/model.h"
+#include "train/model/model.h"
 #include "train/trainer.h"
 
 #define BASE SX_SOURCE_DIR "/tests/fixtures/finetune/model"

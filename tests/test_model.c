@@ -7,7 +7,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "train/model.h"
+#include "train/model/model.h"
 #include "tests/tutil.h"
 
 static model_config tiny_config(void) {

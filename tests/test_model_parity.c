@@ -11,7 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "tests/h5fixture.h"
-#include "train/model.h"
+#include "train/model/model.h"
 
 #define FWD_TOL 1e-5
 #define GRAD_TOL 1e-4

@@ -181,7 +181,7 @@ Test(moe_expert_choice, router_stays_fp32_under_bf16_operands) {
 }
 
 /* From the model config: the knob, and a decoder with expert-choice layers is refused naming the key. */
-#include "train/model_config.h"
+#include "train/model/model_config.h"
 
 Test(moe_expert_choice, selectable_in_the_model_config_encoder_only) {
     const char *ok = "{\"num_layers\": 2, \"num_decoder_layers\": 2, \"num_sparse_encoder_layers\": 1, \"num_sparse_decoder_layers\": 0,"

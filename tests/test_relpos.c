@@ -5,7 +5,7 @@
 #include <stdio.h>
 
 #include "tests/h5fixture.h"
-#include "train/relpos.h"
+#include "train/model/relpos.h"
 
 #define FIXTURE SX_SOURCE_DIR "/tests/fixtures/buckets/hf_buckets.h5"
 

@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "train/ckpt.h"
-#include "train/hf_model.h"
-#include "train/hf_weights.h"
+#include "train/hf/hf_model.h"
+#include "train/hf/hf_weights.h"
 
 char *tu_slurp(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");

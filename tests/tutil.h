@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "autograd/ag.h"
-#include "train/model.h"
+#include "train/model/model.h"
 #include "train/trainer.h"
 
 /* ---- files ----------------------------------------------------------------------------------------------------- */

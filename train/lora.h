@@ -14,7 +14,7 @@
 
 #include "moe/switch.h"
 #include "train/lora_spec.h"
-#include "train/model.h"
+#include "train/model/model.h"
 
 /* Checks a spec (the run config's lora section) alone: r > 0 needs targets and alpha > 0, targets need r > 0. */
 sx_status lora_spec_check(const lora_spec *s);

@@ -12,8 +12,8 @@
 #include <cjson/cJSON.h>
 
 #include "train/cfg_util.h"
-#include "train/hf_model.h"
-#include "train/hf_weights.h"
+#include "train/hf/hf_model.h"
+#include "train/hf/hf_weights.h"
 #include "train/lora.h"
 
 #define PEFT_PREFIX "base_model.model."

@@ -9,7 +9,7 @@
 #include <stdio.h>
 
 #include "data/batches.h"
-#include "train/model_config.h"
+#include "train/model/model_config.h"
 
 typedef struct cJSON cJSON;
 

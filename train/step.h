@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "parallel/par.h"
-#include "train/model.h"
+#include "train/model/model.h"
 #include "train/optim.h"
 #include "train/run_config.h"
 

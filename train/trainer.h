@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "parallel/par.h"
-#include "train/model.h"
+#include "train/model/model.h"
 #include "train/run_config.h"
 
 typedef struct {

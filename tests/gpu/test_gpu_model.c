@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "tests/gpu/gpu_compare.h"
-#include "train/model.h"
+#include "train/model/model.h"
 #include "tests/tutil.h"
 
 static model_config tiny_config(void) {

@@ -17,8 +17,8 @@
 
 #include "data/dataset.h"
 #include "parallel/par.h"
-#include "train/hf_model.h"
-#include "train/model.h"
+#include "train/hf/hf_model.h"
+#include "train/model/model.h"
 #include "train/run_config.h"
 #include "train/trainer.h"
 

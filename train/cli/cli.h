@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "data/spm.h"
-#include "train/model.h"
+#include "train/model/model.h"
 #include "train/run_config.h"
 
 typedef struct {
@@ -31,7 +31,7 @@ int cli_usage(const char *cmd, const char *fmt, const char *arg);
 int cmd_generate(int argc, char **argv);
 /* "switchc: error: MESSAGE" on stderr; returns the exit status 1. */
 int cli_fail(sx_status s);
-/* 8-bit weights for an inference command (--int8, --int8-threshold T: train/model_int8.h). */
+/* 8-bit weights for an inference command (--int8, --int8-threshold T: train/model/model_int8.h). */
 typedef struct {
     bool int8;
     double threshold; /* bitsandbytes' llm_int8_threshold: 6.0 */

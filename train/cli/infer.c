@@ -1,5 +1,5 @@
 /* switchc generate: one input (--input TEXT, --ids) or a file of them (--input-file, batched in length order, results
- * in input order as JSONL), greedy, beam search or sampling with HF generate's parameters (train/generate.h). */
+ * in input order as JSONL), greedy, beam search or sampling with HF generate's parameters (train/model/generate.h). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -9,7 +9,7 @@
 
 #include "autograd/sx_file.h"
 #include "train/cli/cli.h"
-#include "train/generate.h"
+#include "train/model/generate.h"
 #include "train/run_checks.h"
 #include "train/trainer.h"
 

@@ -9,8 +9,8 @@
 #include "data/dataset.h"
 #include "data/prepare.h"
 #include "train/cli/cli.h"
-#include "train/hf_model.h"
-#include "train/model_int8.h"
+#include "train/hf/hf_model.h"
+#include "train/model/model_int8.h"
 #include "train/trainer.h"
 
 sx_status cli_open_tokenizer(const char *spm_flag, const char *model_path, const run_config *cfg, int extra_ids,

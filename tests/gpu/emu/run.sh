@@ -23,8 +23,8 @@ done
 # the suites' shared helpers (tests/tutil.c), linked like the backend
 gcc -std=gnu11 -Wall -Wno-unused-parameter "${flags[@]}" -DSX_BINARY_DIR="\"$out\"" -c tests/tutil.c -o "$out/obj/c_tutil.o" &
 rm -f "$out"/host/*.o
-for f in moe/*.c parallel/*.c data/*.c train/*.c; do
-  gcc -std=gnu11 -Wall -Wno-unused-parameter "${flags[@]}" -c "$f" -o "$out/host/$(dirname "$f")_$(basename "$f" .c).o" &
+for f in moe/*.c parallel/*.c data/*.c train/*.c train/model/*.c train/hf/*.c; do
+  o=${f%.c}; gcc -std=gnu11 -Wall -Wno-unused-parameter "${flags[@]}" -c "$f" -o "$out/host/${o//\//_}.o" &
 done
 wait
 rm -f "$out/libsx_host.a"

@@ -7,7 +7,7 @@
 #ifndef SX_TRAIN_GENERATE_H
 #define SX_TRAIN_GENERATE_H
 
-#include "train/model.h"
+#include "train/model/model.h"
 
 /* HF's GenerationConfig.early_stopping (False, True, "never"): when beam search may stop before max_len.
  *   FALSE: an input stops once num_beams hypotheses are finished and the best running beam, normalised by the length

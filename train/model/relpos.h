@@ -21,7 +21,7 @@ int model_relative_bucket(int64_t relative_position, bool bidirectional, int num
 
 /* torch.log of a float32 on the CPU (MKL vmsLn, VML_HA, as the x86-64 wheels run it on this project's machines) for
  * x = float(n) / me with 1 <= me <= 64 and me <= n <= 4096: (float)log((double)x), moved by one ulp where torch's
- * differs (the table train/relpos_logf_table.h, written by scripts/make_bucket_table.py from torch itself).
+ * differs (the table train/model/relpos_logf_table.h, written by scripts/make_bucket_table.py from torch itself).
  * Elsewhere: (float)log((double)x). */
 float model_logf_torch(float x);
 

@@ -2,7 +2,7 @@
 #ifndef SX_TRAIN_HF_WEIGHTS_INTERNAL_H
 #define SX_TRAIN_HF_WEIGHTS_INTERNAL_H
 
-#include "train/hf_weights.h"
+#include "train/hf/hf_weights.h"
 
 #define HF_MAX_HEADER 100000000ull /* safetensors' MAX_HEADER_SIZE (FORMATS 1.2) */
 

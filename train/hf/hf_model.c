@@ -1,7 +1,7 @@
 /* HF model folders: the parameter table's HF names looked up in the weight files, with the tied aliases of SPEC 2.3
  * (shared / encoder.embed_tokens / decoder.embed_tokens / lm_head are one tensor when tie_word_embeddings), strict
  * reporting of what does not fit, and the export back to config.json + model.safetensors. */
-#include "train/hf_model.h"
+#include "train/hf/hf_model.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,7 +11,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "train/hf_weights.h"
+#include "train/hf/hf_weights.h"
 #include "train/lora.h"
 
 bool hf_is_model_dir(const char *path) {

@@ -6,7 +6,7 @@
 
 #include <stdbool.h>
 
-#include "train/model.h"
+#include "train/model/model.h"
 
 /* True when path is a directory holding a config.json (an HF model folder). */
 bool hf_is_model_dir(const char *path);

@@ -1,7 +1,7 @@
 /* The front end of the HF weight readers: which files a model folder holds (single or sharded, safetensors or
  * pytorch .bin), the tensor table, and reading one tensor as float32 with pread (a 1.2 GB checkpoint is never loaded
  * whole). The format parsers are hf_safetensors.c and hf_torchbin.c. */
-#include "train/hf_weights.h"
+#include "train/hf/hf_weights.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +17,7 @@
 #include "autograd/ag.h"
 #include "autograd/sx_file.h"
 #include "train/cfg_util.h"
-#include "train/hf_weights_internal.h"
+#include "train/hf/hf_weights_internal.h"
 
 const char *hf_dtype_name(hf_dtype d) {
     static const char *n[] = {"F32", "F16", "BF16", "F64", "I64", "I32", "I16", "I8", "U8", "BOOL", "other"};

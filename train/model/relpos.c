@@ -1,11 +1,11 @@
-/* HF's relative position buckets with torch's CPU log (train/relpos.h). */
-#include "train/relpos.h"
+/* HF's relative position buckets with torch's CPU log (train/model/relpos.h). */
+#include "train/model/relpos.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/relpos_logf_table.h"
+#include "train/model/relpos_logf_table.h"
 
 static int cmp_u32(const void *a, const void *b) {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;

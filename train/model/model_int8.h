@@ -6,7 +6,7 @@
 #ifndef SX_TRAIN_MODEL_INT8_H
 #define SX_TRAIN_MODEL_INT8_H
 
-#include "train/model.h"
+#include "train/model/model.h"
 
 /* Quantizes m's Linear weights (a CPU f32 model holding every expert) with the outlier threshold (bitsandbytes'
  * llm_int8_threshold, default 6.0; <= 0: no outlier decomposition). The quantized tensors' f32 data is released

@@ -1,7 +1,7 @@
-/* The model's 8-bit inference weights (train/model_int8.h): which parameters, their quantization, and the release
+/* The model's 8-bit inference weights (train/model/model_int8.h): which parameters, their quantization, and the release
  * of their f32 pages (madvise: the flat parameter block stays one allocation, the pages of the quantized spans go
  * back to the system and the tensors lose their data pointer, so a path that still reads them fails at once). */
-#include "train/model_int8.h"
+#include "train/model/model_int8.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -2,7 +2,7 @@
  * greedy takes the first maximal logit; beam search follows _beam_search (top 2*num_beams candidates, finished
  * hypotheses scored sum log p / len^length_penalty, HF's early-stopping rule, the running beams finalised at the length
  * limit); sampling follows _sample with HF's temperature, top-k and top-p warpers (generation/logits_process.py). */
-#include "train/generate.h"
+#include "train/model/generate.h"
 
 #include <math.h>
 #include <stdlib.h>

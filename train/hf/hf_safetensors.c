@@ -9,7 +9,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "train/hf_weights_internal.h"
+#include "train/hf/hf_weights_internal.h"
 
 static bool valid_utf8(const uint8_t *s, size_t n) {
     size_t i = 0;

@@ -1,10 +1,10 @@
 /* The Switch Transformer: the parameter table built from the config (HF names, SPEC 2.1), HF's initialisation, and
  * the forward graph of SPEC 3 (T5 blocks) with moe/ Switch layers and the router losses of SPEC 5. */
-#include "train/model.h"
+#include "train/model/model.h"
 
 #include "autograd/ag_cuda.h"
 #include "train/lora.h"
-#include "train/model_int8.h"
+#include "train/model/model_int8.h"
 #include "train/run_checks.h"
 
 #include <math.h>

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/hf_weights_internal.h"
+#include "train/hf/hf_weights_internal.h"
 
 /* ---- ZIP ----------------------------------------------------------------------------------------------------------- */
 

@@ -11,8 +11,8 @@
 #include "autograd/ag_int8.h"
 #include "moe/switch.h"
 #include "parallel/par.h"
-#include "train/model_config.h"
-#include "train/relpos.h" /* model_relative_bucket */
+#include "train/model/model_config.h"
+#include "train/model/relpos.h" /* model_relative_bucket */
 
 typedef enum { PK_EMBED, PK_HEAD, PK_ATTN_Q, PK_ATTN_K, PK_ATTN_V, PK_ATTN_O, PK_RELBIAS, PK_NORM, PK_WI, PK_WO, PK_ROUTER, PK_ROUTER_BIAS,
               PK_LORA_A, PK_LORA_B /* LoRA adapters (train/lora.h) */ } param_kind;
@@ -67,7 +67,7 @@ typedef struct {
     ag_arena dev_arena;
     float *dw, *dg;           /* device flat weights and gradients (NULL on the CPU) */
     ag_tensor **host_t;       /* the host views (NULL until model_to_device) */
-    /* 8-bit inference (train/model_int8.h): q8[i] the int8 form of parameter i (its f32 data then released), NULL
+    /* 8-bit inference (train/model/model_int8.h): q8[i] the int8 form of parameter i (its f32 data then released), NULL
      * for the ones kept in f32; q8 itself NULL for an f32 model */
     ag_int8_weight **q8;
     struct lora_map *lora;    /* LoRA adapters (train/lora.h, cfg.lora); NULL without */

@@ -1,5 +1,5 @@
 /* Model config: HF config.json in, strict validation, HF config.json out (SPEC.md 1.1-1.2, 9). */
-#include "train/model_config.h"
+#include "train/model/model_config.h"
 
 #include <limits.h>
 #include <math.h>
