@@ -11,7 +11,8 @@ rows interleaved round by round, and the fastest of the runs is kept (all runs a
   - forward+backward of the mid model at 8/16/32/64 experts (fixed tokens: the FLOPs per token do not change);
   - the machine's rates in the same run (bench_rates): OpenBLAS sgemm at switch-base-8's FFN shapes and memcpy, so
     that the forward+backward can be given as a fraction of the sgemm rate (MFU) and the dropout's share of a step
-    is measured (the mid training step with dropout 0.1 against dropout 0).
+    is measured (the mid training step with dropout 0.1 against dropout 0), and the AdamW step alone (bench_optim)
+    against the memcpy rate.
 
   python3 scripts/bench_model.py [--build build] [--threads 2] [--rounds 3] [--skip-base] [--dry]
 
@@ -118,6 +119,7 @@ def measure(a, rows):
     rates = []
     for r in range(a.rounds):
         rates.append(run([os.path.join(a.build, "bench_rates"), "--threads", str(a.threads)]))
+        a.optim.append(run([os.path.join(a.build, "bench_optim"), "--config", MID, "--steps", "5", "--threads", str(a.threads)]))
         for row in rows:
             impls = ["switchc", "hf"] if row.hf else ["switchc"]
             if r % 2:
@@ -158,6 +160,11 @@ def report(a, rows, rate, rates):
         lines.append(f"switch-base-8 forward+backward: {row.flops / 1e9:.0f} GFLOP of matmuls per step, so switchc runs at "
                      f"{row.flops / o['sec_per_step'] / 1e9:.0f} GFLOP/s = **{row.flops / o['sec_per_step'] / 1e9 / rate['sgemm_gflops'] * 100:.0f}%** "
                      f"of the measured sgemm rate (HF: {row.flops / h['sec_per_step'] / 1e9 / rate['sgemm_gflops'] * 100:.0f}%).")
+    opt = min(a.optim, key=lambda x: x["sec_per_step"])
+    lines.append(f"AdamW step alone (`bench_optim`, the mid model's {opt['params'] / 1e6:.1f}M parameters, each expert its own unit): "
+                 f"{opt['sec_per_step'] * 1e3:.1f} ms = {opt['adamw_gb_s']:.1f} GB/s of the 28 bytes per parameter it must move, "
+                 f"**{opt['adamw_gb_s'] / rate['copy_gb_s'] * 100:.0f}%** of the memcpy rate (runs: "
+                 + ", ".join(f"{x['sec_per_step'] * 1e3:.1f} ms" for x in a.optim) + ").")
     d, nd = by["mid_train"].best("switchc"), by["mid_train_nodrop"].best("switchc")
     lines.append(f"Dropout's share of the mid training step: ({d['sec_per_step']:.3f} - {nd['sec_per_step']:.3f}) / {d['sec_per_step']:.3f} = "
                  f"**{(d['sec_per_step'] - nd['sec_per_step']) / d['sec_per_step'] * 100:.1f}%**.")
@@ -193,6 +200,7 @@ def main():
     ap.add_argument("--dry", action="store_true", help="print the table, do not write docs/benchmarks.md")
     a = ap.parse_args()
     a.load = loadavg()
+    a.optim = []
     with tempfile.TemporaryDirectory() as tmp:
         rows = build_rows(a, tmp)
         rate, rates = measure(a, rows)
