@@ -223,10 +223,16 @@ ag_tensor *ag_softmax(ag_ctx *ctx, ag_tensor *x, ag_tensor *bias, ag_tensor *mas
     return ag_run(ctx, &n);
 }
 
+/* The output of a reduction over the last dim: x's shape without it ([1] for a vector). */
+static ag_tensor *reduced_last(ag_ctx *ctx, const ag_tensor *x) {
+    if (x->ndim == 1) return ag_tensor_new(ctx->act, x->dtype, 1, AG_SHAPE(1));
+    return ag_tensor_new(ctx->act, x->dtype, x->ndim - 1, x->shape);
+}
+
 ag_tensor *ag_logsumexp(ag_ctx *ctx, ag_tensor *x) {
     check_float("logsumexp", x);
     ag_node n = node_new(AG_OP_LOGSUMEXP, 1, x, NULL, NULL, NULL);
-    n.out = x->ndim == 1 ? ag_tensor_new(ctx->act, x->dtype, 1, AG_SHAPE(1)) : ag_tensor_new(ctx->act, x->dtype, x->ndim - 1, x->shape);
+    n.out = reduced_last(ctx, x);
     return ag_run(ctx, &n);
 }
 
@@ -310,7 +316,7 @@ ag_tensor *ag_sum(ag_ctx *ctx, ag_tensor *x) {
 ag_tensor *ag_sum_last(ag_ctx *ctx, ag_tensor *x) {
     check_float("sum_last", x);
     ag_node n = node_new(AG_OP_SUM_LAST, 1, x, NULL, NULL, NULL);
-    n.out = x->ndim == 1 ? ag_tensor_new(ctx->act, x->dtype, 1, AG_SHAPE(1)) : ag_tensor_new(ctx->act, x->dtype, x->ndim - 1, x->shape);
+    n.out = reduced_last(ctx, x);
     return ag_run(ctx, &n);
 }
 

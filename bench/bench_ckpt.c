@@ -2,6 +2,7 @@
  * checkpoint of many f32 tensors, against the peer of the same bytes written raw with write()+fsync() and read()
  * back, so the ratio shows what HDF5 + Fletcher32 cost. Usage: bench_ckpt [MB=256] [tensors=64] [dir=.] */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,20 @@ static void die(sx_status s) {
         fprintf(stderr, "bench_ckpt: %s\n", s.msg);
         exit(1);
     }
+}
+
+/* Writes (write) or reads back nt tensors [rows, cols] as params/layer.T.weight. */
+static void ckpt_pass(const char *path, bool write, int nt, int64_t rows, int64_t cols, float *buf) {
+    ckpt_writer *w = NULL;
+    ckpt_reader *r = NULL;
+    die(write ? ckpt_writer_open(path, &w) : ckpt_open(path, &r));
+    for (int t = 0; t < nt; t++) {
+        char name[64];
+        snprintf(name, sizeof name, "params/layer.%d.weight", t);
+        die(write ? ckpt_write_f32(w, name, 2, (int64_t[]){rows, cols}, buf) : ckpt_read_f32(r, name, 2, (int64_t[]){rows, cols}, buf));
+    }
+    if (write) die(ckpt_writer_commit(w));
+    else ckpt_close(r);
 }
 
 int main(int argc, char **argv) {
@@ -43,25 +58,11 @@ int main(int argc, char **argv) {
     snprintf(raw, sizeof raw, "%s/bench_ckpt.raw", dir);
 
     double t0 = now();
-    ckpt_writer *w;
-    die(ckpt_writer_open(path, &w));
-    for (int t = 0; t < nt; t++) {
-        char name[64];
-        snprintf(name, sizeof name, "params/layer.%d.weight", t);
-        die(ckpt_write_f32(w, name, 2, (int64_t[]){rows, cols}, buf));
-    }
-    die(ckpt_writer_commit(w));
+    ckpt_pass(path, true, nt, rows, cols, buf);
     double t_write = now() - t0;
 
     t0 = now();
-    ckpt_reader *r;
-    die(ckpt_open(path, &r));
-    for (int t = 0; t < nt; t++) {
-        char name[64];
-        snprintf(name, sizeof name, "params/layer.%d.weight", t);
-        die(ckpt_read_f32(r, name, 2, (int64_t[]){rows, cols}, buf));
-    }
-    ckpt_close(r);
+    ckpt_pass(path, false, nt, rows, cols, buf);
     double t_read = now() - t0;
 
     t0 = now();

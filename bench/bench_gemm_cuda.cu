@@ -37,25 +37,19 @@
 #include <nccl.h>
 #endif
 
-#define CK_CUDA(stmt)                                                                                                 \
+/* A status of type T other than ok: its name and text, the statement and where, then exit. */
+#define CK_STATUS(T, stmt, text, ok, what, name_of, string_of)                                                        \
     do {                                                                                                              \
-        cudaError_t e_ = (stmt);                                                                                      \
-        if (e_ != cudaSuccess) {                                                                                      \
-            fprintf(stderr, "bench_gemm_cuda: CUDA error %s (%s) in `%s` at %s:%d\n", cudaGetErrorName(e_),          \
-                    cudaGetErrorString(e_), #stmt, __FILE__, __LINE__);                                               \
+        T s_ = (stmt);                                                                                                \
+        if (s_ != (ok)) {                                                                                             \
+            fprintf(stderr, "bench_gemm_cuda: %s error %s (%s) in `%s` at %s:%d\n", what, name_of(s_),                \
+                    string_of(s_), text, __FILE__, __LINE__);                                                         \
             exit(1);                                                                                                  \
         }                                                                                                             \
     } while (0)
-
+#define CK_CUDA(stmt) CK_STATUS(cudaError_t, stmt, #stmt, cudaSuccess, "CUDA", cudaGetErrorName, cudaGetErrorString)
 #define CK_CUBLAS(stmt)                                                                                               \
-    do {                                                                                                              \
-        cublasStatus_t s_ = (stmt);                                                                                   \
-        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                                            \
-            fprintf(stderr, "bench_gemm_cuda: cuBLAS error %s (%s) in `%s` at %s:%d\n", cublasLtGetStatusName(s_),   \
-                    cublasLtGetStatusString(s_), #stmt, __FILE__, __LINE__);                                          \
-            exit(1);                                                                                                  \
-        }                                                                                                             \
-    } while (0)
+    CK_STATUS(cublasStatus_t, stmt, #stmt, CUBLAS_STATUS_SUCCESS, "cuBLAS", cublasLtGetStatusName, cublasLtGetStatusString)
 
 /* After a kernel launch: the launch error now, an execution error at the next synchronisation. */
 #define CK_LAUNCH() CK_CUDA(cudaGetLastError())

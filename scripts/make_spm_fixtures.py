@@ -135,24 +135,16 @@ def nasty(rng):
     k = rng.randrange(14)
     if k == 0:
         return ""
-    if k == 1:
-        return "".join(rng.choice(SPACES[:9]) for _ in range(rng.randint(1, 6)))
+    # k: (separator, pool, fewest, most): that many picks from the pool, joined
+    joined = {1: ("", SPACES[:9], 1, 6), 4: (" ", RARE, 2, 5), 5: ("", RARE, 2, 6), 6: (" ", NFKC_BAIT, 1, 8),
+              7: ("", NFKC_BAIT, 1, 8), 8: ("", EMOJI, 1, 6), 9: ("", PUNCT, 1, 10)}
+    if k in joined:
+        sep, pool, lo, hi = joined[k]
+        return sep.join(rng.choice(pool) for _ in range(rng.randint(lo, hi)))
     if k == 2:
         return rng.choice(SPACES[:9]) + sentence(rng, rng.choice(list(WORDS)), rng.randint(1, 6)) + rng.choice(SPACES[:9])
     if k == 3:
         return rng.choice(RARE)
-    if k == 4:
-        return " ".join(rng.choice(RARE) for _ in range(rng.randint(2, 5)))
-    if k == 5:
-        return "".join(rng.choice(RARE) for _ in range(rng.randint(2, 6)))
-    if k == 6:
-        return " ".join(rng.choice(NFKC_BAIT) for _ in range(rng.randint(1, 8)))
-    if k == 7:
-        return "".join(rng.choice(NFKC_BAIT) for _ in range(rng.randint(1, 8)))
-    if k == 8:
-        return "".join(rng.choice(EMOJI) for _ in range(rng.randint(1, 6)))
-    if k == 9:
-        return "".join(rng.choice(PUNCT) for _ in range(rng.randint(1, 10)))
     if k == 10:  # odd whitespace inside a sentence
         words = sentence(rng, rng.choice(list(WORDS)), rng.randint(2, 8)).split(" ")
         return "".join(w + rng.choice(SPACES) for w in words)

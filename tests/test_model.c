@@ -187,15 +187,7 @@ Test(model, whole_model_gradcheck_f64, .timeout = 300) {
 
 Test(model, whole_model_gradcheck_variants, .timeout = 300) {
     model_config c = tiny_config();
-    c.gated = true;
-    c.act = AG_ACT_GELU_TANH;
-    c.tie_word_embeddings = false;
-    c.router_bias = true;
-    c.router_top_k = 2;
-    c.router_loss_mode = MOE_LOSS_PER_LAYER;
-    c.encoder_sparse_step = 1;
-    c.num_sparse_encoder_layers = 2;
-    c.hf_zero_router_loss_step1 = false;
+    tu_model_variants(&c);
     model_gradcheck(c, "gated gelu, untied, router bias, top-2, per-layer losses, step 1");
 }
 

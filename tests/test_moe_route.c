@@ -24,28 +24,18 @@ static void route(routed *o, const float *probs, int64_t N, int E, int K, int64_
     moe_route_cpu(probs, N, E, K, G, C, &o->r);
 }
 
-#define EXPECT_I32(got, n, ...)                                                                                       \
+/* got[0..n) equals the listed values of type T, each printed as an integer */
+#define EXPECT_VALUES(T, got, n, ...)                                                                                 \
     do {                                                                                                              \
-        const int32_t want_[] = {__VA_ARGS__};                                                                        \
-        cr_assert_eq((int64_t)(sizeof want_ / sizeof want_[0]), (int64_t)(n), "%s: %d values expected", #got, (int)(n)); \
-        for (int i_ = 0; i_ < (int)(n); i_++)                                                                         \
-            cr_expect_eq((got)[i_], want_[i_], "%s[%d] = %d, expected %d", #got, i_, (int)(got)[i_], (int)want_[i_]); \
-    } while (0)
-#define EXPECT_I64(got, n, ...)                                                                                       \
-    do {                                                                                                              \
-        const int64_t want_[] = {__VA_ARGS__};                                                                        \
+        const T want_[] = {__VA_ARGS__};                                                                              \
         cr_assert_eq((int64_t)(sizeof want_ / sizeof want_[0]), (int64_t)(n), "%s: %d values expected", #got, (int)(n)); \
         for (int i_ = 0; i_ < (int)(n); i_++)                                                                         \
             cr_expect_eq((got)[i_], want_[i_], "%s[%d] = %lld, expected %lld", #got, i_, (long long)(got)[i_],        \
                          (long long)want_[i_]);                                                                       \
     } while (0)
-#define EXPECT_U8(got, n, ...)                                                                                        \
-    do {                                                                                                              \
-        const uint8_t want_[] = {__VA_ARGS__};                                                                        \
-        cr_assert_eq((int64_t)(sizeof want_ / sizeof want_[0]), (int64_t)(n), "%s: %d values expected", #got, (int)(n)); \
-        for (int i_ = 0; i_ < (int)(n); i_++)                                                                         \
-            cr_expect_eq((got)[i_], want_[i_], "%s[%d] = %d, expected %d", #got, i_, (int)(got)[i_], (int)want_[i_]); \
-    } while (0)
+#define EXPECT_I32(got, n, ...) EXPECT_VALUES(int32_t, got, n, __VA_ARGS__)
+#define EXPECT_I64(got, n, ...) EXPECT_VALUES(int64_t, got, n, __VA_ARGS__)
+#define EXPECT_U8(got, n, ...) EXPECT_VALUES(uint8_t, got, n, __VA_ARGS__)
 
 static double plogp(double p) { return p > 0 ? -p * log(p) : 0; }
 

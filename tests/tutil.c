@@ -88,6 +88,18 @@ model_config tu_tiny_config(tu_dims d) {
     return c;
 }
 
+void tu_model_variants(model_config *c) {
+    c->gated = true;
+    c->act = AG_ACT_GELU_TANH;
+    c->tie_word_embeddings = false;
+    c->router_bias = true;
+    c->router_top_k = 2;
+    c->router_loss_mode = MOE_LOSS_PER_LAYER;
+    c->encoder_sparse_step = 1;
+    c->num_sparse_encoder_layers = 2;
+    c->hf_zero_router_loss_step1 = false;
+}
+
 sx_status tu_model_config_json(const char *json, model_config *c) {
     cJSON *j = cJSON_Parse(json);
     cr_assert(j, "test JSON does not parse: %s", json);

@@ -35,6 +35,9 @@ typedef struct {
 /* model_config_defaults with these widths, 2 encoder and 2 decoder blocks whose second is a Switch layer (HF's sparse
  * step 2), no router jitter and no dropout. */
 model_config tu_tiny_config(tu_dims d);
+/* Every non-default branch of the model at once, over c: a gated gelu_tanh FFN, untied embeddings, a router bias,
+ * top-2 routing, per-layer router losses, every encoder block sparse (step 1) and HF's step-1 loss zeroing off. */
+void tu_model_variants(model_config *c);
 /* model_config_from_json of a JSON text (which must parse) over model_config_defaults, errors named "test.json". */
 sx_status tu_model_config_json(const char *json, model_config *c);
 /* An HF folder (config.json + weights) as the CLI reads it; inference: model_init_inference (no gradients). */

@@ -20,71 +20,83 @@ typedef struct {
     const char *section, *key;
     field_type type;
     size_t offset, size;
+    double def;       /* the library default of a number or bool (NaN: null) */
+    const char *sdef; /* the library default of a string (NULL: empty) */
     double lo, hi;
     const char *help;
 } field;
 
-#define FLD(sec, k, t, member, lo, hi, help) {sec, k, t, offsetof(run_config, member), sizeof(((run_config *)0)->member), lo, hi, help}
+#define MEMBER(member) offsetof(run_config, member), sizeof(((run_config *)0)->member)
+/* a number or bool: its default, then its range (unused for bools) */
+#define NUM(sec, k, t, member, def, lo, hi, help) {sec, k, t, MEMBER(member), def, NULL, lo, hi, help}
+#define STR(sec, k, member, def, help) {sec, k, F_STR, MEMBER(member), 0, def, 0, 0, help}
+/* a key of the model config (lora.*): its default is model_config_defaults' */
+#define MODEL_NUM(sec, k, t, member, lo, hi, help) NUM(sec, k, t, member, 0, lo, hi, help)
+#define MODEL_STR(sec, k, member, help) STR(sec, k, member, NULL, help)
+#define IN_MODEL(f) ((f)->offset < sizeof(model_config))
+_Static_assert(offsetof(run_config, model) == 0, "IN_MODEL: the model config is run_config's first member");
 
+/* The default column: the built-in task, and for optim, schedule and train Hugging Face Trainer's defaults
+ * (TrainingArguments, torch AdamW). */
 static const field FIELDS[] = {
-    FLD("data", "task", F_STR, task, 0, 0, "reverse | sort (built-in synthetic tasks) | dataset"),
-    FLD("data", "task_min_len", F_INT, task_min_len, 1, 64, "shortest built-in example (digits)"),
-    FLD("data", "task_max_len", F_INT, task_max_len, 1, 64, "longest built-in example (digits)"),
-    FLD("data", "train", F_STR, train_data, 0, 0, "HDF5 token dataset for training (task dataset)"),
-    FLD("data", "eval", F_STR, eval_data, 0, 0, "HDF5 token dataset for evaluation"),
-    FLD("data", "tokenizer", F_STR, tokenizer, 0, 0, "SentencePiece .model (or HF folder) the datasets were prepared with: eval/generate text"),
-    FLD("data", "eval_examples", F_INT, eval_examples, 0, 1e7, "held-out examples evaluated (0 = an eval dataset whole; the built-in task 512)"),
-    FLD("data", "shuffle", F_BOOL, shuffle, 0, 0, "shuffle the training examples every epoch (false = the dataset's order)"),
-    FLD("data", "max_input_len", F_INT, max_input_len, 1, 1e6, "truncate inputs to this many tokens"),
-    FLD("data", "max_target_len", F_INT, max_target_len, 1, 1e6, "truncate targets to this many tokens"),
-    FLD("data", "pad_to", F_STR, pad_to, 0, 0, "batch (pad to the batch's longest example) | fixed (always max_input_len x max_target_len)"),
-    FLD("data", "bucket_batches", F_INT, bucket_batches, 0, 1e6,
+    STR("data", "task", task, "reverse", "reverse | sort (built-in synthetic tasks) | dataset"),
+    NUM("data", "task_min_len", F_INT, task_min_len, 3, 1, 64, "shortest built-in example (digits)"),
+    NUM("data", "task_max_len", F_INT, task_max_len, 7, 1, 64, "longest built-in example (digits)"),
+    STR("data", "train", train_data, NULL, "HDF5 token dataset for training (task dataset)"),
+    STR("data", "eval", eval_data, NULL, "HDF5 token dataset for evaluation"),
+    STR("data", "tokenizer", tokenizer, NULL, "SentencePiece .model (or HF folder) the datasets were prepared with: eval/generate text"),
+    NUM("data", "eval_examples", F_INT, eval_examples, 512, 0, 1e7, "held-out examples evaluated (0 = an eval dataset whole; the built-in task 512)"),
+    NUM("data", "shuffle", F_BOOL, shuffle, 1, 0, 0, "shuffle the training examples every epoch (false = the dataset's order)"),
+    NUM("data", "max_input_len", F_INT, max_input_len, 512, 1, 1e6, "truncate inputs to this many tokens"),
+    NUM("data", "max_target_len", F_INT, max_target_len, 128, 1, 1e6, "truncate targets to this many tokens"),
+    STR("data", "pad_to", pad_to, "batch", "batch (pad to the batch's longest example) | fixed (always max_input_len x max_target_len)"),
+    NUM("data", "bucket_batches", F_INT, bucket_batches, 0, 0, 1e6,
         "length bucketing: 0 = off; K > 1 sorts each window of K (micro-)batches by input length and shuffles the K"),
-    FLD("data", "noise_density", F_DOUBLE, noise_density, 0, 1, "span corruption: fraction of noise tokens, 0 < d < 1 (T5: 0.15)"),
-    FLD("data", "mean_span_length", F_DOUBLE, mean_span_length, 1, 1e6, "span corruption: mean noise span length, >= 1 (T5: 3)"),
-    FLD("data", "read_cache_mb", F_INT, read_cache_mb, 0, 1 << 20,
+    NUM("data", "noise_density", F_DOUBLE, noise_density, 0.15, 0, 1, "span corruption: fraction of noise tokens, 0 < d < 1 (T5: 0.15)"),
+    NUM("data", "mean_span_length", F_DOUBLE, mean_span_length, 3, 1, 1e6, "span corruption: mean noise span length, >= 1 (T5: 3)"),
+    NUM("data", "read_cache_mb", F_INT, read_cache_mb, 4, 0, 1 << 20,
         "memory budget of dataset reads: HDF5 chunk cache per open dataset in MiB (examples are read one by one; 0 = HDF5 default)"),
-    FLD("optim", "name", F_STR, optimizer, 0, 0, "adamw | adafactor"),
-    FLD("optim", "lr", F_DOUBLE, lr, 0, 10, "peak learning rate"),
-    FLD("optim", "weight_decay", F_DOUBLE, weight_decay, 0, 10, "decoupled weight decay (not on norms)"),
-    FLD("optim", "beta1", F_DOUBLE, beta1, 0, 0.9999999,
+    STR("optim", "name", optimizer, "adamw", "adamw | adafactor"),
+    NUM("optim", "lr", F_DOUBLE, lr, 5e-5, 0, 10, "peak learning rate"),
+    NUM("optim", "weight_decay", F_DOUBLE, weight_decay, 0, 0, 10, "decoupled weight decay (not on norms)"),
+    NUM("optim", "beta1", F_DOUBLE, beta1, NAN, 0, 0.9999999,
         "first-moment decay; null = the optimizer's default (AdamW 0.9; Adafactor none, HF's beta1=None)"),
-    FLD("optim", "beta2", F_DOUBLE, beta2, 0, 0.9999999, "AdamW beta2"),
-    FLD("optim", "eps", F_DOUBLE, eps, 0, 1, "AdamW epsilon"),
-    FLD("optim", "decay_rate", F_DOUBLE, adafactor_decay_rate, -10, 0, "Adafactor second-moment decay exponent (-0.8)"),
-    FLD("optim", "clip_threshold", F_DOUBLE, adafactor_clip_threshold, 0, 1e6, "Adafactor update clipping"),
-    FLD("optim", "relative_step", F_BOOL, adafactor_relative_step, 0, 0, "Adafactor relative step size (T5)"),
-    FLD("optim", "scale_parameter", F_BOOL, adafactor_scale_parameter, 0, 0, "Adafactor scales by the parameter RMS"),
-    FLD("optim", "idle_experts", F_STR, idle_experts, 0, 0,
+    NUM("optim", "beta2", F_DOUBLE, beta2, 0.999, 0, 0.9999999, "AdamW beta2"),
+    NUM("optim", "eps", F_DOUBLE, eps, 1e-8, 0, 1, "AdamW epsilon"),
+    NUM("optim", "decay_rate", F_DOUBLE, adafactor_decay_rate, -0.8, -10, 0, "Adafactor second-moment decay exponent (-0.8)"),
+    NUM("optim", "clip_threshold", F_DOUBLE, adafactor_clip_threshold, 1, 0, 1e6, "Adafactor update clipping"),
+    NUM("optim", "relative_step", F_BOOL, adafactor_relative_step, 0, 0, 0, "Adafactor relative step size (T5)"),
+    NUM("optim", "scale_parameter", F_BOOL, adafactor_scale_parameter, 0, 0, 0, "Adafactor scales by the parameter RMS"),
+    STR("optim", "idle_experts", idle_experts, "skip",
         "skip (torch: an expert no token reached in the global batch has no gradient: no update, no decay, its step count "
         "stays) | update (Megatron: every expert steps every step)"),
-    FLD("schedule", "name", F_STR, schedule, 0, 0, "constant | linear_warmup | inverse_sqrt | cosine | linear_decay"),
-    FLD("schedule", "warmup_steps", F_I64, warmup_steps, 0, 1e12, "linear warmup steps"),
-    FLD("schedule", "min_lr", F_DOUBLE, min_lr, 0, 10, "floor of the cosine schedule"),
-    FLD("train", "steps", F_I64, steps, 1, 1e12, "optimizer steps"),
-    FLD("train", "batch_size", F_INT, batch_size, 1, 1e7, "examples per optimizer step (global)"),
-    FLD("train", "micro_batch_size", F_INT, micro_batch_size, 0, 1e7, "examples per forward/backward (0 = batch_size)"),
-    FLD("train", "grad_clip", F_DOUBLE, grad_clip, 0, 1e9, "clip the global gradient norm (0 = off)"),
-    FLD("train", "max_nonfinite_skips", F_INT, max_nonfinite_skips, 1, 1e9, "consecutive non-finite steps before stopping"),
-    FLD("train", "freeze", F_STR, freeze, 0, 0, "comma-separated name patterns to freeze (e.g. *.router.*)"),
-    FLD("train", "train_only", F_STR, train_only, 0, 0, "comma-separated name patterns: train only these"),
-    FLD("train", "seed", F_U64, seed, 0, 1.8e19, "seed of every random stream (init, data, dropout, jitter)"),
-    FLD("train", "log_every", F_INT, log_every, 1, 1e9, "steps between metric lines"),
-    FLD("train", "eval_every", F_INT, eval_every, 0, 1e9, "steps between evaluations (0 = at the end only)"),
-    FLD("train", "ckpt_every", F_INT, ckpt_every, 0, 1e9, "steps between checkpoints (0 = at the end only)"),
-    FLD("train", "keep_checkpoints", F_INT, keep_checkpoints, 1, 1e6, "checkpoints kept in the run directory"),
-    FLD("train", "out_dir", F_STR, out_dir, 0, 0, "run directory"),
-    FLD("train", "threads", F_INT, threads, 0, 4096, "CPU threads for BLAS (0 = default)"),
-    FLD("eval", "batch_size", F_INT, eval_batch_size, 1, 1e7, "examples per evaluation batch"),
-    FLD("eval", "max_gen_len", F_INT, gen_max_len, 1, 1e6, "longest generated target"),
-    FLD("parallel", "expert_parallel", F_INT, expert_parallel, 1, 1e6, "ranks sharing the experts of a layer"),
-    FLD("parallel", "transport", F_STR, transport, 0, 0, "auto | mpi | nccl | loopback"),
-    FLD("parallel", "timeout_s", F_DOUBLE, collective_timeout_s, 0, 1e9, "collective timeout in seconds"),
-    FLD("lora", "r", F_INT, model.lora.r, 0, 1 << 16, "LoRA rank (peft's r); 0 = no adapters, the whole model trains"),
-    FLD("lora", "alpha", F_DOUBLE, model.lora.alpha, 0, 1e9, "peft's lora_alpha: updates scaled by alpha / r"),
-    FLD("lora", "dropout", F_DOUBLE, model.lora.dropout, 0, 0.999, "peft's lora_dropout on each adapter's input (training only)"),
-    FLD("lora", "rslora", F_BOOL, model.lora.rslora, 0, 0, "peft's use_rslora: scale by alpha / sqrt(r)"),
-    FLD("lora", "targets", F_STR, model.lora.targets, 0, 0,
+    STR("schedule", "name", schedule, "linear_decay", "constant | linear_warmup | inverse_sqrt | cosine | linear_decay"),
+    NUM("schedule", "warmup_steps", F_I64, warmup_steps, 0, 0, 1e12, "linear warmup steps"),
+    NUM("schedule", "min_lr", F_DOUBLE, min_lr, 0, 0, 10, "floor of the cosine schedule"),
+    NUM("train", "steps", F_I64, steps, 3000, 1, 1e12, "optimizer steps"),
+    NUM("train", "batch_size", F_INT, batch_size, 32, 1, 1e7, "examples per optimizer step (global)"),
+    NUM("train", "micro_batch_size", F_INT, micro_batch_size, 0, 0, 1e7, "examples per forward/backward (0 = batch_size)"),
+    NUM("train", "grad_clip", F_DOUBLE, grad_clip, 1, 0, 1e9, "clip the global gradient norm (0 = off)"),
+    NUM("train", "max_nonfinite_skips", F_INT, max_nonfinite_skips, 10, 1, 1e9, "consecutive non-finite steps before stopping"),
+    STR("train", "freeze", freeze, NULL, "comma-separated name patterns to freeze (e.g. *.router.*)"),
+    STR("train", "train_only", train_only, NULL, "comma-separated name patterns: train only these"),
+    NUM("train", "seed", F_U64, seed, 1234, 0, 1.8e19, "seed of every random stream (init, data, dropout, jitter)"),
+    NUM("train", "log_every", F_INT, log_every, 100, 1, 1e9, "steps between metric lines"),
+    NUM("train", "eval_every", F_INT, eval_every, 1000, 0, 1e9, "steps between evaluations (0 = at the end only)"),
+    NUM("train", "ckpt_every", F_INT, ckpt_every, 1000, 0, 1e9, "steps between checkpoints (0 = at the end only)"),
+    NUM("train", "keep_checkpoints", F_INT, keep_checkpoints, 2, 1, 1e6, "checkpoints kept in the run directory"),
+    STR("train", "out_dir", out_dir, "runs/default", "run directory"),
+    NUM("train", "threads", F_INT, threads, 0, 0, 4096, "CPU threads for BLAS (0 = default)"),
+    NUM("eval", "batch_size", F_INT, eval_batch_size, 128, 1, 1e7, "examples per evaluation batch"),
+    NUM("eval", "max_gen_len", F_INT, gen_max_len, 16, 1, 1e6, "longest generated target"),
+    NUM("parallel", "expert_parallel", F_INT, expert_parallel, 1, 1, 1e6, "ranks sharing the experts of a layer"),
+    STR("parallel", "transport", transport, "auto", "auto | mpi | nccl | loopback"),
+    NUM("parallel", "timeout_s", F_DOUBLE, collective_timeout_s, 300, 0, 1e9, "collective timeout in seconds"),
+    MODEL_NUM("lora", "r", F_INT, model.lora.r, 0, 1 << 16, "LoRA rank (peft's r); 0 = no adapters, the whole model trains"),
+    MODEL_NUM("lora", "alpha", F_DOUBLE, model.lora.alpha, 0, 1e9, "peft's lora_alpha: updates scaled by alpha / r"),
+    MODEL_NUM("lora", "dropout", F_DOUBLE, model.lora.dropout, 0, 0.999, "peft's lora_dropout on each adapter's input (training only)"),
+    MODEL_NUM("lora", "rslora", F_BOOL, model.lora.rslora, 0, 0, "peft's use_rslora: scale by alpha / sqrt(r)"),
+    MODEL_STR("lora", "targets", model.lora.targets,
         "comma-separated linears to adapt: plain names as peft's target_modules (q,v: every q and v), or globs over HF module "
         "names (*.experts.*.wi: every expert's wi, one [E, ...] adapter block per layer); the base is frozen"),
 };
@@ -114,49 +126,19 @@ void run_config_defaults(run_config *r) {
     m->dropout_rate = 0.0;
     m->router_aux_loss_coef = 0.01; /* the paper's alpha (SPEC 6) */
     snprintf(r->model_source, sizeof r->model_source, "built-in");
-    snprintf(r->task, sizeof r->task, "reverse");
-    r->task_min_len = 3;
-    r->task_max_len = 7;
-    r->eval_examples = 512;
-    r->max_input_len = 512;
-    r->max_target_len = 128;
-    snprintf(r->pad_to, sizeof r->pad_to, "batch");
-    r->bucket_batches = 0;
-    r->noise_density = 0.15;
-    r->mean_span_length = 3.0;
-    r->read_cache_mb = 4;
-    r->shuffle = true;
-    /* optimisation: Hugging Face Trainer's defaults (TrainingArguments, torch AdamW) */
-    snprintf(r->optimizer, sizeof r->optimizer, "adamw");
-    r->lr = 5e-5;
-    r->weight_decay = 0.0;
-    r->beta1 = NAN;
-    r->beta2 = 0.999;
-    r->eps = 1e-8;
-    r->adafactor_decay_rate = -0.8;
-    r->adafactor_clip_threshold = 1.0;
-    r->adafactor_relative_step = false;
-    r->adafactor_scale_parameter = false;
-    snprintf(r->idle_experts, sizeof r->idle_experts, "skip");
-    snprintf(r->schedule, sizeof r->schedule, "linear_decay");
-    r->warmup_steps = 0;
-    r->min_lr = 0.0;
-    r->steps = 3000;
-    r->batch_size = 32;
-    r->micro_batch_size = 0;
-    r->grad_clip = 1.0;
-    r->max_nonfinite_skips = 10;
-    r->seed = 1234;
-    r->log_every = 100;
-    r->eval_every = 1000;
-    r->ckpt_every = 1000;
-    r->keep_checkpoints = 2;
-    snprintf(r->out_dir, sizeof r->out_dir, "runs/default");
-    r->eval_batch_size = 128;
-    r->gen_max_len = 16;
-    r->expert_parallel = 1;
-    snprintf(r->transport, sizeof r->transport, "auto");
-    r->collective_timeout_s = 300;
+    for (int i = 0; i < NFIELDS; i++) {
+        const field *f = &FIELDS[i];
+        char *p = (char *)r + f->offset;
+        if (IN_MODEL(f)) continue;
+        switch (f->type) {
+        case F_INT: *(int *)p = (int)f->def; break;
+        case F_I64: *(int64_t *)p = (int64_t)f->def; break;
+        case F_U64: *(uint64_t *)p = (uint64_t)f->def; break;
+        case F_DOUBLE: *(double *)p = f->def; break;
+        case F_BOOL: *(bool *)p = f->def != 0; break;
+        case F_STR: snprintf(p, f->size, "%s", f->sdef ? f->sdef : ""); break;
+        }
+    }
 }
 
 void run_config_demo(run_config *r) {

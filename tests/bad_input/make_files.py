@@ -191,18 +191,13 @@ def safetensors():
 
 def craft(out, fx):
     cfg = os.path.join(fx, "bin_f32", "config.json")
-    for name, data in bins().items():
-        d = os.path.join(out, name)
-        os.makedirs(d, exist_ok=True)
-        shutil.copy(cfg, os.path.join(d, "config.json"))
-        with open(os.path.join(d, "pytorch_model.bin"), "wb") as f:
-            f.write(data)
-    for name, data in safetensors().items():
-        d = os.path.join(out, name)
-        os.makedirs(d, exist_ok=True)
-        shutil.copy(cfg, os.path.join(d, "config.json"))
-        with open(os.path.join(d, "model.safetensors"), "wb") as f:
-            f.write(data)
+    for weights, cases in (("pytorch_model.bin", bins()), ("model.safetensors", safetensors())):
+        for name, data in cases.items():
+            d = os.path.join(out, name)
+            os.makedirs(d, exist_ok=True)
+            shutil.copy(cfg, os.path.join(d, "config.json"))
+            with open(os.path.join(d, weights), "wb") as f:
+                f.write(data)
     # sharded folders: an index that is broken in one way each, beside the fixture's shards
     sh = os.path.join(fx, "sharded")
     index = json.load(open(os.path.join(sh, "model.safetensors.index.json")))

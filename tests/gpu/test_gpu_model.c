@@ -174,15 +174,7 @@ Test(gpu_model, fwd_bwd_eval_relu_tied_top1_capacity_drops, .timeout = 600) {
 Test(gpu_model, fwd_bwd_training_gated_untied_top2_dropout_jitter, .timeout = 600) {
     GPU_OR_SKIP("gpu_model::fwd_bwd_training_gated_untied_top2_dropout_jitter");
     model_config c = tiny_config();
-    c.gated = true;
-    c.act = AG_ACT_GELU_TANH;
-    c.tie_word_embeddings = false;
-    c.router_bias = true;
-    c.router_top_k = 2;
-    c.router_loss_mode = MOE_LOSS_PER_LAYER;
-    c.encoder_sparse_step = 1;
-    c.num_sparse_encoder_layers = 2;
-    c.hf_zero_router_loss_step1 = false;
+    tu_model_variants(&c);
     c.dropout_rate = 0.1;
     c.router_jitter_noise = 0.01;
     check_model(c, true, 2, "gated gelu untied top-2 train");

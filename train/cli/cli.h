@@ -23,6 +23,26 @@ const cli_command *cli_extra(int i);
 /* An argument no branch took: "flag --x needs a value" when it is one of value_flags (NULL-terminated) given last,
  * else "unknown argument". Returns the exit code, 2. */
 int cli_bad_arg(const char *cmd, const char *arg, const char *const *value_flags);
+/* One flag of a subcommand's table (ended by a NULL flag): a string (--x VALUE into a const char *), one of a few
+ * words (likewise), a whole number in [lo, hi] (into an int) or a switch without a value (a bool set true). */
+typedef enum { CLI_STR, CLI_CHOICE, CLI_INT, CLI_SET } cli_flag_kind;
+typedef struct {
+    const char *flag, *alias; /* alias: another spelling, or NULL */
+    cli_flag_kind kind;
+    void *dst;
+    long long lo, hi;           /* CLI_INT */
+    const char *const *choices; /* CLI_CHOICE: NULL-terminated */
+} cli_flag;
+/* argv[i] is one of flags: returns the arguments it takes (1 or 2); 0 when it is none of them; -1 after printing a
+ * usage error (a bad value, or a value flag given last). The other argument readers (cli_int8_arg, cli_infer_arg)
+ * keep the same convention. */
+int cli_flag_arg(const cli_flag *flags, const char *cmd, int argc, char **argv, int i);
+typedef int (*cli_arg_fn)(void *user, const char *cmd, int argc, char **argv, int i);
+/* A subcommand's argument loop: each of argv[1..] is -h/--help (help() printed: returns 0), or taken by more (user's
+ * reader, tried first; may be NULL), or by flags; anything else is cli_bad_arg's error (returns 2). Returns -1 when
+ * every argument was taken, else the exit code. */
+int cli_parse_args(const char *cmd, int argc, char **argv, void (*help)(void), cli_arg_fn more, void *user,
+                   const cli_flag *flags);
 /* A whole number in [lo, hi]; false after printing the error line. */
 bool cli_parse_int(const char *cmd, const char *flag, const char *v, long long lo, long long hi, long long *out);
 /* "switchc CMD: <fmt with arg> (see switchc CMD --help)" on stderr; returns the exit code, 2. */
@@ -43,8 +63,8 @@ typedef struct {
     "                       threshold in fp32 (the outlier decomposition); weights take ~0.28x of fp32's memory\n"  \
     "  --int8-threshold T   the outlier threshold (default 6.0, llm_int8_threshold; 0: no decomposition)\n"
 /* argv[i] is --int8 or --int8-threshold: returns the arguments it takes (1 or 2); 0 when it is neither; -1 after
- * printing a usage error for a bad value. */
-int cli_int8_arg(cli_int8_opts *o, const char *cmd, int argc, char **argv, int i);
+ * printing a usage error for a bad value. opts: a cli_int8_opts (a cli_arg_fn, for cli_parse_args). */
+int cli_int8_arg(void *opts, const char *cmd, int argc, char **argv, int i);
 /* The model of an inference command from a checkpoint or an HF folder (cfg from trainer_config_from_checkpoint),
  * int8 when asked (o may be NULL: f32); the weight memory goes to stderr for int8. */
 sx_status cli_load_model(const char *path, const run_config *cfg, const cli_int8_opts *o, model *m);
@@ -101,8 +121,8 @@ typedef struct {
 } cli_infer_opts;
 #define CLI_INFER_DEFAULT(batch) ((cli_infer_opts){NULL, NULL, NULL, NULL, -1, (batch), false, CLI_INT8_DEFAULT})
 /* argv[i] is one of cli_infer_opts' flags: returns the arguments it takes (1 or 2); 0 when it is none of them; -1
- * after printing a usage error (a bad value, or a value flag given last). */
-int cli_infer_arg(cli_infer_opts *o, const char *cmd, int argc, char **argv, int i);
+ * after printing a usage error (a bad value, or a value flag given last). opts: a cli_infer_opts (a cli_arg_fn). */
+int cli_infer_arg(void *opts, const char *cmd, int argc, char **argv, int i);
 /* --output before a large model is read: creatable, and not the --input-file. */
 sx_status cli_check_output(const cli_infer_opts *o);
 /* The tokenizer of the inputs: required when need is set, else opened for an --input-file of text when one is known

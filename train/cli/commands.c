@@ -26,25 +26,23 @@ static int err(const char *cmd, sx_status s) {
     return 1;
 }
 
+static void convert_help(void) {
+    printf("usage: switchc convert --from-hf DIR --output CKPT.h5\n\n"
+           "Reads a Hugging Face model folder as downloaded (config.json and model.safetensors, sharded safetensors\n"
+           "with model.safetensors.index.json, or pytorch_model.bin, bf16 or fp32: google/switch-base-8 ships a bf16\n"
+           ".bin) and writes a switchc checkpoint (parameters under their HF names) for train --init-from, eval and\n"
+           "generate. The .bin is read by a restricted unpickler: no code in the file ever runs.\n");
+}
+
 static int cmd_convert(int argc, char **argv) {
     const char *from = NULL, *out = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: switchc convert --from-hf DIR --output CKPT.h5\n\n"
-                   "Reads a Hugging Face model folder as downloaded (config.json and model.safetensors, sharded safetensors\n"
-                   "with model.safetensors.index.json, or pytorch_model.bin, bf16 or fp32: google/switch-base-8 ships a bf16\n"
-                   ".bin) and writes a switchc checkpoint (parameters under their HF names) for train --init-from, eval and\n"
-                   "generate. The .bin is read by a restricted unpickler: no code in the file ever runs.\n");
-            return 0;
-        } else if (!strcmp(argv[i], "--from-hf") && i + 1 < argc) {
-            from = argv[++i];
-        } else if (!strcmp(argv[i], "--output") && i + 1 < argc) {
-            out = argv[++i];
-        } else {
-            static const char *const VALUE_FLAGS[] = {"--from-hf", "--output", NULL};
-            return cli_bad_arg("convert", argv[i], VALUE_FLAGS);
-        }
-    }
+    const cli_flag FLAGS[] = {
+        {"--from-hf", NULL, CLI_STR, &from, 0, 0, NULL},
+        {"--output", NULL, CLI_STR, &out, 0, 0, NULL},
+        {NULL, NULL, CLI_SET, NULL, 0, 0, NULL},
+    };
+    int rc = cli_parse_args("convert", argc, argv, convert_help, NULL, NULL, FLAGS);
+    if (rc >= 0) return rc;
     if (!from || !out) {
         fprintf(stderr, "switchc convert: --from-hf DIR and --output CKPT.h5 are required (see --help)\n");
         return 2;
@@ -133,45 +131,39 @@ static int export_adapter(const char *ckpt, const char *out, const run_config *c
     return 0;
 }
 
+static void export_help(void) {
+    printf("usage: switchc export-hf --checkpoint CKPT.h5 --output DIR [--tokenizer PATH.model|HF_DIR | --no-tokenizer]\n"
+           "                         [--merge | --adapter-only]\n\n"
+           "Writes DIR/config.json and DIR/model.safetensors (float32, HF names) so that transformers'\n"
+           "SwitchTransformersForConditionalGeneration.from_pretrained(DIR) loads the model with no missing or\n"
+           "unexpected key and gives the same logits (an untied model also gets encoder.embed_tokens.weight and\n"
+           "decoder.embed_tokens.weight, copies of shared.weight, which transformers needs). DIR and its missing\n"
+           "parents are created.\n\n"
+           "The tokenizer goes with it: --tokenizer names a SentencePiece .model (copied as spiece.model) or an HF\n"
+           "folder (its spiece.model, plus tokenizer_config.json, special_tokens_map.json and tokenizer.json when\n"
+           "present); without the flag, the checkpoint's run config key data.tokenizer is used when it is set.\n"
+           "Then AutoTokenizer.from_pretrained(DIR) works as well.\n\n"
+           "A checkpoint of a LoRA run (lora.r > 0) needs one of:\n"
+           "  --merge          fold the adapters into the weights (W + alpha/r B A, peft's merge_and_unload): a plain\n"
+           "                   HF folder as above\n"
+           "  --adapter-only   DIR/adapter_config.json + DIR/adapter_model.safetensors in peft's format, which\n"
+           "                   peft.PeftModel.from_pretrained(base, DIR) loads over the base model\n");
+}
+
 static int cmd_export(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL, *tok = NULL;
     bool no_tok = false, adapter_only = false, merge = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: switchc export-hf --checkpoint CKPT.h5 --output DIR [--tokenizer PATH.model|HF_DIR | --no-tokenizer]\n"
-                   "                         [--merge | --adapter-only]\n\n"
-                   "Writes DIR/config.json and DIR/model.safetensors (float32, HF names) so that transformers'\n"
-                   "SwitchTransformersForConditionalGeneration.from_pretrained(DIR) loads the model with no missing or\n"
-                   "unexpected key and gives the same logits (an untied model also gets encoder.embed_tokens.weight and\n"
-                   "decoder.embed_tokens.weight, copies of shared.weight, which transformers needs). DIR and its missing\n"
-                   "parents are created.\n\n"
-                   "The tokenizer goes with it: --tokenizer names a SentencePiece .model (copied as spiece.model) or an HF\n"
-                   "folder (its spiece.model, plus tokenizer_config.json, special_tokens_map.json and tokenizer.json when\n"
-                   "present); without the flag, the checkpoint's run config key data.tokenizer is used when it is set.\n"
-                   "Then AutoTokenizer.from_pretrained(DIR) works as well.\n\n"
-                   "A checkpoint of a LoRA run (lora.r > 0) needs one of:\n"
-                   "  --merge          fold the adapters into the weights (W + alpha/r B A, peft's merge_and_unload): a plain\n"
-                   "                   HF folder as above\n"
-                   "  --adapter-only   DIR/adapter_config.json + DIR/adapter_model.safetensors in peft's format, which\n"
-                   "                   peft.PeftModel.from_pretrained(base, DIR) loads over the base model\n");
-            return 0;
-        } else if (!strcmp(argv[i], "--checkpoint") && i + 1 < argc) {
-            ckpt = argv[++i];
-        } else if (!strcmp(argv[i], "--output") && i + 1 < argc) {
-            out = argv[++i];
-        } else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) {
-            tok = argv[++i];
-        } else if (!strcmp(argv[i], "--no-tokenizer")) {
-            no_tok = true;
-        } else if (!strcmp(argv[i], "--merge")) {
-            merge = true;
-        } else if (!strcmp(argv[i], "--adapter-only")) {
-            adapter_only = true;
-        } else {
-            static const char *const VALUE_FLAGS[] = {"--checkpoint", "--output", "--tokenizer", NULL};
-            return cli_bad_arg("export-hf", argv[i], VALUE_FLAGS);
-        }
-    }
+    const cli_flag FLAGS[] = {
+        {"--checkpoint", NULL, CLI_STR, &ckpt, 0, 0, NULL},
+        {"--output", NULL, CLI_STR, &out, 0, 0, NULL},
+        {"--tokenizer", NULL, CLI_STR, &tok, 0, 0, NULL},
+        {"--no-tokenizer", NULL, CLI_SET, &no_tok, 0, 0, NULL},
+        {"--merge", NULL, CLI_SET, &merge, 0, 0, NULL},
+        {"--adapter-only", NULL, CLI_SET, &adapter_only, 0, 0, NULL},
+        {NULL, NULL, CLI_SET, NULL, 0, 0, NULL},
+    };
+    int rc = cli_parse_args("export-hf", argc, argv, export_help, NULL, NULL, FLAGS);
+    if (rc >= 0) return rc;
     if (!ckpt || !out) {
         fprintf(stderr, "switchc export-hf: --checkpoint and --output are required (see --help)\n");
         return 2;
@@ -252,31 +244,24 @@ static sx_status read_ids(const cJSON *j, const char *path, const char *key, int
     return sx_ok();
 }
 
+static void logits_help(void) {
+    printf("usage: switchc logits --model CKPT|DIR --input BATCH.json --output LOGITS.f32\n\n"
+           "Runs one eval-mode forward on {\"input_ids\": [[..]], \"attention_mask\": [[..]], \"labels\": [[..]]} and writes the\n"
+           "logits [B, T, V] as raw little-endian float32, printing the shape and the loss: a cross-check with other\n"
+           "implementations.\n\n" CLI_INT8_HELP);
+}
+
 static int cmd_logits(int argc, char **argv) {
     const char *mpath = NULL, *in = NULL, *out = NULL;
     cli_int8_opts q8 = CLI_INT8_DEFAULT;
-    for (int i = 1; i < argc; i++) {
-        int used = cli_int8_arg(&q8, "logits", argc, argv, i);
-        if (used < 0) return 2;
-        if (used) {
-            i += used - 1;
-        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: switchc logits --model CKPT|DIR --input BATCH.json --output LOGITS.f32\n\n"
-                   "Runs one eval-mode forward on {\"input_ids\": [[..]], \"attention_mask\": [[..]], \"labels\": [[..]]} and writes the\n"
-                   "logits [B, T, V] as raw little-endian float32, printing the shape and the loss: a cross-check with other\n"
-                   "implementations.\n\n" CLI_INT8_HELP);
-            return 0;
-        } else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
-            mpath = argv[++i];
-        } else if (!strcmp(argv[i], "--input") && i + 1 < argc) {
-            in = argv[++i];
-        } else if (!strcmp(argv[i], "--output") && i + 1 < argc) {
-            out = argv[++i];
-        } else {
-            static const char *const VALUE_FLAGS[] = {"--model", "--input", "--output", NULL};
-            return cli_bad_arg("logits", argv[i], VALUE_FLAGS);
-        }
-    }
+    const cli_flag FLAGS[] = {
+        {"--model", NULL, CLI_STR, &mpath, 0, 0, NULL},
+        {"--input", NULL, CLI_STR, &in, 0, 0, NULL},
+        {"--output", NULL, CLI_STR, &out, 0, 0, NULL},
+        {NULL, NULL, CLI_SET, NULL, 0, 0, NULL},
+    };
+    int rc = cli_parse_args("logits", argc, argv, logits_help, cli_int8_arg, &q8, FLAGS);
+    if (rc >= 0) return rc;
     if (!mpath || !in || !out) {
         fprintf(stderr, "switchc logits: --model, --input and --output are required\n");
         return 2;

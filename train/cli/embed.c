@@ -312,36 +312,14 @@ int cmd_embed(int argc, char **argv) {
     const char *pool = "none", *layout = "padded";
     bool routes = false;
     cli_infer_opts o = CLI_INFER_DEFAULT(16);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int used = cli_infer_arg(&o, "embed", argc, argv, i);
-        if (used < 0) return 2;
-        if (used) {
-            i += used - 1;
-            continue;
-        }
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            embed_help();
-            return 0;
-        } else if (!strcmp(a, "--router-logits")) {
-            routes = true;
-            continue;
-        } else if (!v) {
-            static const char *const VALUE_FLAGS[] = {"--pool", "--layout", NULL};
-            return cli_bad_arg("embed", a, VALUE_FLAGS);
-        }
-        i++;
-        if (!strcmp(a, "--pool")) {
-            if (strcmp(v, "mean") && strcmp(v, "none")) return usage("--pool '%s' must be mean or none", v);
-            pool = v;
-        } else if (!strcmp(a, "--layout")) {
-            if (strcmp(v, "padded") && strcmp(v, "per-example"))
-                return usage("--layout '%s' must be padded or per-example", v);
-            layout = v;
-        } else {
-            return cli_bad_arg("embed", a, NULL);
-        }
-    }
+    const cli_flag FLAGS[] = {
+        {"--router-logits", NULL, CLI_SET, &routes, 0, 0, NULL},
+        {"--pool", NULL, CLI_CHOICE, &pool, 0, 0, (const char *const[]){"mean", "none", NULL}},
+        {"--layout", NULL, CLI_CHOICE, &layout, 0, 0, (const char *const[]){"padded", "per-example", NULL}},
+        {NULL, NULL, CLI_SET, NULL, 0, 0, NULL},
+    };
+    int rc = cli_parse_args("embed", argc, argv, embed_help, cli_infer_arg, &o, FLAGS);
+    if (rc >= 0) return rc;
     if (!o.model || !o.in_file || !o.out_path) return usage("%s", "--model, --input-file and --output are required");
     if (!o.model[0]) return usage("%s", "--model: the path is empty");
     const char *out_path = o.out_path;

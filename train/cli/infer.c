@@ -177,68 +177,70 @@ static void generate_one(model *m, const cli_example *ex, const gen_config *g, c
     ag_ctx_free_eval(&ctx);
 }
 
+/* generate's flags that are neither cli_infer_opts' nor plain table entries: real numbers and the 64-bit seed. */
+typedef struct {
+    cli_infer_opts *o;
+    gen_config *g;
+} gen_args;
+
+static int gen_arg(void *user, const char *cmd, int argc, char **argv, int i) {
+    gen_args *u = user;
+    int used = cli_infer_arg(u->o, cmd, argc, argv, i);
+    if (used) return used;
+    static const char *const OWN[] = {"--length-penalty", "--temperature", "--top-p", "--seed", NULL};
+    static const char *const MUST[] = {"--length-penalty '%s' must be a finite number",
+                                       "--temperature '%s' must be a positive number",
+                                       "--top-p '%s' must be a number in (0, 1]",
+                                       "--seed '%s' must be a non-negative integer"};
+    int k = 0;
+    while (OWN[k] && strcmp(argv[i], OWN[k])) k++;
+    if (!OWN[k]) return 0;
+    if (i + 1 >= argc) {
+        cli_bad_arg(cmd, argv[i], OWN);
+        return -1;
+    }
+    const char *v = argv[i + 1];
+    gen_config *g = u->g;
+    bool ok;
+    if (k == 0) {
+        ok = parse_double(v, &g->length_penalty);
+    } else if (k == 1) {
+        ok = parse_double(v, &g->temperature) && g->temperature > 0;
+    } else if (k == 2) {
+        ok = parse_double(v, &g->top_p) && g->top_p > 0 && g->top_p <= 1;
+    } else {
+        char *end;
+        errno = 0;
+        unsigned long long sv = strtoull(v, &end, 10);
+        ok = !(end == v || *end || errno || v[0] == '-');
+        if (ok) g->seed = (uint64_t)sv;
+    }
+    if (!ok) {
+        usage(MUST[k], v);
+        return -1;
+    }
+    return 2;
+}
+
 int cmd_generate(int argc, char **argv) {
-    const char *ids_arg = NULL, *text = NULL;
+    const char *ids_arg = NULL, *text = NULL, *early = "false";
     gen_config g = {32, 1, 1.0, GEN_EARLY_STOP_FALSE, false, 1.0, 50, 1.0, 0};
     cli_infer_opts o = CLI_INFER_DEFAULT(8);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long long iv;
-        int used = cli_infer_arg(&o, "generate", argc, argv, i);
-        if (used < 0) return 2;
-        if (used) {
-            i += used - 1;
-            continue;
-        }
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            generate_help();
-            return 0;
-        } else if (!strcmp(a, "--do-sample")) {
-            g.do_sample = true;
-            continue;
-        } else if (!v) {
-            static const char *const VALUE_FLAGS[] = {
-                "--ids", "--input", "--max-len", "--max-new-tokens", "--beams", "--num-beams", "--length-penalty",
-                "--early-stopping", "--temperature", "--top-k", "--top-p", "--seed", NULL};
-            return cli_bad_arg("generate", a, VALUE_FLAGS);
-        }
-        i++;
-        if (!strcmp(a, "--ids")) {
-            ids_arg = v;
-        } else if (!strcmp(a, "--input")) {
-            text = v;
-        } else if (!strcmp(a, "--max-len") || !strcmp(a, "--max-new-tokens")) {
-            if (!cli_parse_int("generate", a, v, 1, RUN_CHECKS_MAX_GEN_LEN, &iv)) return 2;
-            g.max_len = (int)iv;
-        } else if (!strcmp(a, "--beams") || !strcmp(a, "--num-beams")) {
-            if (!cli_parse_int("generate", a, v, 1, RUN_CHECKS_MAX_BEAMS, &iv)) return 2;
-            g.num_beams = (int)iv;
-        } else if (!strcmp(a, "--length-penalty")) {
-            if (!parse_double(v, &g.length_penalty)) return usage("--length-penalty '%s' must be a finite number", v);
-        } else if (!strcmp(a, "--early-stopping")) {
-            if (!strcmp(v, "false")) g.early_stopping = GEN_EARLY_STOP_FALSE;
-            else if (!strcmp(v, "true")) g.early_stopping = GEN_EARLY_STOP_TRUE;
-            else if (!strcmp(v, "never")) g.early_stopping = GEN_EARLY_STOP_NEVER;
-            else return usage("--early-stopping '%s' must be true, false or never", v);
-        } else if (!strcmp(a, "--temperature")) {
-            if (!parse_double(v, &g.temperature) || g.temperature <= 0)
-                return usage("--temperature '%s' must be a positive number", v);
-        } else if (!strcmp(a, "--top-k")) {
-            if (!cli_parse_int("generate", a, v, 0, 1 << 30, &iv)) return 2;
-            g.top_k = (int)iv;
-        } else if (!strcmp(a, "--top-p")) {
-            if (!parse_double(v, &g.top_p) || g.top_p <= 0 || g.top_p > 1)
-                return usage("--top-p '%s' must be a number in (0, 1]", v);
-        } else if (!strcmp(a, "--seed")) {
-            char *end;
-            errno = 0;
-            unsigned long long sv = strtoull(v, &end, 10);
-            if (end == v || *end || errno || v[0] == '-') return usage("--seed '%s' must be a non-negative integer", v);
-            g.seed = (uint64_t)sv;
-        } else {
-            return cli_bad_arg("generate", a, NULL);
-        }
-    }
+    const cli_flag FLAGS[] = {
+        {"--do-sample", NULL, CLI_SET, &g.do_sample, 0, 0, NULL},
+        {"--ids", NULL, CLI_STR, &ids_arg, 0, 0, NULL},
+        {"--input", NULL, CLI_STR, &text, 0, 0, NULL},
+        {"--max-len", "--max-new-tokens", CLI_INT, &g.max_len, 1, RUN_CHECKS_MAX_GEN_LEN, NULL},
+        {"--beams", "--num-beams", CLI_INT, &g.num_beams, 1, RUN_CHECKS_MAX_BEAMS, NULL},
+        {"--early-stopping", NULL, CLI_CHOICE, &early, 0, 0, (const char *const[]){"true", "false", "never", NULL}},
+        {"--top-k", NULL, CLI_INT, &g.top_k, 0, 1 << 30, NULL},
+        {NULL, NULL, CLI_SET, NULL, 0, 0, NULL},
+    };
+    int rc = cli_parse_args("generate", argc, argv, generate_help, gen_arg, &(gen_args){&o, &g}, FLAGS);
+    if (rc >= 0) return rc;
+    g.early_stopping = !strcmp(early, "true") ? GEN_EARLY_STOP_TRUE
+                       : !strcmp(early, "never") ? GEN_EARLY_STOP_NEVER
+                                                 : GEN_EARLY_STOP_FALSE;
     if (!o.model) return usage("%s", "--model DIR|CKPT is required");
     if (!o.model[0]) return usage("%s", "--model: the path is empty");
     if ((ids_arg != NULL) + (text != NULL) + (o.in_file != NULL) != 1)

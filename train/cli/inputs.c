@@ -217,41 +217,21 @@ double cli_now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int cli_infer_arg(cli_infer_opts *o, const char *cmd, int argc, char **argv, int i) {
+int cli_infer_arg(void *opts, const char *cmd, int argc, char **argv, int i) {
+    cli_infer_opts *o = opts;
     int used = cli_int8_arg(&o->q8, cmd, argc, argv, i);
     if (used) return used;
-    const char *a = argv[i];
-    if (!strcmp(a, "--token-ids")) {
-        o->ids_only = true;
-        return 1;
-    }
-    static const char *const VALUE_FLAGS[] = {"--model", "--checkpoint", "--input-file", "--output", "--spm",
-                                              "--batch-size", "--extra-ids", NULL};
-    bool mine = false;
-    for (int k = 0; VALUE_FLAGS[k]; k++) mine |= !strcmp(a, VALUE_FLAGS[k]);
-    if (!mine) return 0;
-    if (i + 1 >= argc) {
-        cli_bad_arg(cmd, a, VALUE_FLAGS);
-        return -1;
-    }
-    const char *v = argv[i + 1];
-    long long iv;
-    if (!strcmp(a, "--model") || !strcmp(a, "--checkpoint")) {
-        o->model = v;
-    } else if (!strcmp(a, "--input-file")) {
-        o->in_file = v;
-    } else if (!strcmp(a, "--output")) {
-        o->out_path = v;
-    } else if (!strcmp(a, "--spm")) {
-        o->spm = v;
-    } else if (!strcmp(a, "--batch-size")) {
-        if (!cli_parse_int(cmd, a, v, 1, 1 << 20, &iv)) return -1;
-        o->batch = (int)iv;
-    } else { /* --extra-ids */
-        if (!cli_parse_int(cmd, a, v, 0, 100000, &iv)) return -1;
-        o->extra_ids = (int)iv;
-    }
-    return 2;
+    const cli_flag FLAGS[] = {
+        {"--token-ids", NULL, CLI_SET, &o->ids_only, 0, 0, NULL},
+        {"--model", "--checkpoint", CLI_STR, &o->model, 0, 0, NULL},
+        {"--input-file", NULL, CLI_STR, &o->in_file, 0, 0, NULL},
+        {"--output", NULL, CLI_STR, &o->out_path, 0, 0, NULL},
+        {"--spm", NULL, CLI_STR, &o->spm, 0, 0, NULL},
+        {"--batch-size", NULL, CLI_INT, &o->batch, 1, 1 << 20, NULL},
+        {"--extra-ids", NULL, CLI_INT, &o->extra_ids, 0, 100000, NULL},
+        {NULL, NULL, CLI_SET, NULL, 0, 0, NULL},
+    };
+    return cli_flag_arg(FLAGS, cmd, argc, argv, i);
 }
 
 sx_status cli_check_output(const cli_infer_opts *o) {

@@ -228,35 +228,16 @@ static int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL, *spm_path = NULL;
     int examples = 0, extra_ids = -1;
     cli_int8_opts q8 = CLI_INT8_DEFAULT;
-    for (int i = 1; i < argc; i++) {
-        int used = cli_int8_arg(&q8, "eval", argc, argv, i);
-        if (used < 0) return 2;
-        if (used) {
-            i += used - 1;
-        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            eval_help();
-            return 0;
-        } else if ((!strcmp(argv[i], "--checkpoint") || !strcmp(argv[i], "--model")) && i + 1 < argc) {
-            ckpt = argv[++i];
-        } else if (!strcmp(argv[i], "--data") && i + 1 < argc) {
-            data = argv[++i];
-        } else if (!strcmp(argv[i], "--spm") && i + 1 < argc) {
-            spm_path = argv[++i];
-        } else if (!strcmp(argv[i], "--extra-ids") && i + 1 < argc) {
-            long long v;
-            if (!cli_parse_int("eval", "--extra-ids", argv[++i], 0, 100000, &v)) return 2;
-            extra_ids = (int)v;
-        } else if (!strcmp(argv[i], "--examples") && i + 1 < argc) {
-            /* data.eval_examples' bound; a dataset bounds it further by its size */
-            long long v;
-            if (!cli_parse_int("eval", "--examples", argv[++i], 1, 10000000, &v)) return 2;
-            examples = (int)v;
-        } else {
-            static const char *const VALUE_FLAGS[] = {"--checkpoint", "--model", "--data", "--spm",
-                                                      "--extra-ids", "--examples", NULL};
-            return cli_bad_arg("eval", argv[i], VALUE_FLAGS);
-        }
-    }
+    const cli_flag FLAGS[] = {
+        {"--checkpoint", "--model", CLI_STR, &ckpt, 0, 0, NULL},
+        {"--data", NULL, CLI_STR, &data, 0, 0, NULL},
+        {"--spm", NULL, CLI_STR, &spm_path, 0, 0, NULL},
+        {"--extra-ids", NULL, CLI_INT, &extra_ids, 0, 100000, NULL},
+        {"--examples", NULL, CLI_INT, &examples, 1, 10000000, NULL}, /* data.eval_examples' bound; a dataset bounds it further by its size */
+        {NULL, NULL, CLI_SET, NULL, 0, 0, NULL},
+    };
+    int rc = cli_parse_args("eval", argc, argv, eval_help, cli_int8_arg, &q8, FLAGS);
+    if (rc >= 0) return rc;
     if (!ckpt) return cli_usage("eval", "%s", "--checkpoint CKPT is required");
     if (!ckpt[0]) return cli_usage("eval", "%s", "--checkpoint: the path is empty");
     run_config cfg;

@@ -87,7 +87,8 @@ int cli_fail(sx_status s) {
     return 1;
 }
 
-int cli_int8_arg(cli_int8_opts *o, const char *cmd, int argc, char **argv, int i) {
+int cli_int8_arg(void *opts, const char *cmd, int argc, char **argv, int i) {
+    cli_int8_opts *o = opts;
     if (!strcmp(argv[i], "--int8")) {
         o->int8 = true;
         return 1;

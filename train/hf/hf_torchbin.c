@@ -373,11 +373,14 @@ static int op_container(pm *m, uint8_t op) {
         if (!a || !b || a->k != V_LIST) return op_fail(m, "%s", "APPEND to something that is not a list");
         add_item(a, b);
         break;
-    case 'e': {
+    case 'e':
+    case 'u': { /* APPENDS, SETITEMS: the items since the mark into the list (as key-value pairs: the dict) below it */
+        bool dict = op == 'u';
         val *items = pop_to_mark(m, V_TUPLE);
         if (!items) return OP_FAIL;
         a = m->sp ? m->stack[m->sp - 1] : NULL;
-        if (!a || a->k != V_LIST) return op_fail(m, "%s", "APPENDS to something that is not a list");
+        if (!a || a->k != (dict ? V_DICT : V_LIST) || (dict && items->n % 2))
+            return op_fail(m, "%s", dict ? "SETITEMS on something that is not a dict" : "APPENDS to something that is not a list");
         for (int i = 0; i < items->n; i++) add_item(a, items->items[i]);
         break;
     }
@@ -389,14 +392,6 @@ static int op_container(pm *m, uint8_t op) {
         add_item(a, v);
         add_item(a, b);
         break;
-    case 'u': {
-        val *items = pop_to_mark(m, V_TUPLE);
-        if (!items) return OP_FAIL;
-        a = m->sp ? m->stack[m->sp - 1] : NULL;
-        if (!a || a->k != V_DICT || items->n % 2) return op_fail(m, "%s", "SETITEMS on something that is not a dict");
-        for (int i = 0; i < items->n; i++) add_item(a, items->items[i]);
-        break;
-    }
     default: return OP_NONE;
     }
     return OP_DONE;

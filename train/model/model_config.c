@@ -3,6 +3,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -10,46 +11,100 @@
 
 #include "train/cfg_util.h"
 
+/* The keys: each config.json key (top level, or a knob under "switchc") once, in the order model_config_to_json
+ * writes them, with its member, default and range. dense_act_fn and router_dtype are parsed by their own code. */
+typedef enum { K_INT, K_DOUBLE, K_BOOL, K_CHOICE, K_ACT, K_DTYPE } key_type;
+typedef struct {
+    const char *key, *alias; /* alias: HF's generic name of the same key (PretrainedConfig's attribute_map) */
+    key_type type;
+    size_t offset, size;
+    double def, lo, hi;        /* K_CHOICE: the default is choice_val[0] */
+    const char *choice[2];     /* K_CHOICE: the names of values choice_val[0], choice_val[1] */
+    int choice_val[2];
+    bool knob;                 /* under "switchc" */
+    bool null_is_default;      /* JSON null means the default (num_decoder_layers: = num_layers) */
+} key_desc;
+
+#define MEMBER(m) offsetof(model_config, m), sizeof(((model_config *)0)->m)
+#define KEY(k, alias, t, m, def, lo, hi, knob, null_ok) {k, alias, t, MEMBER(m), def, lo, hi, {0}, {0}, knob, null_ok}
+#define KINT(k, m, def, lo, hi) KEY(k, NULL, K_INT, m, def, lo, hi, false, false)
+#define KDBL(k, m, def, lo, hi) KEY(k, NULL, K_DOUBLE, m, def, lo, hi, false, false)
+#define KBOOL(k, m, def) KEY(k, NULL, K_BOOL, m, def, 0, 0, false, false)
+/* the knobs (under "switchc"); a choice's default is its first name */
+#define NINT(k, m, def, lo, hi) KEY(k, NULL, K_INT, m, def, lo, hi, true, false)
+#define NDBL(k, m, def, lo, hi) KEY(k, NULL, K_DOUBLE, m, def, lo, hi, true, false)
+#define NBOOL(k, m, def) KEY(k, NULL, K_BOOL, m, def, 0, 0, true, false)
+#define NCHOICE(k, m, a, va, b, vb) {k, NULL, K_CHOICE, MEMBER(m), 0, 0, 0, {a, b}, {va, vb}, true, false}
+
+static const key_desc KEYS[] = {
+    KINT("vocab_size", vocab_size, 32128, 1, INT_MAX),
+    KEY("d_model", "hidden_size", K_INT, d_model, 768, 1, 1 << 20, false, false),
+    KINT("d_kv", d_kv, 64, 1, 1 << 16),
+    KINT("d_ff", d_ff, 2048, 1, 1 << 24),
+    KEY("num_heads", "num_attention_heads", K_INT, num_heads, 12, 1, 1 << 12, false, false),
+    KEY("num_layers", "num_hidden_layers", K_INT, num_layers, 12, 1, 1 << 12, false, false),
+    KEY("num_decoder_layers", NULL, K_INT, num_decoder_layers, -1, 1, 1 << 12, false, true), /* -1: = num_layers */
+    KINT("num_sparse_encoder_layers", num_sparse_encoder_layers, 3, 0, 1 << 12),
+    KINT("num_sparse_decoder_layers", num_sparse_decoder_layers, 3, 0, 1 << 12),
+    KINT("encoder_sparse_step", encoder_sparse_step, -1, 0, 1 << 12), /* -1: derived */
+    KINT("decoder_sparse_step", decoder_sparse_step, -1, 0, 1 << 12),
+    KINT("num_experts", num_experts, 8, 0, 1 << 20),
+    KINT("expert_capacity", expert_capacity, 64, 0, INT_MAX),
+    KBOOL("router_bias", router_bias, false),
+    KDBL("router_jitter_noise", router_jitter_noise, 0.01, 0, 0.999),
+    {"router_dtype", NULL, K_DTYPE, 0, 0, 0, 0, 0, {0}, {0}, false, false}, /* no member: float32 only */
+    KINT("relative_attention_num_buckets", relative_attention_num_buckets, 32, 2, 1 << 16),
+    KINT("relative_attention_max_distance", relative_attention_max_distance, 128, 1, 1 << 24),
+    KDBL("dropout_rate", dropout_rate, 0.1, 0, 0.999),
+    KDBL("layer_norm_epsilon", layer_norm_epsilon, 1e-6, 1e-30, 1),
+    KDBL("router_z_loss_coef", router_z_loss_coef, 0.001, 0, 1e6),
+    KDBL("router_aux_loss_coef", router_aux_loss_coef, 0.001, 0, 1e6),
+    KDBL("initializer_factor", initializer_factor, 1.0, 0, 1e6),
+    KEY("dense_act_fn", NULL, K_ACT, act, AG_ACT_RELU, 0, 0, false, false),
+    KBOOL("tie_word_embeddings", tie_word_embeddings, true),
+    KINT("pad_token_id", pad_token_id, 0, 0, INT_MAX),
+    KINT("eos_token_id", eos_token_id, 1, 0, INT_MAX),
+    KINT("decoder_start_token_id", decoder_start_token_id, 0, 0, INT_MAX),
+    NCHOICE("capacity_mode", capacity_mode, "hf", MOE_CAPACITY_HF, "factor", MOE_CAPACITY_FACTOR),
+    NDBL("train_capacity_factor", train_capacity_factor, 1.25, 0, 1e6),
+    NDBL("eval_capacity_factor", eval_capacity_factor, 2.0, 0, 1e6),
+    NINT("min_expert_capacity", min_expert_capacity, 4, 0, INT_MAX),
+    NINT("capacity_group_size", capacity_group_size, 0, 0, INT_MAX),
+    NCHOICE("router_loss_mode", router_loss_mode, "pooled", MOE_LOSS_POOLED, "per_layer", MOE_LOSS_PER_LAYER),
+    NDBL("expert_dropout_rate", expert_dropout_rate, -1, -1, 0.999), /* < 0: = dropout_rate */
+    NINT("router_top_k", router_top_k, 1, 1, 2),
+    NBOOL("hf_zero_router_loss_step1", hf_zero_router_loss_step1, true),
+    NCHOICE("router_init", router_init_paper, "hf", false, "paper", true),
+    NBOOL("gated_ffn", gated, false),
+    NCHOICE("routing", expert_choice, "tokens_choose", false, "expert_choice", true),
+};
+#define N_KEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
+
+static void put_int(const key_desc *k, void *p, int v) {
+    if (k->size == sizeof(bool)) *(bool *)p = v != 0;
+    else *(int *)p = v; /* an int or an enum of int size */
+}
+
+static int get_int_member(const key_desc *k, const void *p) {
+    if (k->size == sizeof(bool)) return *(const bool *)p;
+    return *(const int *)p;
+}
+
 void model_config_defaults(model_config *c) {
     memset(c, 0, sizeof *c);
     c->lora.alpha = 8.0; /* peft's default lora_alpha (lora.r 0: no adapters) */
-    c->vocab_size = 32128;
-    c->d_model = 768;
-    c->d_kv = 64;
-    c->d_ff = 2048;
-    c->num_heads = 12;
-    c->num_layers = 12;
-    c->num_decoder_layers = -1; /* = num_layers */
-    c->num_sparse_encoder_layers = 3;
-    c->num_sparse_decoder_layers = 3;
-    c->encoder_sparse_step = -1; /* derived */
-    c->decoder_sparse_step = -1;
-    c->num_experts = 8;
-    c->expert_capacity = 64;
-    c->router_bias = false;
-    c->router_jitter_noise = 0.01;
-    c->relative_attention_num_buckets = 32;
-    c->relative_attention_max_distance = 128;
-    c->dropout_rate = 0.1;
-    c->layer_norm_epsilon = 1e-6;
-    c->router_z_loss_coef = 0.001;
-    c->router_aux_loss_coef = 0.001;
-    c->initializer_factor = 1.0;
-    c->act = AG_ACT_RELU;
-    c->gated = false;
-    c->tie_word_embeddings = true;
-    c->pad_token_id = 0;
-    c->eos_token_id = 1;
-    c->decoder_start_token_id = 0;
-    c->capacity_mode = MOE_CAPACITY_HF;
-    c->train_capacity_factor = 1.25;
-    c->eval_capacity_factor = 2.0;
-    c->min_expert_capacity = 4;
-    c->capacity_group_size = 0;
-    c->router_loss_mode = MOE_LOSS_POOLED;
-    c->expert_dropout_rate = -1;
-    c->router_top_k = 1;
-    c->hf_zero_router_loss_step1 = true;
+    for (int i = 0; i < N_KEYS; i++) {
+        const key_desc *k = &KEYS[i];
+        void *p = (char *)c + k->offset;
+        switch (k->type) {
+        case K_INT:
+        case K_ACT: put_int(k, p, (int)k->def); break;
+        case K_DOUBLE: *(double *)p = k->def; break;
+        case K_BOOL: *(bool *)p = k->def != 0; break;
+        case K_CHOICE: put_int(k, p, k->choice_val[0]); break;
+        case K_DTYPE: break;
+        }
+    }
 }
 
 bool model_config_block_is_sparse(int step, int i) { return step > 0 && (i % step == 1 || step == 1); }
@@ -80,20 +135,6 @@ static const char *const IGNORED_KEYS[] = {
      * say ("gated-gelu" included). switchc's gated FFN is the knob switchc.gated_ffn. */
     "feed_forward_proj", "is_gated_act"};
 
-static const char *const USED_KEYS[] = {
-    "vocab_size", "d_model", "hidden_size", "d_kv", "d_ff", "num_heads", "num_attention_heads", "num_layers",
-    "num_hidden_layers", "num_decoder_layers", "num_sparse_encoder_layers", "num_sparse_decoder_layers",
-    "encoder_sparse_step", "decoder_sparse_step", "num_experts", "expert_capacity", "router_bias",
-    "router_jitter_noise", "router_dtype", "relative_attention_num_buckets", "relative_attention_max_distance",
-    "dropout_rate", "layer_norm_epsilon", "router_z_loss_coef", "router_aux_loss_coef", "initializer_factor",
-    "dense_act_fn", "tie_word_embeddings", "pad_token_id", "eos_token_id",
-    "decoder_start_token_id", "switchc"};
-
-static const char *const KNOB_KEYS[] = {"capacity_mode", "train_capacity_factor", "eval_capacity_factor",
-                                        "min_expert_capacity", "capacity_group_size", "router_loss_mode",
-                                        "expert_dropout_rate", "router_top_k", "hf_zero_router_loss_step1",
-                                        "router_init", "gated_ffn", "routing"};
-
 #define NKEYS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static bool in_list(const char *k, const char *const *list, int n) {
@@ -106,13 +147,6 @@ static sx_status unknown_key(const char *where, const char *key, const char *con
     const char *hint = cfg_closest(key, cands, n);
     if (hint) return sx_errorf("%s: unknown key '%s': did you mean '%s'?", where, key, hint);
     return sx_errorf("%s: unknown key '%s'", where, key);
-}
-
-static sx_status get_int(const cJSON *it, const char *where, int lo, int hi, int *out) {
-    int64_t v;
-    SX_TRY(cfg_get_int(it, where, lo, hi, &v));
-    *out = (int)v;
-    return sx_ok();
 }
 
 /* HF's ACT2FN names (transformers 4.57.6 activations.py) and the formula each computes; names of one formula are
@@ -161,66 +195,76 @@ static const char *act_name(ag_act_kind a) {
     SX_FATAL("activation %d has no HF name", (int)a);
 }
 
-static sx_status parse_knobs(const cJSON *obj, const char *where0, model_config *c) {
-    char where[256];
-    snprintf(where, sizeof where, "%s.switchc", where0);
-    if (!cJSON_IsObject(obj)) return sx_errorf("%s: expected an object", where);
+/* HF casts the router's input and its weights (for good: the parameter becomes that dtype) to router_dtype and
+ * returns logits, probabilities and gates rounded to it (bfloat16: logits ~1e-3 off float32). switchc's router is
+ * float32 only (the paper's selective precision): the other two are refused rather than run as float32. */
+static sx_status check_router_dtype(const cJSON *it, const char *where) {
+    char s[32];
+    SX_TRY(cfg_get_string(it, where, s, sizeof s));
+    if (!strcmp(s, "bfloat16") || !strcmp(s, "float16"))
+        return sx_errorf("%s.router_dtype: '%s' is not supported: switchc's router runs in float32 only (HF "
+                         "would cast the router's input and weights to %s); set it to \"float32\"",
+                         where, s, s);
+    if (strcmp(s, "float32")) return sx_errorf("%s.router_dtype: '%s' is not one of float32, bfloat16, float16", where, s);
+    return sx_ok();
+}
+
+static sx_status set_key(const key_desc *k, const cJSON *it, const char *where, model_config *c) {
+    void *p = (char *)c + k->offset;
+    if (k->null_is_default && cJSON_IsNull(it)) {
+        put_int(k, p, (int)k->def);
+        return sx_ok();
+    }
+    int64_t v;
+    char s[32];
+    switch (k->type) {
+    case K_INT:
+        SX_TRY(cfg_get_int(it, where, (int64_t)k->lo, (int64_t)k->hi, &v));
+        put_int(k, p, (int)v);
+        return sx_ok();
+    case K_DOUBLE: return cfg_get_double(it, where, k->lo, k->hi, (double *)p);
+    case K_BOOL: return cfg_get_bool(it, where, (bool *)p);
+    case K_CHOICE:
+        SX_TRY(cfg_get_string(it, where, s, sizeof s));
+        for (int j = 0; j < 2; j++)
+            if (!strcmp(s, k->choice[j])) {
+                put_int(k, p, k->choice_val[j]);
+                return sx_ok();
+            }
+        return sx_errorf("%s.%s: '%s' is not one of %s, %s", where, k->key, s, k->choice[0], k->choice[1]);
+    case K_ACT: return parse_act(it, where, c);
+    case K_DTYPE: return check_router_dtype(it, where);
+    }
+    SX_FATAL("key type %d", (int)k->type);
+}
+
+/* The members of one object (the top level, or the knobs under "switchc"), checked against the table. */
+static sx_status parse_keys(const cJSON *obj, const char *where, bool knobs, model_config *c) {
+    const char *names[2 * N_KEYS + 1];
+    int nn = 0;
+    for (int i = 0; i < N_KEYS; i++) {
+        if (KEYS[i].knob != knobs) continue;
+        names[nn++] = KEYS[i].key;
+        if (KEYS[i].alias) names[nn++] = KEYS[i].alias;
+    }
+    if (!knobs) names[nn++] = "switchc";
     const cJSON *it;
     cJSON_ArrayForEach(it, obj) {
-        const char *k = it->string;
-        char s[32];
-        if (!strcmp(k, "capacity_mode")) {
-            SX_TRY(cfg_get_string(it, where, s, sizeof s));
-            if (!strcmp(s, "hf"))
-                c->capacity_mode = MOE_CAPACITY_HF;
-            else if (!strcmp(s, "factor"))
-                c->capacity_mode = MOE_CAPACITY_FACTOR;
-            else
-                return sx_errorf("%s.capacity_mode: '%s' is not one of hf, factor", where, s);
-        } else if (!strcmp(k, "train_capacity_factor"))
-            SX_TRY(cfg_get_double(it, where, 0, 1e6, &c->train_capacity_factor));
-        else if (!strcmp(k, "eval_capacity_factor"))
-            SX_TRY(cfg_get_double(it, where, 0, 1e6, &c->eval_capacity_factor));
-        else if (!strcmp(k, "min_expert_capacity"))
-            SX_TRY(get_int(it, where, 0, INT_MAX, &c->min_expert_capacity));
-        else if (!strcmp(k, "capacity_group_size"))
-            SX_TRY(get_int(it, where, 0, INT_MAX, &c->capacity_group_size));
-        else if (!strcmp(k, "router_loss_mode")) {
-            SX_TRY(cfg_get_string(it, where, s, sizeof s));
-            if (!strcmp(s, "pooled"))
-                c->router_loss_mode = MOE_LOSS_POOLED;
-            else if (!strcmp(s, "per_layer"))
-                c->router_loss_mode = MOE_LOSS_PER_LAYER;
-            else
-                return sx_errorf("%s.router_loss_mode: '%s' is not one of pooled, per_layer", where, s);
-        } else if (!strcmp(k, "expert_dropout_rate")) {
-            SX_TRY(cfg_get_double(it, where, -1, 0.999, &c->expert_dropout_rate));
-        } else if (!strcmp(k, "router_top_k"))
-            SX_TRY(get_int(it, where, 1, 2, &c->router_top_k));
-        else if (!strcmp(k, "hf_zero_router_loss_step1"))
-            SX_TRY(cfg_get_bool(it, where, &c->hf_zero_router_loss_step1));
-        else if (!strcmp(k, "gated_ffn"))
-            SX_TRY(cfg_get_bool(it, where, &c->gated));
-        else if (!strcmp(k, "routing")) {
-            SX_TRY(cfg_get_string(it, where, s, sizeof s));
-            if (!strcmp(s, "tokens_choose"))
-                c->expert_choice = false;
-            else if (!strcmp(s, "expert_choice"))
-                c->expert_choice = true;
-            else
-                return sx_errorf("%s.routing: '%s' is not one of tokens_choose, expert_choice", where, s);
+        const char *name = it->string;
+        if (!knobs && in_list(name, IGNORED_KEYS, NKEYS(IGNORED_KEYS))) continue;
+        if (!knobs && !strcmp(name, "switchc")) {
+            char w[256];
+            snprintf(w, sizeof w, "%s.switchc", where);
+            if (!cJSON_IsObject(it)) return sx_errorf("%s: expected an object", w);
+            SX_TRY(parse_keys(it, w, true, c));
+            continue;
         }
-        else if (!strcmp(k, "router_init")) {
-            SX_TRY(cfg_get_string(it, where, s, sizeof s));
-            if (!strcmp(s, "hf"))
-                c->router_init_paper = false;
-            else if (!strcmp(s, "paper"))
-                c->router_init_paper = true;
-            else
-                return sx_errorf("%s.router_init: '%s' is not one of hf, paper", where, s);
-        }
-        else
-            return unknown_key(where, k, KNOB_KEYS, NKEYS(KNOB_KEYS));
+        const key_desc *k = NULL;
+        for (int i = 0; i < N_KEYS && !k; i++)
+            if (KEYS[i].knob == knobs && (!strcmp(name, KEYS[i].key) || (KEYS[i].alias && !strcmp(name, KEYS[i].alias))))
+                k = &KEYS[i];
+        if (!k) return unknown_key(where, name, names, nn);
+        SX_TRY(set_key(k, it, where, c));
     }
     return sx_ok();
 }
@@ -228,55 +272,7 @@ static sx_status parse_knobs(const cJSON *obj, const char *where0, model_config 
 sx_status model_config_from_json(const cJSON *obj, const char *where, model_config *c) {
     model_config_defaults(c);
     if (!cJSON_IsObject(obj)) return sx_errorf("%s: a model config must be a JSON object", where);
-    const cJSON *it;
-    cJSON_ArrayForEach(it, obj) {
-        const char *k = it->string;
-        if (in_list(k, IGNORED_KEYS, NKEYS(IGNORED_KEYS))) continue;
-        if (!strcmp(k, "vocab_size")) SX_TRY(get_int(it, where, 1, INT_MAX, &c->vocab_size));
-        else if (!strcmp(k, "d_model") || !strcmp(k, "hidden_size")) SX_TRY(get_int(it, where, 1, 1 << 20, &c->d_model));
-        else if (!strcmp(k, "d_kv")) SX_TRY(get_int(it, where, 1, 1 << 16, &c->d_kv));
-        else if (!strcmp(k, "d_ff")) SX_TRY(get_int(it, where, 1, 1 << 24, &c->d_ff));
-        else if (!strcmp(k, "num_heads") || !strcmp(k, "num_attention_heads")) SX_TRY(get_int(it, where, 1, 1 << 12, &c->num_heads));
-        else if (!strcmp(k, "num_layers") || !strcmp(k, "num_hidden_layers")) SX_TRY(get_int(it, where, 1, 1 << 12, &c->num_layers));
-        else if (!strcmp(k, "num_decoder_layers")) {
-            if (cJSON_IsNull(it)) c->num_decoder_layers = -1;
-            else SX_TRY(get_int(it, where, 1, 1 << 12, &c->num_decoder_layers));
-        } else if (!strcmp(k, "num_sparse_encoder_layers")) SX_TRY(get_int(it, where, 0, 1 << 12, &c->num_sparse_encoder_layers));
-        else if (!strcmp(k, "num_sparse_decoder_layers")) SX_TRY(get_int(it, where, 0, 1 << 12, &c->num_sparse_decoder_layers));
-        else if (!strcmp(k, "encoder_sparse_step")) SX_TRY(get_int(it, where, 0, 1 << 12, &c->encoder_sparse_step));
-        else if (!strcmp(k, "decoder_sparse_step")) SX_TRY(get_int(it, where, 0, 1 << 12, &c->decoder_sparse_step));
-        else if (!strcmp(k, "num_experts")) SX_TRY(get_int(it, where, 0, 1 << 20, &c->num_experts));
-        else if (!strcmp(k, "expert_capacity")) SX_TRY(get_int(it, where, 0, INT_MAX, &c->expert_capacity));
-        else if (!strcmp(k, "router_bias")) SX_TRY(cfg_get_bool(it, where, &c->router_bias));
-        else if (!strcmp(k, "router_jitter_noise")) SX_TRY(cfg_get_double(it, where, 0, 0.999, &c->router_jitter_noise));
-        else if (!strcmp(k, "router_dtype")) {
-            char s[32];
-            SX_TRY(cfg_get_string(it, where, s, sizeof s));
-            /* HF casts the router's input and its weights (for good: the parameter becomes that dtype) to
-             * router_dtype and returns logits, probabilities and gates rounded to it (bfloat16: logits ~1e-3 off
-             * float32). switchc's router is float32 only (the paper's selective precision): the other two are
-             * refused rather than run as float32. */
-            if (!strcmp(s, "bfloat16") || !strcmp(s, "float16"))
-                return sx_errorf("%s.router_dtype: '%s' is not supported: switchc's router runs in float32 only (HF "
-                                 "would cast the router's input and weights to %s); set it to \"float32\"",
-                                 where, s, s);
-            if (strcmp(s, "float32"))
-                return sx_errorf("%s.router_dtype: '%s' is not one of float32, bfloat16, float16", where, s);
-        } else if (!strcmp(k, "relative_attention_num_buckets")) SX_TRY(get_int(it, where, 2, 1 << 16, &c->relative_attention_num_buckets));
-        else if (!strcmp(k, "relative_attention_max_distance")) SX_TRY(get_int(it, where, 1, 1 << 24, &c->relative_attention_max_distance));
-        else if (!strcmp(k, "dropout_rate")) SX_TRY(cfg_get_double(it, where, 0, 0.999, &c->dropout_rate));
-        else if (!strcmp(k, "layer_norm_epsilon")) SX_TRY(cfg_get_double(it, where, 1e-30, 1, &c->layer_norm_epsilon));
-        else if (!strcmp(k, "router_z_loss_coef")) SX_TRY(cfg_get_double(it, where, 0, 1e6, &c->router_z_loss_coef));
-        else if (!strcmp(k, "router_aux_loss_coef")) SX_TRY(cfg_get_double(it, where, 0, 1e6, &c->router_aux_loss_coef));
-        else if (!strcmp(k, "initializer_factor")) SX_TRY(cfg_get_double(it, where, 0, 1e6, &c->initializer_factor));
-        else if (!strcmp(k, "dense_act_fn")) SX_TRY(parse_act(it, where, c));
-        else if (!strcmp(k, "tie_word_embeddings")) SX_TRY(cfg_get_bool(it, where, &c->tie_word_embeddings));
-        else if (!strcmp(k, "pad_token_id")) SX_TRY(get_int(it, where, 0, INT_MAX, &c->pad_token_id));
-        else if (!strcmp(k, "eos_token_id")) SX_TRY(get_int(it, where, 0, INT_MAX, &c->eos_token_id));
-        else if (!strcmp(k, "decoder_start_token_id")) SX_TRY(get_int(it, where, 0, INT_MAX, &c->decoder_start_token_id));
-        else if (!strcmp(k, "switchc")) SX_TRY(parse_knobs(it, where, c));
-        else return unknown_key(where, k, USED_KEYS, NKEYS(USED_KEYS));
-    }
+    SX_TRY(parse_keys(obj, where, false, c));
     if (c->num_decoder_layers < 0) c->num_decoder_layers = c->num_layers;
     /* SPEC 1.1: steps derived from the sparse counts unless config.json gives them. */
     if (c->encoder_sparse_step < 0) c->encoder_sparse_step = c->num_sparse_encoder_layers > 0 ? c->num_layers / c->num_sparse_encoder_layers : 0;
@@ -326,61 +322,40 @@ sx_status model_config_load(const char *path, model_config *c) {
     return s;
 }
 
+static void write_key(cJSON *o, const key_desc *k, const model_config *c) {
+    const void *p = (const char *)c + k->offset;
+    switch (k->type) {
+    case K_INT: cJSON_AddNumberToObject(o, k->key, get_int_member(k, p)); break;
+    case K_DOUBLE: cJSON_AddNumberToObject(o, k->key, *(const double *)p); break;
+    case K_BOOL: cJSON_AddBoolToObject(o, k->key, *(const bool *)p); break;
+    case K_CHOICE: cJSON_AddStringToObject(o, k->key, k->choice[get_int_member(k, p) == k->choice_val[0] ? 0 : 1]); break;
+    case K_ACT: cJSON_AddStringToObject(o, k->key, act_name(c->act)); break;
+    case K_DTYPE: cJSON_AddStringToObject(o, k->key, "float32"); break;
+    }
+}
+
+static bool key_differs(const key_desc *k, const model_config *a, const model_config *b) {
+    const void *pa = (const char *)a + k->offset, *pb = (const char *)b + k->offset;
+    if (k->type == K_DOUBLE) return *(const double *)pa != *(const double *)pb;
+    return get_int_member(k, pa) != get_int_member(k, pb);
+}
+
 cJSON *model_config_to_json(const model_config *c) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "architectures", cJSON_CreateStringArray((const char *[]){"SwitchTransformersForConditionalGeneration"}, 1));
     cJSON_AddStringToObject(o, "model_type", "switch_transformers");
-    cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
-    cJSON_AddNumberToObject(o, "d_model", c->d_model);
-    cJSON_AddNumberToObject(o, "d_kv", c->d_kv);
-    cJSON_AddNumberToObject(o, "d_ff", c->d_ff);
-    cJSON_AddNumberToObject(o, "num_heads", c->num_heads);
-    cJSON_AddNumberToObject(o, "num_layers", c->num_layers);
-    cJSON_AddNumberToObject(o, "num_decoder_layers", c->num_decoder_layers);
-    cJSON_AddNumberToObject(o, "num_sparse_encoder_layers", c->num_sparse_encoder_layers);
-    cJSON_AddNumberToObject(o, "num_sparse_decoder_layers", c->num_sparse_decoder_layers);
-    cJSON_AddNumberToObject(o, "encoder_sparse_step", c->encoder_sparse_step);
-    cJSON_AddNumberToObject(o, "decoder_sparse_step", c->decoder_sparse_step);
-    cJSON_AddNumberToObject(o, "num_experts", c->num_experts);
-    cJSON_AddNumberToObject(o, "expert_capacity", c->expert_capacity);
-    cJSON_AddBoolToObject(o, "router_bias", c->router_bias);
-    cJSON_AddNumberToObject(o, "router_jitter_noise", c->router_jitter_noise);
-    cJSON_AddStringToObject(o, "router_dtype", "float32");
-    cJSON_AddNumberToObject(o, "relative_attention_num_buckets", c->relative_attention_num_buckets);
-    cJSON_AddNumberToObject(o, "relative_attention_max_distance", c->relative_attention_max_distance);
-    cJSON_AddNumberToObject(o, "dropout_rate", c->dropout_rate);
-    cJSON_AddNumberToObject(o, "layer_norm_epsilon", c->layer_norm_epsilon);
-    cJSON_AddNumberToObject(o, "router_z_loss_coef", c->router_z_loss_coef);
-    cJSON_AddNumberToObject(o, "router_aux_loss_coef", c->router_aux_loss_coef);
-    cJSON_AddNumberToObject(o, "initializer_factor", c->initializer_factor);
-    cJSON_AddStringToObject(o, "dense_act_fn", act_name(c->act));
-    cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_word_embeddings);
-    cJSON_AddNumberToObject(o, "pad_token_id", c->pad_token_id);
-    cJSON_AddNumberToObject(o, "eos_token_id", c->eos_token_id);
-    cJSON_AddNumberToObject(o, "decoder_start_token_id", c->decoder_start_token_id);
+    for (int i = 0; i < N_KEYS; i++)
+        if (!KEYS[i].knob) write_key(o, &KEYS[i], c);
     cJSON_AddBoolToObject(o, "is_encoder_decoder", true);
+    /* the knobs only where one differs from its default, so a plain HF config stays plain */
     model_config d;
     model_config_defaults(&d);
-    bool knobs = c->capacity_mode != d.capacity_mode || c->train_capacity_factor != d.train_capacity_factor ||
-                 c->eval_capacity_factor != d.eval_capacity_factor || c->min_expert_capacity != d.min_expert_capacity ||
-                 c->capacity_group_size != d.capacity_group_size || c->router_loss_mode != d.router_loss_mode ||
-                 c->expert_dropout_rate != d.expert_dropout_rate || c->router_top_k != d.router_top_k ||
-                 c->hf_zero_router_loss_step1 != d.hf_zero_router_loss_step1 ||
-                 c->router_init_paper != d.router_init_paper || c->gated != d.gated || c->expert_choice != d.expert_choice;
+    bool knobs = false;
+    for (int i = 0; i < N_KEYS; i++) knobs |= KEYS[i].knob && key_differs(&KEYS[i], c, &d);
     if (knobs) {
         cJSON *k = cJSON_AddObjectToObject(o, "switchc");
-        cJSON_AddStringToObject(k, "capacity_mode", c->capacity_mode == MOE_CAPACITY_HF ? "hf" : "factor");
-        cJSON_AddNumberToObject(k, "train_capacity_factor", c->train_capacity_factor);
-        cJSON_AddNumberToObject(k, "eval_capacity_factor", c->eval_capacity_factor);
-        cJSON_AddNumberToObject(k, "min_expert_capacity", c->min_expert_capacity);
-        cJSON_AddNumberToObject(k, "capacity_group_size", c->capacity_group_size);
-        cJSON_AddStringToObject(k, "router_loss_mode", c->router_loss_mode == MOE_LOSS_POOLED ? "pooled" : "per_layer");
-        cJSON_AddNumberToObject(k, "expert_dropout_rate", c->expert_dropout_rate);
-        cJSON_AddNumberToObject(k, "router_top_k", c->router_top_k);
-        cJSON_AddBoolToObject(k, "hf_zero_router_loss_step1", c->hf_zero_router_loss_step1);
-        cJSON_AddStringToObject(k, "router_init", c->router_init_paper ? "paper" : "hf");
-        cJSON_AddBoolToObject(k, "gated_ffn", c->gated);
-        cJSON_AddStringToObject(k, "routing", c->expert_choice ? "expert_choice" : "tokens_choose");
+        for (int i = 0; i < N_KEYS; i++)
+            if (KEYS[i].knob) write_key(k, &KEYS[i], c);
     }
     return o;
 }
