@@ -324,6 +324,72 @@ int data_prepare_main(int argc, char **argv) {
     return rc;
 }
 
+/* One non-blank input line into input ids a (at most keep_in kept) and target ids b: *na, *nb their counts before
+ * truncation; why gets the reason when the line is bad (left empty when it is good). */
+static void parse_line(prep_opts *o, char *ln, bool jsonl, bool text, int32_t *a, int32_t *b, int64_t keep_in, int64_t keep_tgt,
+                       int64_t *na, int64_t *nb, char *why, size_t why_cap) {
+    int64_t esc;
+    *na = *nb = 0;
+    if (!utf8_ok(ln)) {
+        snprintf(why, why_cap, "invalid UTF-8");
+    } else if (jsonl && (esc = nul_escape_at(ln)) >= 0) {
+        snprintf(why, why_cap, "a string holds \\u0000 (NUL) at column %lld: text after it would be lost",
+                 (long long)esc + 1);
+    } else if (jsonl) {
+        const char *end = NULL;
+        cJSON *j = cJSON_ParseWithOpts(ln, &end, 1);
+        if (!j || !cJSON_IsObject(j))
+            snprintf(why, why_cap, "invalid JSON (or not an object, or text after it)");
+        else {
+            const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, o->in_field), *y = o->text_only ? NULL : cJSON_GetObjectItemCaseSensitive(j, o->tgt_field);
+            if (!x) snprintf(why, why_cap, "missing field \"%s\"", o->in_field);
+            else if (!o->text_only && !y) snprintf(why, why_cap, "missing field \"%s\"", o->tgt_field);
+            else {
+                json_field(o, x, o->in_field, a, keep_in, na, why, why_cap);
+                if (!why[0] && y) json_field(o, y, o->tgt_field, b, keep_tgt, nb, why, why_cap);
+            }
+        }
+        cJSON_Delete(j);
+    } else if (text && o->spm) {
+        encode_text(o, ln, a, keep_in, na); /* the whole line is the document */
+    } else {
+        char *tab = strchr(ln, '\t');
+        if (!o->text_only && !tab) snprintf(why, why_cap, "expected two tab-separated columns");
+        else if (!o->text_only && strchr(tab + 1, '\t')) snprintf(why, why_cap, "more than two tab-separated columns");
+        else {
+            if (tab) *tab = 0;
+            int32_t la = -1, lb = -1;
+            if (o->spm) {
+                encode_text(o, ln, a, keep_in, na);
+                if (!o->text_only) encode_text(o, tab + 1, b, keep_tgt, nb);
+            } else if (parse_ids(ln, a, keep_in, na, o->vocab, &la) ||
+                       (!o->text_only && parse_ids(tab + 1, b, keep_tgt, nb, o->vocab, &lb))) {
+                snprintf(why, why_cap, "columns must be space-separated integer ids in [0, %d) (text needs --spm or --model)", o->vocab);
+            } else {
+                ids_given(o, na, la);
+                if (!o->text_only) ids_given(o, nb, lb);
+            }
+        }
+    }
+}
+
+/* What prepare wrote, on stdout (and the EOS note on stderr). */
+static void print_summary(const prep_opts *o, int64_t good, int64_t tokens, int64_t truncated, int64_t bad) {
+    if (o->eos_present)
+        fprintf(stderr,
+                "switchc prepare: warning: %s: %lld id fields already ended with EOS %d: "
+                "no second EOS added (as HF's T5Tokenizer)\n",
+                o->input, (long long)o->eos_present, o->eos);
+    printf("switchc prepare: %s -> %s: %lld examples%s, %lld tokens, %lld truncated (--max-input-len %lld, --max-target-len %lld), "
+           "%lld bad lines skipped\n",
+           o->input, o->output, (long long)good, o->text_only ? " (inputs only: span corruption)" : "", (long long)tokens, (long long)truncated,
+           (long long)o->max_in, (long long)o->max_tgt, (long long)bad);
+    if (o->spm)
+        printf("switchc prepare: tokenizer %s: vocabulary %d (%d pieces + %d extra ids), EOS %d, checksum %08x; %lld tokens are <unk>\n",
+               o->spm_path ? o->spm_path : o->model_dir, o->vocab, data_spm_piece_count(o->spm), o->extra_ids, o->append_eos ? o->eos : -1,
+               data_spm_checksum(o->spm), (long long)o->unk);
+}
+
 static int run(prep_opts *o) {
     if (o->append_eos && (o->eos < 0 || o->eos >= o->vocab)) {
         fprintf(stderr, "switchc prepare: --eos %d is outside the vocabulary [0, %d)\n", o->eos, o->vocab);
@@ -374,50 +440,8 @@ static int run(prep_opts *o) {
             blank_lines++;
             continue;
         }
-        int64_t na = 0, nb = 0, esc;
-        if (why[0]) {
-            /* the NUL byte: reported below */
-        } else if (!utf8_ok(ln)) {
-            snprintf(why, sizeof why, "invalid UTF-8");
-        } else if (jsonl && (esc = nul_escape_at(ln)) >= 0) {
-            snprintf(why, sizeof why, "a string holds \\u0000 (NUL) at column %lld: text after it would be lost",
-                     (long long)esc + 1);
-        } else if (jsonl) {
-            const char *end = NULL;
-            cJSON *j = cJSON_ParseWithOpts(ln, &end, 1);
-            if (!j || !cJSON_IsObject(j))
-                snprintf(why, sizeof why, "invalid JSON (or not an object, or text after it)");
-            else {
-                const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, o->in_field), *y = o->text_only ? NULL : cJSON_GetObjectItemCaseSensitive(j, o->tgt_field);
-                if (!x) snprintf(why, sizeof why, "missing field \"%s\"", o->in_field);
-                else if (!o->text_only && !y) snprintf(why, sizeof why, "missing field \"%s\"", o->tgt_field);
-                else {
-                    json_field(o, x, o->in_field, a, keep_in, &na, why, sizeof why);
-                    if (!why[0] && y) json_field(o, y, o->tgt_field, b, keep_tgt, &nb, why, sizeof why);
-                }
-            }
-            cJSON_Delete(j);
-        } else if (text && o->spm) {
-            encode_text(o, ln, a, keep_in, &na); /* the whole line is the document */
-        } else {
-            char *tab = strchr(ln, '\t');
-            if (!o->text_only && !tab) snprintf(why, sizeof why, "expected two tab-separated columns");
-            else if (!o->text_only && strchr(tab + 1, '\t')) snprintf(why, sizeof why, "more than two tab-separated columns");
-            else {
-                if (tab) *tab = 0;
-                int32_t la = -1, lb = -1;
-                if (o->spm) {
-                    encode_text(o, ln, a, keep_in, &na);
-                    if (!o->text_only) encode_text(o, tab + 1, b, keep_tgt, &nb);
-                } else if (parse_ids(ln, a, keep_in, &na, o->vocab, &la) ||
-                           (!o->text_only && parse_ids(tab + 1, b, keep_tgt, &nb, o->vocab, &lb))) {
-                    snprintf(why, sizeof why, "columns must be space-separated integer ids in [0, %d) (text needs --spm or --model)", o->vocab);
-                } else {
-                    ids_given(o, &na, la);
-                    if (!o->text_only) ids_given(o, &nb, lb);
-                }
-            }
-        }
+        int64_t na = 0, nb = 0;
+        if (!why[0]) parse_line(o, ln, jsonl, text, a, b, keep_in, keep_tgt, &na, &nb, why, sizeof why);
         if (why[0]) {
             fprintf(stderr, "switchc prepare: %s:%lld: %s\n", o->input, (long long)lineno, why);
             bad++;
@@ -473,18 +497,6 @@ static int run(prep_opts *o) {
         fprintf(stderr, "switchc prepare: %s\n", s.msg);
         return 1;
     }
-    if (o->eos_present)
-        fprintf(stderr,
-                "switchc prepare: warning: %s: %lld id fields already ended with EOS %d: "
-                "no second EOS added (as HF's T5Tokenizer)\n",
-                o->input, (long long)o->eos_present, o->eos);
-    printf("switchc prepare: %s -> %s: %lld examples%s, %lld tokens, %lld truncated (--max-input-len %lld, --max-target-len %lld), "
-           "%lld bad lines skipped\n",
-           o->input, o->output, (long long)good, o->text_only ? " (inputs only: span corruption)" : "", (long long)tokens, (long long)truncated,
-           (long long)o->max_in, (long long)o->max_tgt, (long long)bad);
-    if (o->spm)
-        printf("switchc prepare: tokenizer %s: vocabulary %d (%d pieces + %d extra ids), EOS %d, checksum %08x; %lld tokens are <unk>\n",
-               o->spm_path ? o->spm_path : o->model_dir, o->vocab, data_spm_piece_count(o->spm), o->extra_ids, o->append_eos ? o->eos : -1,
-               data_spm_checksum(o->spm), (long long)o->unk);
+    print_summary(o, good, tokens, truncated, bad);
     return 0;
 }
