@@ -7,7 +7,10 @@
  * accumulation), synchronising before each clock read; the line then carries "device": "cuda", "dtype" and
  * peak_mem_mb (the device arenas' cudaMalloc'ed blocks: parameters, gradients, optimizer state, activations;
  * cuBLAS's own workspace is not counted), and the host's RSS as host_rss_mb; the step's optimizer then runs on the
- * device ("optimizer": "device", train/optim.h's CUDA implementation). */
+ * device ("optimizer": "device", train/optim.h's CUDA implementation).
+ * --lora R adds rank-R LoRA adapters (train/lora.h; --lora-alpha, --lora-dropout, --lora-targets: the run config's
+ * lora section, defaults those of configs/runs/lora-experts.json) and freezes the base, as a LoRA run does; the line
+ * then carries lora_r and trainable_params (the floats with a gradient and optimizer state). */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +18,7 @@
 #include <time.h>
 
 #include "autograd/ag_cuda.h"
+#include "train/lora.h"
 #include "train/metrics.h"
 #include "train/model/model.h"
 #include "train/step.h"
@@ -23,6 +27,7 @@ typedef struct {
     const char *config, *mode;
     int B, S, T, steps, warmup, threads;
     bool train, cuda, bf16, trainstep;
+    lora_spec lora; /* --lora R: r > 0 */
 } bench_opts;
 
 /* The one fixed batch of the benchmark, as the step's batch callback. */
@@ -48,11 +53,51 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* A whole-string number for a --lora* flag; false (after one line naming the flag) when it is not one. */
+static bool parse_number(const char *flag, const char *text, double *out) {
+    char *end;
+    *out = strtod(text, &end);
+    if (end == text || *end || *out != *out) {
+        fprintf(stderr, "bench_model: %s: '%s' is not a number\n", flag, text);
+        return false;
+    }
+    return true;
+}
+
+/* --lora R, --lora-alpha A, --lora-dropout P, --lora-targets PATTERNS at argv[*i] (advanced past its value).
+ * Returns 1 when taken, 0 when argv[*i] is no --lora flag, -1 after a bad value. */
+static int parse_lora_flag(int argc, char **argv, int *i, lora_spec *l) {
+    const char *f = argv[*i];
+    bool r = !strcmp(f, "--lora"), alpha = !strcmp(f, "--lora-alpha"), drop = !strcmp(f, "--lora-dropout");
+    bool targets = !strcmp(f, "--lora-targets");
+    if (!(r || alpha || drop || targets) || *i + 1 >= argc) return 0;
+    const char *v = argv[++*i];
+    double x = 0;
+    if (targets) {
+        if (strlen(v) >= sizeof l->targets) return fprintf(stderr, "bench_model: --lora-targets: too long\n"), -1;
+        snprintf(l->targets, sizeof l->targets, "%s", v);
+        return 1;
+    }
+    if (!parse_number(f, v, &x)) return -1;
+    if (r && (x < 1 || x > 1 << 16 || x != (int)x))
+        return fprintf(stderr, "bench_model: --lora: the rank must be an integer in 1..65536\n"), -1;
+    if (alpha && !(x > 0 && x <= 1e9)) return fprintf(stderr, "bench_model: --lora-alpha: must be > 0\n"), -1;
+    if (drop && !(x >= 0 && x < 1)) return fprintf(stderr, "bench_model: --lora-dropout: must be in [0, 1)\n"), -1;
+    if (r) l->r = (int)x;
+    else if (alpha) l->alpha = x;
+    else l->dropout = x;
+    return 1;
+}
+
 /* Returns -1 to go on, else the exit code (0 after --help, 2 for bad usage). */
 static int parse_args(int argc, char **argv, bench_opts *o) {
     const char *device = "cpu", *dtype = "fp32";
-    *o = (bench_opts){.mode = "fwdbwd", .B = 2, .S = 128, .T = 32, .steps = 5, .warmup = 1};
+    *o = (bench_opts){.mode = "fwdbwd", .B = 2, .S = 128, .T = 32, .steps = 5, .warmup = 1,
+                      .lora = {.alpha = 16, .dropout = 0.05, .targets = "*.experts.*.wi,*.experts.*.wo"}};
     for (int i = 1; i < argc; i++) {
+        int lf = parse_lora_flag(argc, argv, &i, &o->lora);
+        if (lf < 0) return 2;
+        if (lf) continue;
         if (!strcmp(argv[i], "--config") && i + 1 < argc) o->config = argv[++i];
         else if (!strcmp(argv[i], "--mode") && i + 1 < argc) o->mode = argv[++i];
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) o->B = atoi(argv[++i]);
@@ -69,9 +114,12 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
             fprintf(help ? stdout : stderr,
                     "usage: bench_model --config CONFIG.json [--mode fwdbwd|trainstep] [--batch B] [--src-len S] [--tgt-len T]\n"
                     "                   [--steps N] [--warmup N] [--threads N] [--train] [--device cpu|cuda] [--dtype fp32|bf16]\n"
+                    "                   [--lora R [--lora-alpha A] [--lora-dropout P] [--lora-targets PATTERNS]]\n"
                     "  --mode trainstep: the trainer's step (forward, backward, norm, AdamW) on the chosen device;\n"
                     "  --train: training mode (dropout) for --mode fwdbwd (the step always trains);\n"
-                    "  --dtype bf16: bf16 matmul operands with fp32 accumulation (CUDA only)\n");
+                    "  --dtype bf16: bf16 matmul operands with fp32 accumulation (CUDA only);\n"
+                    "  --lora R: rank-R LoRA adapters on the targets (default *.experts.*.wi,*.experts.*.wo, alpha 16,\n"
+                    "            dropout 0.05: configs/runs/lora-experts.json), the base frozen\n");
             return help ? 0 : 2;
         }
     }
@@ -90,6 +138,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         fprintf(stderr, "bench_model: --config is required and sizes must be positive\n");
         return 2;
     }
+    if (!o->lora.r) o->lora = (lora_spec){0}; /* the --lora-* flags alone add nothing */
     return -1;
 }
 
@@ -152,19 +201,21 @@ static sx_status run_iterations(model *m, train_step *ts, ag_ctx *ctx, const ben
 }
 
 static void print_result(const bench_opts *o, const model *m, const train_step *ts, const ag_arena *act, double sec) {
+    char lora[96] = "";
+    if (o->lora.r) snprintf(lora, sizeof lora, ", \"lora_r\": %d, \"trainable_params\": %lld", o->lora.r, (long long)m->n_grad_floats);
     double act_peak = (ts ? (double)train_step_activation_peak(ts) : (double)act->peak) / 1048576.0;
     double tps = (double)o->B * (o->S + o->T) / sec;
     if (o->cuda) {
         double dev_bytes = (double)m->dev_arena.capacity + (ts ? (double)train_step_device_bytes(ts) : (double)act->capacity);
         printf("{\"impl\": \"switchc\", \"device\": \"cuda\", \"dtype\": \"%s\", \"mode\": \"%s\", \"optimizer\": \"%s\", \"batch\": %d, "
                "\"src_len\": %d, \"tgt_len\": %d, \"threads\": %d, \"sec_per_step\": %.6f, \"tokens_per_s\": %.1f, \"peak_mem_mb\": %.1f, "
-               "\"host_rss_mb\": %.1f, \"params\": %lld, \"activation_arena_mb\": %.1f}\n",
+               "\"host_rss_mb\": %.1f, \"params\": %lld, \"activation_arena_mb\": %.1f%s}\n",
                o->bf16 ? "bf16" : "fp32", o->mode, ts ? "device" : "none", o->B, o->S, o->T, o->threads, sec, tps, dev_bytes / 1048576.0,
-               train_peak_rss_mb(), (long long)model_param_count(m), act_peak);
+               train_peak_rss_mb(), (long long)model_param_count(m), act_peak, lora);
     } else {
         printf("{\"impl\": \"switchc\", \"mode\": \"%s\", \"batch\": %d, \"src_len\": %d, \"tgt_len\": %d, \"threads\": %d, \"sec_per_step\": %.6f, "
-               "\"tokens_per_s\": %.1f, \"peak_rss_mb\": %.1f, \"params\": %lld, \"activation_arena_mb\": %.1f}\n",
-               o->mode, o->B, o->S, o->T, o->threads, sec, tps, train_peak_rss_mb(), (long long)model_param_count(m), act_peak);
+               "\"tokens_per_s\": %.1f, \"peak_rss_mb\": %.1f, \"params\": %lld, \"activation_arena_mb\": %.1f%s}\n",
+               o->mode, o->B, o->S, o->T, o->threads, sec, tps, train_peak_rss_mb(), (long long)model_param_count(m), act_peak, lora);
     }
 }
 
@@ -185,6 +236,10 @@ int main(int argc, char **argv) {
     model_config c;
     model m;
     sx_status s = model_config_load(o.config, &c);
+    if (s.ok) {
+        c.lora = o.lora; /* as a run config's lora section */
+        s = lora_spec_check(&c.lora);
+    }
     if (!s.ok || !(s = model_init(&m, &c)).ok) return fail(s);
     model_init_weights(&m, 1);
     if (o.cuda) model_to_device(&m, AG_DEV_CUDA);
