@@ -187,12 +187,159 @@ static void order_desc(const float *key, int n, int *idx) {
  * step extends beam 0 only. HF's empty finished slots hold -1e9 and every real score beats them, so only real
  * hypotheses are kept here; on an exact tie the kept one goes first. Exact with vocab_size > num_beams: below that,
  * the first step must pick among -1e9 ties, which torch orders its own way. */
+/* The search's buffers, for B inputs x nb beams of up to L tokens. */
+typedef struct {
+    const model_config *c;
+    const gen_config *g;
+    int nb, L, K2;
+    int64_t B, V;
+    float *run;                /* [B, nb] running scores */
+    int32_t *seq, *nseq;       /* [B, nb, L] running prefixes, and the next step's */
+    int32_t *tok, *src;        /* [B, nb] the tokens fed next; the row each new beam continues */
+    float *fscore;             /* [B, nb] finished, best first */
+    int32_t *fseq;             /* [B, nb, L] */
+    int *flen, *n_fin;         /* [B, nb], [B] */
+    bool *closed;              /* [B] */
+    beam_cand *cand;           /* [2 nb] */
+    float *key, *tscore;       /* [3 nb], [nb] */
+    int *idx, *from, *tlen;    /* [3 nb], [3 nb], [nb] */
+    int32_t *tseq;             /* [nb, L] */
+} beam_state;
+
+static void beam_alloc(beam_state *st, const model_config *c, const gen_config *g, int64_t B) {
+    int nb = g->num_beams, L = g->max_len;
+    int64_t R = B * nb;
+    *st = (beam_state){c, g, nb, L, 2 * nb, B, c->vocab_size};
+    st->run = malloc(sizeof(float) * (size_t)R);
+    st->seq = calloc((size_t)(R * L), sizeof(int32_t));
+    st->nseq = calloc((size_t)(R * L), sizeof(int32_t));
+    st->tok = malloc(sizeof(int32_t) * (size_t)R);
+    st->src = malloc(sizeof(int32_t) * (size_t)R);
+    st->fscore = malloc(sizeof(float) * (size_t)R);
+    st->fseq = calloc((size_t)(R * L), sizeof(int32_t));
+    st->flen = calloc((size_t)R, sizeof(int));
+    st->n_fin = calloc((size_t)B, sizeof(int));
+    st->closed = calloc((size_t)B, 1);
+    st->cand = malloc(sizeof(beam_cand) * (size_t)st->K2);
+    st->key = malloc(sizeof(float) * (size_t)(3 * nb));
+    st->idx = malloc(sizeof(int) * (size_t)(3 * nb));
+    st->from = malloc(sizeof(int) * (size_t)(3 * nb));
+    st->tscore = malloc(sizeof(float) * (size_t)nb);
+    st->tseq = malloc(sizeof(int32_t) * (size_t)(nb * L));
+    st->tlen = malloc(sizeof(int) * (size_t)nb);
+    for (int64_t r = 0; r < R; r++) {
+        st->run[r] = (r % nb) ? -BEAM_NEG : 0.0f; /* HF: only the first beam is live at the start */
+        st->tok[r] = c->decoder_start_token_id;
+    }
+}
+
+static void beam_free(beam_state *st) {
+    void *p[] = {st->run, st->seq, st->nseq, st->tok, st->src, st->fscore, st->fseq, st->flen, st->n_fin, st->closed, st->cand,
+                 st->key, st->idx, st->from, st->tscore, st->tseq, st->tlen};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
+}
+
+/* 1. The top 2*nb candidates of input b, in flat (beam, token) order on ties. */
+static void beam_candidates(beam_state *st, const float *lg, int64_t b) {
+    int n_c = 0, nb = st->nb, K2 = st->K2;
+    beam_cand *cand = st->cand;
+    for (int j = 0; j < nb; j++) {
+        int64_t r = b * nb + j;
+        const float *row = lg + r * st->V;
+        double mx = row[0], s = 0;
+        for (int64_t v = 1; v < st->V; v++) mx = fmax(mx, row[v]);
+        for (int64_t v = 0; v < st->V; v++) s += exp(row[v] - mx);
+        double lse = mx + log(s);
+        for (int64_t v = 0; v < st->V; v++) {
+            float sc = st->run[r] + (float)(row[v] - lse);
+            if (n_c == K2 && !(sc > cand[K2 - 1].score)) continue;
+            int k = n_c < K2 ? n_c++ : K2 - 1;
+            while (k > 0 && cand[k - 1].score < sc) {
+                cand[k] = cand[k - 1];
+                k--;
+            }
+            cand[k] = (beam_cand){sc, j, (int32_t)v};
+        }
+    }
+    SX_ASSERT(n_c == K2, "beam search: %d candidates for %d beams", n_c, nb);
+}
+
+/* 3. The next running beams of input b at step t. */
+static void beam_advance(beam_state *st, int64_t b, int t, bool last) {
+    const int nb = st->nb, L = st->L;
+    for (int k = 0; k < st->K2; k++) {
+        bool hit = last || st->cand[k].tok == st->c->eos_token_id;
+        st->key[k] = st->cand[k].score + (hit ? -BEAM_NEG : 0.0f);
+    }
+    order_desc(st->key, st->K2, st->idx);
+    for (int i = 0; i < nb; i++) {
+        const beam_cand *cd = &st->cand[st->idx[i]];
+        int64_t dst = b * nb + i, r = b * nb + cd->beam;
+        st->src[dst] = (int32_t)r;
+        memcpy(st->nseq + dst * L, st->seq + r * L, sizeof(int32_t) * (size_t)t);
+        st->nseq[dst * L + t] = cd->tok;
+        st->tok[dst] = cd->tok;
+        st->run[dst] = st->key[st->idx[i]];
+    }
+}
+
+/* 4. Input b's kept finished hypotheses (first, best first) and the new ones of step t, best nb kept. */
+static void beam_finish(beam_state *st, int64_t b, int t, bool last, float denom) {
+    const int nb = st->nb, L = st->L;
+    float *fs = st->fscore + b * nb, *key = st->key;
+    int n = 0;
+    for (int q = 0; q < st->n_fin[b]; q++) {
+        key[n] = fs[q];
+        st->from[n++] = q;
+    }
+    for (int k = 0; k < nb; k++)
+        if (last || st->cand[k].tok == st->c->eos_token_id) {
+            key[n] = st->cand[k].score / denom;
+            st->from[n++] = nb + k;
+        }
+    order_desc(key, n, st->idx);
+    int keep = n < nb ? n : nb;
+    for (int i = 0; i < keep; i++) {
+        int f = st->from[st->idx[i]];
+        st->tscore[i] = key[st->idx[i]];
+        if (f < nb) {
+            memcpy(st->tseq + i * L, st->fseq + (b * nb + f) * L, sizeof(int32_t) * (size_t)L);
+            st->tlen[i] = st->flen[b * nb + f];
+        } else {
+            const beam_cand *cd = &st->cand[f - nb];
+            memcpy(st->tseq + i * L, st->seq + (b * nb + cd->beam) * L, sizeof(int32_t) * (size_t)t);
+            st->tseq[i * L + t] = cd->tok;
+            st->tlen[i] = t + 1;
+        }
+    }
+    memcpy(fs, st->tscore, sizeof(float) * (size_t)keep);
+    memcpy(st->fseq + b * nb * L, st->tseq, sizeof(int32_t) * (size_t)(keep * L));
+    memcpy(st->flen + b * nb, st->tlen, sizeof(int) * (size_t)keep);
+    st->n_fin[b] = keep;
+}
+
+/* 5. Close input b after step t? (HF's _check_early_stop_heuristic: a slot not yet finished counts as -1e9) */
+static void beam_close(beam_state *st, int64_t b, int t) {
+    const gen_config *g = st->g;
+    const int nb = st->nb;
+    const float *fs = st->fscore + b * nb;
+    int hyp_len = (g->early_stopping == GEN_EARLY_STOP_NEVER && g->length_penalty > 0) ? st->L : t + 1;
+    float best_run = st->run[b * nb] / (float)pow((double)hyp_len, g->length_penalty);
+    float worst = -BEAM_NEG;
+    if (st->n_fin[b] == nb) {
+        worst = fs[0];
+        for (int q = 1; q < nb; q++) worst = fminf(worst, fs[q]);
+    }
+    bool improvable = best_run > worst;
+    if (!improvable || (g->early_stopping == GEN_EARLY_STOP_TRUE && st->n_fin[b] == nb)) st->closed[b] = true;
+}
+
 static void beam(model *m, ag_ctx *ctx, const int32_t *ids, const int32_t *mask, int64_t B, int64_t S,
                  const gen_config *g, int32_t *out, int *lens, float *scores) {
     const model_config *c = &m->cfg;
-    int nb = g->num_beams, L = g->max_len, K2 = 2 * nb;
-    int64_t R = B * nb, V = c->vocab_size;
-    SX_ASSERT(V >= 2, "beam search: vocab_size %lld", (long long)V);
+    int nb = g->num_beams, L = g->max_len;
+    int64_t R = B * nb;
+    SX_ASSERT(c->vocab_size >= 2, "beam search: vocab_size %lld", (long long)c->vocab_size);
     /* every input repeated num_beams times (routing capacity is per sequence, so copies route as the original) */
     int32_t *rid = malloc(sizeof(int32_t) * (size_t)(R * S)), *rmask = malloc(sizeof(int32_t) * (size_t)(R * S));
     for (int64_t r = 0; r < R; r++) {
@@ -201,151 +348,45 @@ static void beam(model *m, ag_ctx *ctx, const int32_t *ids, const int32_t *mask,
     }
     model_decoder_cache *dc = model_decode_begin(m, ctx, rid, rmask, R, S, L);
     ag_ctx_reset(ctx);
-    float *run = malloc(sizeof(float) * (size_t)R);                           /* [B, nb] running scores */
-    int32_t *seq = calloc((size_t)(R * L), sizeof(int32_t));                  /* [B, nb, L] running prefixes */
-    int32_t *nseq = calloc((size_t)(R * L), sizeof(int32_t));
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)R), *src = malloc(sizeof(int32_t) * (size_t)R);
-    float *fscore = malloc(sizeof(float) * (size_t)R);                        /* [B, nb] finished, best first */
-    int32_t *fseq = calloc((size_t)(R * L), sizeof(int32_t));                 /* [B, nb, L] */
-    int *flen = calloc((size_t)R, sizeof(int)), *n_fin = calloc((size_t)B, sizeof(int));
-    bool *closed = calloc((size_t)B, 1);
-    beam_cand *cand = malloc(sizeof(beam_cand) * (size_t)K2);
-    float *key = malloc(sizeof(float) * (size_t)(3 * nb));
-    int *idx = malloc(sizeof(int) * (size_t)(3 * nb)), *from = malloc(sizeof(int) * (size_t)(3 * nb));
-    float *tscore = malloc(sizeof(float) * (size_t)nb);
-    int32_t *tseq = malloc(sizeof(int32_t) * (size_t)(nb * L));
-    int *tlen = malloc(sizeof(int) * (size_t)nb);
-    for (int64_t r = 0; r < R; r++) {
-        run[r] = (r % nb) ? -BEAM_NEG : 0.0f; /* HF: only the first beam is live at the start */
-        tok[r] = c->decoder_start_token_id;
-    }
+    beam_state st;
+    beam_alloc(&st, c, g, B);
     for (int t = 0; t < L; t++) {
-        ag_tensor *logits = model_decode_step(m, ctx, dc, tok); /* [R, V] */
-        const float *lg = logits->data;
+        ag_tensor *logits = model_decode_step(m, ctx, dc, st.tok); /* [R, V] */
         bool last = t == L - 1;
         float denom = (float)pow((double)(t + 1), g->length_penalty);
         for (int64_t b = 0; b < B; b++) {
-            if (closed[b]) { /* frozen: its rows are stepped along but never read again */
+            if (st.closed[b]) { /* frozen: its rows are stepped along but never read again */
                 for (int j = 0; j < nb; j++) {
-                    src[b * nb + j] = (int32_t)(b * nb + j);
-                    tok[b * nb + j] = c->pad_token_id;
+                    st.src[b * nb + j] = (int32_t)(b * nb + j);
+                    st.tok[b * nb + j] = c->pad_token_id;
                 }
                 continue;
             }
-            /* 1. top 2*nb candidates in flat (beam, token) order on ties */
-            int n_c = 0;
-            for (int j = 0; j < nb; j++) {
-                int64_t r = b * nb + j;
-                const float *row = lg + r * V;
-                double mx = row[0], s = 0;
-                for (int64_t v = 1; v < V; v++) mx = fmax(mx, row[v]);
-                for (int64_t v = 0; v < V; v++) s += exp(row[v] - mx);
-                double lse = mx + log(s);
-                for (int64_t v = 0; v < V; v++) {
-                    float sc = run[r] + (float)(row[v] - lse);
-                    if (n_c == K2 && !(sc > cand[K2 - 1].score)) continue;
-                    int k = n_c < K2 ? n_c++ : K2 - 1;
-                    while (k > 0 && cand[k - 1].score < sc) {
-                        cand[k] = cand[k - 1];
-                        k--;
-                    }
-                    cand[k] = (beam_cand){sc, j, (int32_t)v};
-                }
-            }
-            SX_ASSERT(n_c == K2, "beam search: %d candidates for %d beams", n_c, nb);
-            /* 3. next running beams */
-            for (int k = 0; k < K2; k++) {
-                bool hit = last || cand[k].tok == c->eos_token_id;
-                key[k] = cand[k].score + (hit ? -BEAM_NEG : 0.0f);
-            }
-            order_desc(key, K2, idx);
-            for (int i = 0; i < nb; i++) {
-                const beam_cand *cd = &cand[idx[i]];
-                int64_t dst = b * nb + i, r = b * nb + cd->beam;
-                src[dst] = (int32_t)r;
-                memcpy(nseq + dst * L, seq + r * L, sizeof(int32_t) * (size_t)t);
-                nseq[dst * L + t] = cd->tok;
-                tok[dst] = cd->tok;
-                run[dst] = key[idx[i]];
-            }
-            /* 4. the kept finished hypotheses (first, best first) and the new ones, best nb kept */
-            float *fs = fscore + b * nb;
-            int n = 0;
-            for (int q = 0; q < n_fin[b]; q++) {
-                key[n] = fs[q];
-                from[n++] = q;
-            }
-            for (int k = 0; k < nb; k++)
-                if (last || cand[k].tok == c->eos_token_id) {
-                    key[n] = cand[k].score / denom;
-                    from[n++] = nb + k;
-                }
-            order_desc(key, n, idx);
-            int keep = n < nb ? n : nb;
-            for (int i = 0; i < keep; i++) {
-                int f = from[idx[i]];
-                tscore[i] = key[idx[i]];
-                if (f < nb) {
-                    memcpy(tseq + i * L, fseq + (b * nb + f) * L, sizeof(int32_t) * (size_t)L);
-                    tlen[i] = flen[b * nb + f];
-                } else {
-                    const beam_cand *cd = &cand[f - nb];
-                    memcpy(tseq + i * L, seq + (b * nb + cd->beam) * L, sizeof(int32_t) * (size_t)t);
-                    tseq[i * L + t] = cd->tok;
-                    tlen[i] = t + 1;
-                }
-            }
-            memcpy(fs, tscore, sizeof(float) * (size_t)keep);
-            memcpy(fseq + b * nb * L, tseq, sizeof(int32_t) * (size_t)(keep * L));
-            memcpy(flen + b * nb, tlen, sizeof(int) * (size_t)keep);
-            n_fin[b] = keep;
-            /* 5. close the input? (HF's _check_early_stop_heuristic: a slot not yet finished counts as -1e9) */
-            int hyp_len = (g->early_stopping == GEN_EARLY_STOP_NEVER && g->length_penalty > 0) ? L : t + 1;
-            float best_run = run[b * nb] / (float)pow((double)hyp_len, g->length_penalty);
-            float worst = -BEAM_NEG;
-            if (n_fin[b] == nb) {
-                worst = fs[0];
-                for (int q = 1; q < nb; q++) worst = fminf(worst, fs[q]);
-            }
-            bool improvable = best_run > worst;
-            if (!improvable || (g->early_stopping == GEN_EARLY_STOP_TRUE && n_fin[b] == nb)) closed[b] = true;
+            beam_candidates(&st, logits->data, b);
+            beam_advance(&st, b, t, last);
+            beam_finish(&st, b, t, last, denom);
+            beam_close(&st, b, t);
         }
-        int32_t *sw = seq;
-        seq = nseq;
-        nseq = sw;
+        int32_t *sw = st.seq;
+        st.seq = st.nseq;
+        st.nseq = sw;
         ag_ctx_reset(ctx);
         bool all = true;
-        for (int64_t b = 0; b < B; b++) all &= closed[b];
+        for (int64_t b = 0; b < B; b++) all &= st.closed[b];
         if (all || last) break;
-        model_decode_reorder(m, dc, src);
+        model_decode_reorder(m, dc, st.src);
     }
     for (int64_t b = 0; b < B; b++) {
-        SX_ASSERT(n_fin[b] >= 1, "beam search: input %lld ended without a hypothesis", (long long)b);
+        SX_ASSERT(st.n_fin[b] >= 1, "beam search: input %lld ended without a hypothesis", (long long)b);
         for (int t = 0; t < L; t++) out[b * L + t] = c->pad_token_id;
-        memcpy(out + b * L, fseq + b * nb * L, sizeof(int32_t) * (size_t)flen[b * nb]);
-        lens[b] = flen[b * nb];
-        if (scores) scores[b] = fscore[b * nb];
+        memcpy(out + b * L, st.fseq + b * nb * L, sizeof(int32_t) * (size_t)st.flen[b * nb]);
+        lens[b] = st.flen[b * nb];
+        if (scores) scores[b] = st.fscore[b * nb];
     }
     model_decode_end(dc);
     free(rid);
     free(rmask);
-    free(run);
-    free(seq);
-    free(nseq);
-    free(tok);
-    free(src);
-    free(fscore);
-    free(fseq);
-    free(flen);
-    free(n_fin);
-    free(closed);
-    free(cand);
-    free(key);
-    free(idx);
-    free(from);
-    free(tscore);
-    free(tseq);
-    free(tlen);
+    beam_free(&st);
 }
 
 void generate_ex(model *m, ag_ctx *ctx, const int32_t *input_ids, const int32_t *attention_mask, int64_t B, int64_t S,
