@@ -41,34 +41,108 @@ static void check(tally *t, const char *what, double err, double tol) {
     }
 }
 
-static void run_case(const char *path) {
-    printf("parity: %s\n", path);
-    hid_t f = h5f_open(path, NULL);
+/* The model of a fixture: its config_json and its HF weights (expert blocks per expert). */
+static void load_model(hid_t f, const char *path, model_config *cfg, model *m) {
     char *cfg_text = h5f_attr_string(f, "config_json");
     cJSON *cj = cJSON_Parse(cfg_text);
     cr_assert(cj, "%s: config_json is not JSON", path);
-    model_config cfg;
-    sx_status st = model_config_from_json(cj, path, &cfg);
+    sx_status st = model_config_from_json(cj, path, cfg);
     cr_assert(st.ok, "%s", st.msg);
     cJSON_Delete(cj);
     free(cfg_text);
-
-    model m;
-    cr_assert(model_init(&m, &cfg).ok);
+    cr_assert(model_init(m, cfg).ok);
     char name[256], hf[160];
-    for (int i = 0; i < m.n_params; i++) {
-        param_desc *p = &m.params[i];
+    for (int i = 0; i < m->n_params; i++) {
+        param_desc *p = &m->params[i];
         int ne = p->n_experts ? p->n_experts : 1;
         int64_t per = p->numel / ne;
         for (int e = 0; e < ne; e++) {
-            snprintf(name, sizeof name, "weights/%s", model_param_hf_name(&m, i, e, hf, sizeof hf));
+            snprintf(name, sizeof name, "weights/%s", model_param_hf_name(m, i, e, hf, sizeof hf));
             int64_t n;
             float *w = h5f_floats(f, name, &n);
             cr_assert(n == per, "%s: %lld values, the model expects %lld", name, (long long)n, (long long)per);
-            memcpy(m.w + p->offset + e * per, w, sizeof(float) * (size_t)per);
+            memcpy(m->w + p->offset + e * per, w, sizeof(float) * (size_t)per);
             free(w);
         }
     }
+}
+
+/* The total loss and each of its parts against HF's (a part HF does not compute is its 0). */
+static void check_losses(hid_t f, const model_output *out, tally *t) {
+    struct {
+        const char *name;
+        ag_tensor *ours;
+    } losses[] = {{"outputs/loss", out->loss},           {"outputs/ce_loss", out->ce},          {"outputs/encoder_z_loss", out->enc_z},
+                  {"outputs/encoder_aux_loss", out->enc_aux}, {"outputs/decoder_z_loss", out->dec_z}, {"outputs/decoder_aux_loss", out->dec_aux}};
+    for (size_t i = 0; i < sizeof losses / sizeof losses[0]; i++) {
+        double r = h5f_scalar(f, losses[i].name);
+        double o = losses[i].ours ? ((float *)losses[i].ours->data)[0] : 0.0; /* absent = HF's 0 */
+        double err = fabs(o - r) / fmax(fabs(r), 1e-30);
+        if (r == 0 && o == 0) err = 0;
+        printf("    %s ours %.9g ref %.9g\n", losses[i].name, o, r);
+        check(t, losses[i].name, err, FWD_TOL);
+    }
+}
+
+/* Routing: expert choices (before capacity) and the kept mask exactly, the router logits within FWD_TOL. Returns the
+ * number of layers whose choices differ. */
+static int check_routing(hid_t f, const model_output *out, int64_t B, int64_t S, int64_t T, tally *t) {
+    int mismatched = 0;
+    char name[256], what[160];
+    for (int r = 0; r < out->n_routes; r++) {
+        model_route_stats *rs = &out->routes[r];
+        const char *stack = rs->stack ? "decoder" : "encoder";
+        snprintf(name, sizeof name, "router/%s/block_%d/expert_index", stack, rs->block);
+        int32_t *ei = h5f_ints(f, name, NULL, NULL);
+        snprintf(name, sizeof name, "router/%s/block_%d/kept", stack, rs->block);
+        int32_t *kp = h5f_ints(f, name, NULL, NULL);
+        int64_t L = rs->stack ? T : S, bad = 0, dropped = 0, n;
+        for (int64_t i = 0; i < B * L; i++) {
+            bad += rs->expert_index[i] != ei[i] || (int32_t)rs->kept[i] != kp[i];
+            dropped += !kp[i];
+        }
+        snprintf(name, sizeof name, "router/%s/block_%d/logits", stack, rs->block);
+        float *ref = h5f_floats(f, name, &n);
+        snprintf(what, sizeof what, "%s block %d router logits (%lld dropped)", stack, rs->block, (long long)dropped);
+        check(t, what, rel_err(rs->logits->data, ref, n), FWD_TOL);
+        free(ref);
+        if (bad) printf("  %s block %d: %lld expert choices or kept flags differ\n", stack, rs->block, (long long)bad);
+        mismatched += bad > 0;
+        free(ei);
+        free(kp);
+    }
+    return mismatched;
+}
+
+/* Every parameter's gradient (per expert) against HF's within GRAD_TOL. */
+static void check_grads(hid_t f, const model *m, tally *t) {
+    char name[256], hf[160];
+    for (int i = 0; i < m->n_params; i++) {
+        const param_desc *p = &m->params[i];
+        int ne = p->n_experts ? p->n_experts : 1;
+        int64_t per = p->numel / ne, n;
+        for (int e = 0; e < ne; e++) {
+            model_param_hf_name(m, i, e, hf, sizeof hf);
+            snprintf(name, sizeof name, "grads/%s", hf);
+            if (!h5f_exists(f, name)) {
+                t->fails++;
+                printf("  missing reference gradient %s\n", name);
+                continue;
+            }
+            float *ref = h5f_floats(f, name, &n);
+            snprintf(name, sizeof name, "grad %s", hf);
+            check(t, name, rel_err(m->g + p->offset + e * per, ref, n), GRAD_TOL);
+            free(ref);
+        }
+    }
+}
+
+static void run_case(const char *path) {
+    printf("parity: %s\n", path);
+    hid_t f = h5f_open(path, NULL);
+    model_config cfg;
+    model m;
+    load_model(f, path, &cfg, &m);
     int nd;
     hsize_t dims[8];
     int32_t *ids = h5f_ints(f, "inputs/input_ids", &nd, dims);
@@ -104,65 +178,10 @@ static void run_case(const char *path) {
     ref = h5f_floats(f, "outputs/encoder_last_hidden_state", &n);
     check(&t, "encoder_last_hidden_state", rel_err(out.encoder_out->data, ref, n), FWD_TOL);
     free(ref);
-
-    struct {
-        const char *name;
-        ag_tensor *ours;
-    } losses[] = {{"outputs/loss", out.loss},           {"outputs/ce_loss", out.ce},          {"outputs/encoder_z_loss", out.enc_z},
-                  {"outputs/encoder_aux_loss", out.enc_aux}, {"outputs/decoder_z_loss", out.dec_z}, {"outputs/decoder_aux_loss", out.dec_aux}};
-    for (size_t i = 0; i < sizeof losses / sizeof losses[0]; i++) {
-        double r = h5f_scalar(f, losses[i].name);
-        double o = losses[i].ours ? ((float *)losses[i].ours->data)[0] : 0.0; /* absent = HF's 0 */
-        double err = fabs(o - r) / fmax(fabs(r), 1e-30);
-        if (r == 0 && o == 0) err = 0;
-        printf("    %s ours %.9g ref %.9g\n", losses[i].name, o, r);
-        check(&t, losses[i].name, err, FWD_TOL);
-    }
-
-    /* Routing: expert choices (before capacity) and the kept mask must match exactly. */
-    int mismatched = 0;
-    for (int r = 0; r < out.n_routes; r++) {
-        model_route_stats *rs = &out.routes[r];
-        const char *stack = rs->stack ? "decoder" : "encoder";
-        snprintf(name, sizeof name, "router/%s/block_%d/expert_index", stack, rs->block);
-        int32_t *ei = h5f_ints(f, name, NULL, NULL);
-        snprintf(name, sizeof name, "router/%s/block_%d/kept", stack, rs->block);
-        int32_t *kp = h5f_ints(f, name, NULL, NULL);
-        int64_t L = rs->stack ? T : S, bad = 0, dropped = 0;
-        for (int64_t i = 0; i < B * L; i++) {
-            bad += rs->expert_index[i] != ei[i] || (int32_t)rs->kept[i] != kp[i];
-            dropped += !kp[i];
-        }
-        snprintf(name, sizeof name, "router/%s/block_%d/logits", stack, rs->block);
-        ref = h5f_floats(f, name, &n);
-        snprintf(hf, sizeof hf, "%s block %d router logits (%lld dropped)", stack, rs->block, (long long)dropped);
-        check(&t, hf, rel_err(rs->logits->data, ref, n), FWD_TOL);
-        free(ref);
-        if (bad) printf("  %s block %d: %lld expert choices or kept flags differ\n", stack, rs->block, (long long)bad);
-        mismatched += bad > 0;
-        free(ei);
-        free(kp);
-    }
+    check_losses(f, &out, &t);
+    int mismatched = check_routing(f, &out, B, S, T, &t);
     cr_expect(mismatched == 0, "%s: expert choices differ from HF in %d layers", path, mismatched);
-
-    for (int i = 0; i < m.n_params; i++) {
-        param_desc *p = &m.params[i];
-        int ne = p->n_experts ? p->n_experts : 1;
-        int64_t per = p->numel / ne;
-        for (int e = 0; e < ne; e++) {
-            model_param_hf_name(&m, i, e, hf, sizeof hf);
-            snprintf(name, sizeof name, "grads/%s", hf);
-            if (!h5f_exists(f, name)) {
-                t.fails++;
-                printf("  missing reference gradient %s\n", name);
-                continue;
-            }
-            ref = h5f_floats(f, name, &n);
-            snprintf(name, sizeof name, "grad %s", hf);
-            check(&t, name, rel_err(m.g + p->offset + e * per, ref, n), GRAD_TOL);
-            free(ref);
-        }
-    }
+    check_grads(f, &m, &t);
     printf("parity: %s: worst %s (%.3e), %d tensors over tolerance\n", path, t.name, t.worst, t.fails);
     cr_expect(t.fails == 0, "%s: %d tensors outside tolerance; worst %s at %.3e", path, t.fails, t.name, t.worst);
 
