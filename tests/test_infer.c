@@ -330,6 +330,57 @@ static void embed_cmd(const char *out, const char *flags) {
     cr_assert(run(cmd) == 0, "%s failed", cmd);
 }
 
+/* embed --pool mean into HDF5 and .npy against HF's mean over the mask (pooled [N, D]). */
+static void check_pooled(const char *out, const float *pooled, int64_t N, int64_t D) {
+    embed_cmd(out, "--pool mean --batch-size 4");
+    hid_t f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
+    float *p = h5f_floats(f, "pooled", NULL);
+    H5Fclose(f);
+    rel_err ep = {0};
+    for (int64_t k = 0; k < N * D; k++) rel_add(&ep, p[k], pooled[k]);
+    char npy[256];
+    snprintf(npy, sizeof npy, "/tmp/test_infer_%d_embed.npy", (int)getpid());
+    embed_cmd(npy, "--pool mean");
+    char *raw = tu_slurp(npy, NULL);
+    const char *want = "{'descr': '<f4', 'fortran_order': False, 'shape': (12, 16), }";
+    int hl = (unsigned char)raw[8] | (unsigned char)raw[9] << 8;
+    cr_assert(!memcmp(raw, "\x93NUMPY\x01\x00", 8) && !strncmp(raw + 10, want, strlen(want)), "npy header: %.80s",
+              raw + 10);
+    cr_assert((10 + hl) % 64 == 0, "npy header length %d", hl);
+    rel_err en = {0};
+    for (int64_t k = 0; k < N * D; k++) {
+        float v;
+        memcpy(&v, raw + 10 + hl + 4 * k, 4);
+        rel_add(&en, v, pooled[k]);
+    }
+    printf("embed --pool mean: .h5 %.2e relative, .npy %.2e relative to HF's mean over the mask\n", rel(&ep),
+           rel(&en));
+    cr_expect(rel(&ep) <= EMBED_TOL && rel(&en) <= EMBED_TOL, "pooled %g, npy %g", rel(&ep), rel(&en));
+    unlink(npy);
+    free(raw);
+    free(p);
+}
+
+/* embed from a switchc checkpoint of the same model (the tokenizer given with --spm): the same pooled vectors. */
+static void check_from_checkpoint(const char *out, const float *pooled, int64_t n) {
+    char ckpt[256], cmd[2048];
+    snprintf(ckpt, sizeof ckpt, "/tmp/test_infer_%d_model.h5", (int)getpid());
+    snprintf(cmd, sizeof cmd, "%s convert --from-hf %s/model --output %s > /dev/null", BIN, FIX, ckpt);
+    cr_assert(run(cmd) == 0, "%s failed", cmd);
+    snprintf(cmd, sizeof cmd, "%s embed --model %s --spm %s/model/spiece.model --input-file %s/inputs.jsonl "
+             "--output %s --pool mean", BIN, ckpt, FIX, FIX, out);
+    cr_assert(run(cmd) == 0, "%s failed", cmd);
+    hid_t f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
+    float *pc = h5f_floats(f, "pooled", NULL);
+    H5Fclose(f);
+    rel_err ec = {0};
+    for (int64_t k = 0; k < n; k++) rel_add(&ec, pc[k], pooled[k]);
+    printf("embed from a checkpoint (switchc convert): pooled %.2e relative\n", rel(&ec));
+    cr_expect(rel(&ec) <= EMBED_TOL);
+    free(pc);
+    unlink(ckpt);
+}
+
 Test(infer, embed_hidden_router_pooled) {
     hid_t ref = h5f_open(FIX "/embed.h5", NULL);
     int nd;
@@ -380,31 +431,7 @@ Test(infer, embed_hidden_router_pooled) {
     cr_expect(rel(&eh) <= EMBED_TOL && rel(&er) <= EMBED_TOL, "hidden %g, router logits %g", rel(&eh), rel(&er));
     cr_expect(pad_max == 0 && bad_mask == 0);
 
-    /* 2. mean pooling, HDF5 and .npy */
-    embed_cmd(out, "--pool mean --batch-size 4");
-    f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
-    float *p = h5f_floats(f, "pooled", NULL);
-    H5Fclose(f);
-    rel_err ep = {0};
-    for (int64_t k = 0; k < N * D; k++) rel_add(&ep, p[k], pooled[k]);
-    char npy[256];
-    snprintf(npy, sizeof npy, "/tmp/test_infer_%d_embed.npy", (int)getpid());
-    embed_cmd(npy, "--pool mean");
-    char *raw = tu_slurp(npy, NULL);
-    const char *want = "{'descr': '<f4', 'fortran_order': False, 'shape': (12, 16), }";
-    int hl = (unsigned char)raw[8] | (unsigned char)raw[9] << 8;
-    cr_assert(!memcmp(raw, "\x93NUMPY\x01\x00", 8) && !strncmp(raw + 10, want, strlen(want)), "npy header: %.80s",
-              raw + 10);
-    cr_assert((10 + hl) % 64 == 0, "npy header length %d", hl);
-    rel_err en = {0};
-    for (int64_t k = 0; k < N * D; k++) {
-        float v;
-        memcpy(&v, raw + 10 + hl + 4 * k, 4);
-        rel_add(&en, v, pooled[k]);
-    }
-    printf("embed --pool mean: .h5 %.2e relative, .npy %.2e relative to HF's mean over the mask\n", rel(&ep),
-           rel(&en));
-    cr_expect(rel(&ep) <= EMBED_TOL && rel(&en) <= EMBED_TOL, "pooled %g, npy %g", rel(&ep), rel(&en));
+    check_pooled(out, pooled, N, D);
 
     /* 3. one group per example */
     embed_cmd(out, "--layout per-example --router-logits");
@@ -424,26 +451,9 @@ Test(infer, embed_hidden_router_pooled) {
     printf("embed --layout per-example: hidden %.2e relative\n", rel(&ex));
     cr_expect(rel(&ex) <= EMBED_TOL);
 
-    /* 4. from a switchc checkpoint of the same model (the tokenizer given with --spm) */
-    char ckpt[256], cmd[2048];
-    snprintf(ckpt, sizeof ckpt, "/tmp/test_infer_%d_model.h5", (int)getpid());
-    snprintf(cmd, sizeof cmd, "%s convert --from-hf %s/model --output %s > /dev/null", BIN, FIX, ckpt);
-    cr_assert(run(cmd) == 0, "%s failed", cmd);
-    snprintf(cmd, sizeof cmd, "%s embed --model %s --spm %s/model/spiece.model --input-file %s/inputs.jsonl "
-             "--output %s --pool mean", BIN, ckpt, FIX, FIX, out);
-    cr_assert(run(cmd) == 0, "%s failed", cmd);
-    f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
-    float *pc = h5f_floats(f, "pooled", NULL);
-    H5Fclose(f);
-    rel_err ec = {0};
-    for (int64_t k = 0; k < N * D; k++) rel_add(&ec, pc[k], pooled[k]);
-    printf("embed from a checkpoint (switchc convert): pooled %.2e relative\n", rel(&ec));
-    cr_expect(rel(&ec) <= EMBED_TOL);
-    free(pc);
-    unlink(ckpt);
+    check_from_checkpoint(out, pooled, N * D);
     unlink(out);
-    unlink(npy);
-    free(raw);
+
     free(mask);
     free(ref_ids);
     free(hidden);
@@ -454,5 +464,4 @@ Test(infer, embed_hidden_router_pooled) {
     free(lens);
     free(ids);
     free(rl);
-    free(p);
 }
