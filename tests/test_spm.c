@@ -322,6 +322,115 @@ static void tiny_model(pbw *w) {
     w_piece(w, "b", -2, 1);
 }
 
+/* Faulty pieces appended to the tiny model w: each a clear error. */
+static void piece_faults(const pbw *w) {
+    pbw t;
+    /* pieces: invalid UTF-8, empty, duplicate, unknown type, no <unk>, two <unk>, byte pieces */
+    t = *w;
+    w_piece(&t, "\xC3\x28", 0, 1);
+    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "utf8.model", &m_), "ModelProto.pieces[3].piece is not valid UTF-8");
+    t = *w;
+    w_piece(&t, "\xED\xA0\x80", 0, 1); /* a surrogate */
+    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "sur.model", &m_), "not valid UTF-8");
+    t = *w;
+    w_piece(&t, "", 0, 1);
+    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "e.model", &m_), "pieces[3].piece is empty");
+    t = *w;
+    w_piece(&t, "b", 0, 1);
+    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "dup.model", &m_), "already defined by piece 2");
+    t = *w;
+    w_piece(&t, "c", 0, 9);
+    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "type.model", &m_), "unknown piece type 9");
+    t = *w;
+    w_piece(&t, "<unk2>", 0, 2);
+    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "unk2.model", &m_), "a second UNKNOWN piece");
+    t.n = 0;
+    w_piece(&t, "a", 0, 1);
+    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "nounk.model", &m_), "no UNKNOWN piece");
+    t = *w;
+    w_piece(&t, "<0x41>", 0, 6);
+    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "byte.model", &m_), "byte_fallback is false");
+    pbw bf = {.n = 0}; /* trainer_spec { byte_fallback: true } */
+    w_key(&bf, 35, 0);
+    w_varint(&bf, 1);
+    t = *w;
+    w_bytes(&t, 2, bf.b, bf.n);
+    w_piece(&t, "<0x41>", 0, 6);
+    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "bytes.model", &m_), "no byte piece <0x00>");
+    t = *w;
+    w_bytes(&t, 2, bf.b, bf.n);
+    w_piece(&t, "<0x4a>", 0, 6);
+    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "hex.model", &m_), "not of the form <0xHH>");
+    /* model types */
+    for (int mt = 2; mt <= 5; mt++) {
+        t = *w;
+        uint8_t ms[2] = {3 << 3, (uint8_t)mt};
+        w_bytes(&t, 2, ms, 2);
+        EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "type.model", &m_), "only unigram models are supported");
+    }
+}
+
+/* Faulty and valid normalization charsmaps on the tiny model w. */
+static void charsmap_faults(const pbw *w) {
+    pbw t;
+    data_spm *m;
+    sx_status s;
+    int32_t ids[8];
+    /* charsmaps: too short, trie size past the blob, not a multiple of 4, a leaf pointing past the strings */
+    const struct {
+        uint8_t blob[16];
+        size_t n;
+        const char *err;
+    } cms[] = {
+        {{1, 0, 0}, 3, "too short"},
+        {{200, 0, 0, 0, 1, 2, 3, 4}, 8, "runs past the blob"},
+        {{3, 0, 0, 0, 1, 2, 3, 4}, 8, "not a positive multiple of 4"},
+        {{0, 0, 0, 0, 1, 2, 3, 4}, 8, "not a positive multiple of 4"},
+    };
+    for (int i = 0; i < 4; i++) {
+        t = *w;
+        pbw ns = {.n = 0};
+        w_bytes(&ns, 2, cms[i].blob, cms[i].n);
+        w_bytes(&t, 3, ns.b, ns.n);
+        EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "cm.model", &m_), cms[i].err);
+    }
+    /* a one-rule Darts-clone trie, 128 units: the root (unit 0, offset 0) has its children at 0 ^ c; unit 0x61 ('a')
+     * has a leaf and offset 0x40, so its leaf is unit 0x61 ^ 0x40 = 0x21, whose value is the replacement's offset.
+     * 1000 lies past the 4 bytes of strings; 1 is "y". */
+    {
+        static uint8_t blob[4 + 128 * 4 + 4];
+        memset(blob, 0, sizeof blob);
+        blob[0] = 0x00;
+        blob[1] = 0x02; /* 512 bytes of trie */
+        uint32_t units[128] = {0};
+        units[0x61] = 0x61u | (1u << 8) | (0x40u << 10);
+        units[0x21] = (1u << 31) | 1000u;
+        units[0] = 0; /* offset 0: the root's children at 0 ^ c */
+        memcpy(blob + 4, units, sizeof units);
+        memcpy(blob + 4 + 512, "xy\0", 4);
+        t = *w;
+        pbw ns = {.n = 0};
+        w_bytes(&ns, 2, blob, sizeof blob);
+        w_bytes(&t, 3, ns.b, ns.n);
+        EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "leaf.model", &m_), "replacement starts at byte 1000 of 4");
+        /* the same with value 1: loads, and 'a' normalizes to "y" */
+        units[0x21] = (1u << 31) | 1u;
+        memcpy(blob + 4, units, sizeof units);
+        t = *w;
+        ns.n = 0;
+        w_bytes(&ns, 2, blob, sizeof blob);
+        w_bytes(&t, 3, ns.b, ns.n);
+        s = data_spm_load_bytes(t.b, t.n, "leaf.model", &m);
+        cr_assert(s.ok, "%s", s.msg);
+        int64_t k = data_spm_encode(m, "a", 1, ids, 8); /* normalized "▁y": no piece covers it, so one <unk> */
+        cr_expect(k >= 1);
+        char out[64];
+        data_spm_decode(m, ids, k, out, sizeof out);
+        cr_expect_str_eq(out, " \xE2\x81\x87 ");
+        data_spm_free(m);
+    }
+}
+
 Test(spm, hand_made_models_load_or_name_their_fault) {
     pbw w;
     tiny_model(&w);
@@ -366,102 +475,9 @@ Test(spm, hand_made_models_load_or_name_their_fault) {
     EXPECT_ERR(data_spm_load_bytes(gr, 2, "gr.model", &m_), "start-group");
     uint8_t f0[2] = {0x00, 0x00};
     EXPECT_ERR(data_spm_load_bytes(f0, 2, "f0.model", &m_), "invalid field number 0");
-    /* pieces: invalid UTF-8, empty, duplicate, unknown type, no <unk>, two <unk>, byte pieces */
-    t = w;
-    w_piece(&t, "\xC3\x28", 0, 1);
-    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "utf8.model", &m_), "ModelProto.pieces[3].piece is not valid UTF-8");
-    t = w;
-    w_piece(&t, "\xED\xA0\x80", 0, 1); /* a surrogate */
-    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "sur.model", &m_), "not valid UTF-8");
-    t = w;
-    w_piece(&t, "", 0, 1);
-    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "e.model", &m_), "pieces[3].piece is empty");
-    t = w;
-    w_piece(&t, "b", 0, 1);
-    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "dup.model", &m_), "already defined by piece 2");
-    t = w;
-    w_piece(&t, "c", 0, 9);
-    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "type.model", &m_), "unknown piece type 9");
-    t = w;
-    w_piece(&t, "<unk2>", 0, 2);
-    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "unk2.model", &m_), "a second UNKNOWN piece");
-    t.n = 0;
-    w_piece(&t, "a", 0, 1);
-    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "nounk.model", &m_), "no UNKNOWN piece");
-    t = w;
-    w_piece(&t, "<0x41>", 0, 6);
-    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "byte.model", &m_), "byte_fallback is false");
-    pbw bf = {.n = 0}; /* trainer_spec { byte_fallback: true } */
-    w_key(&bf, 35, 0);
-    w_varint(&bf, 1);
-    t = w;
-    w_bytes(&t, 2, bf.b, bf.n);
-    w_piece(&t, "<0x41>", 0, 6);
-    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "bytes.model", &m_), "no byte piece <0x00>");
-    t = w;
-    w_bytes(&t, 2, bf.b, bf.n);
-    w_piece(&t, "<0x4a>", 0, 6);
-    EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "hex.model", &m_), "not of the form <0xHH>");
-    /* model types */
-    for (int mt = 2; mt <= 5; mt++) {
-        t = w;
-        uint8_t ms[2] = {3 << 3, (uint8_t)mt};
-        w_bytes(&t, 2, ms, 2);
-        EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "type.model", &m_), "only unigram models are supported");
-    }
-    /* charsmaps: too short, trie size past the blob, not a multiple of 4, a leaf pointing past the strings */
-    const struct {
-        uint8_t blob[16];
-        size_t n;
-        const char *err;
-    } cms[] = {
-        {{1, 0, 0}, 3, "too short"},
-        {{200, 0, 0, 0, 1, 2, 3, 4}, 8, "runs past the blob"},
-        {{3, 0, 0, 0, 1, 2, 3, 4}, 8, "not a positive multiple of 4"},
-        {{0, 0, 0, 0, 1, 2, 3, 4}, 8, "not a positive multiple of 4"},
-    };
-    for (int i = 0; i < 4; i++) {
-        t = w;
-        pbw ns = {.n = 0};
-        w_bytes(&ns, 2, cms[i].blob, cms[i].n);
-        w_bytes(&t, 3, ns.b, ns.n);
-        EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "cm.model", &m_), cms[i].err);
-    }
-    /* a one-rule Darts-clone trie, 128 units: the root (unit 0, offset 0) has its children at 0 ^ c; unit 0x61 ('a')
-     * has a leaf and offset 0x40, so its leaf is unit 0x61 ^ 0x40 = 0x21, whose value is the replacement's offset.
-     * 1000 lies past the 4 bytes of strings; 1 is "y". */
-    {
-        static uint8_t blob[4 + 128 * 4 + 4];
-        memset(blob, 0, sizeof blob);
-        blob[0] = 0x00;
-        blob[1] = 0x02; /* 512 bytes of trie */
-        uint32_t units[128] = {0};
-        units[0x61] = 0x61u | (1u << 8) | (0x40u << 10);
-        units[0x21] = (1u << 31) | 1000u;
-        units[0] = 0; /* offset 0: the root's children at 0 ^ c */
-        memcpy(blob + 4, units, sizeof units);
-        memcpy(blob + 4 + 512, "xy\0", 4);
-        t = w;
-        pbw ns = {.n = 0};
-        w_bytes(&ns, 2, blob, sizeof blob);
-        w_bytes(&t, 3, ns.b, ns.n);
-        EXPECT_ERR(data_spm_load_bytes(t.b, t.n, "leaf.model", &m_), "replacement starts at byte 1000 of 4");
-        /* the same with value 1: loads, and 'a' normalizes to "y" */
-        units[0x21] = (1u << 31) | 1u;
-        memcpy(blob + 4, units, sizeof units);
-        t = w;
-        ns.n = 0;
-        w_bytes(&ns, 2, blob, sizeof blob);
-        w_bytes(&t, 3, ns.b, ns.n);
-        s = data_spm_load_bytes(t.b, t.n, "leaf.model", &m);
-        cr_assert(s.ok, "%s", s.msg);
-        int64_t k = data_spm_encode(m, "a", 1, ids, 8); /* normalized "▁y": no piece covers it, so one <unk> */
-        cr_expect(k >= 1);
-        char out[64];
-        data_spm_decode(m, ids, k, out, sizeof out);
-        cr_expect_str_eq(out, " \xE2\x81\x87 ");
-        data_spm_free(m);
-    }
+    piece_faults(&w);
+    charsmap_faults(&w);
+
 }
 
 /* Every prefix of a small model, coarse prefixes of a big one, and thousands of single-bit flips: each must load or
