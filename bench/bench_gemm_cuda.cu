@@ -186,6 +186,35 @@ static void usage(void) {
     exit(2);
 }
 
+/* Check samples entries of D against the host: D[i, j] = sum_k A[k, i] B[k, j] over the same bf16 values. Returns
+ * the number that differ; *worst the largest error. */
+static int check_samples(const __nv_bfloat16 *A, const __nv_bfloat16 *B, const __nv_bfloat16 *D, int64_t M, int64_t N, int64_t K,
+                         int samples, double *worst) {
+    int bad = 0;
+    *worst = 0;
+    std::vector<__nv_bfloat16> col_a((size_t)K), col_b((size_t)K);
+    for (int s = 0; s < samples; s++) {
+        int64_t i = (int64_t)(0.5 * (hash_uniform(7, (uint64_t)s) + 1.0) * (double)M) % M;
+        int64_t j = (int64_t)(0.5 * (hash_uniform(8, (uint64_t)s) + 1.0) * (double)N) % N;
+        __nv_bfloat16 d;
+        CK_CUDA(cudaMemcpy(col_a.data(), A + i * K, sizeof(__nv_bfloat16) * (size_t)K, cudaMemcpyDeviceToHost));
+        CK_CUDA(cudaMemcpy(col_b.data(), B + j * K, sizeof(__nv_bfloat16) * (size_t)K, cudaMemcpyDeviceToHost));
+        CK_CUDA(cudaMemcpy(&d, D + j * M + i, sizeof d, cudaMemcpyDeviceToHost));
+        double ref = 0, mag = 0;
+        for (int64_t k = 0; k < K; k++) {
+            double p = (double)bf16_to_float_host(col_a[(size_t)k]) * (double)bf16_to_float_host(col_b[(size_t)k]);
+            ref += p;
+            mag += p * p;
+        }
+        /* Error relative to the scale of the sum (sqrt of the sum of squared terms): a random-sign sum can be near
+         * zero, where a plain relative error means nothing. bf16 output rounding alone gives ~4e-3 of |ref|. */
+        double err = fabs((double)bf16_to_float_host(d) - ref) / (sqrt(mag) + 1e-30);
+        if (!(err < 1e-2)) bad++; /* NaN (an unwritten element) counts as bad */
+        if (err > *worst || err != err) *worst = err;
+    }
+    return bad;
+}
+
 int main(int argc, char **argv) {
     long long dims[3] = {8192, 8192, 8192};
     int nd = 0, warmup = 5, iters = 20;
@@ -273,30 +302,9 @@ int main(int argc, char **argv) {
     double med = iters % 2 ? sorted[(size_t)iters / 2] : 0.5 * (sorted[(size_t)iters / 2 - 1] + sorted[(size_t)iters / 2]);
     double flop = 2.0 * (double)M * (double)N * (double)K;
 
-    /* Check a sample of D against the host: D[i, j] = sum_k A[k, i] B[k, j] over the same bf16 values. */
     const int samples = 32;
-    int bad = 0;
     double worst = 0;
-    std::vector<__nv_bfloat16> col_a((size_t)K), col_b((size_t)K);
-    for (int s = 0; s < samples; s++) {
-        int64_t i = (int64_t)(0.5 * (hash_uniform(7, (uint64_t)s) + 1.0) * (double)M) % M;
-        int64_t j = (int64_t)(0.5 * (hash_uniform(8, (uint64_t)s) + 1.0) * (double)N) % N;
-        __nv_bfloat16 d;
-        CK_CUDA(cudaMemcpy(col_a.data(), A + i * K, sizeof(__nv_bfloat16) * (size_t)K, cudaMemcpyDeviceToHost));
-        CK_CUDA(cudaMemcpy(col_b.data(), B + j * K, sizeof(__nv_bfloat16) * (size_t)K, cudaMemcpyDeviceToHost));
-        CK_CUDA(cudaMemcpy(&d, D + j * M + i, sizeof d, cudaMemcpyDeviceToHost));
-        double ref = 0, mag = 0;
-        for (int64_t k = 0; k < K; k++) {
-            double p = (double)bf16_to_float_host(col_a[(size_t)k]) * (double)bf16_to_float_host(col_b[(size_t)k]);
-            ref += p;
-            mag += p * p;
-        }
-        /* Error relative to the scale of the sum (sqrt of the sum of squared terms): a random-sign sum can be near
-         * zero, where a plain relative error means nothing. bf16 output rounding alone gives ~4e-3 of |ref|. */
-        double err = fabs((double)bf16_to_float_host(d) - ref) / (sqrt(mag) + 1e-30);
-        if (!(err < 1e-2)) bad++; /* NaN (an unwritten element) counts as bad */
-        if (err > worst || err != err) worst = err;
-    }
+    int bad = check_samples(A, B, D, M, N, K, samples, &worst);
     printf("{\"tflops\": %.1f, \"m\": %lld, \"n\": %lld, \"k\": %lld, \"dtype\": \"bf16\", \"accumulate\": \"fp32\", "
            "\"median_ms\": %.4f, \"mean_ms\": %.4f, \"min_ms\": %.4f, \"max_ms\": %.4f, \"iters\": %d, \"warmup\": %d, "
            "\"tflops_mean\": %.1f, \"check_samples\": %d, \"check_bad\": %d, \"check_worst_rel\": %.2e}\n",
