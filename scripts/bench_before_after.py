@@ -70,7 +70,7 @@ def main():
     with open(tiny, "w") as f:
         json.dump({k: cfg["model"][k] for k in HF_FIELDS if k in cfg["model"]}, f)
     B, L = cfg["train"]["batch_size"], cfg["data"]["task_max_len"] + 1
-    loads = [open("/proc/loadavg").read().split()[:3]]
+    loads = [benchdoc.loadavg()]
     work = [("tiny", f"default tiny model, training step (AdamW), batch {B} x ({L}+{L})",
              ["--config", tiny, "--mode", "trainstep", "--batch", str(B), "--src-len", str(L), "--tgt-len", str(L), "--steps", "200",
               "--warmup", "20"])]
@@ -86,14 +86,14 @@ def main():
                 res = run([os.path.join(out, "bench_model")] + args + ["--threads", str(a.threads)])
                 runs[(key, sha)].append(res["sec_per_step"])
                 print(f"round {r + 1}: {key} {sha} {res['sec_per_step']:.4f} s/step", flush=True)
-    loads.append(open("/proc/loadavg").read().split()[:3])
+    loads.append(benchdoc.loadavg())
     (b, _), (af, _) = sides
     lines = ["## Before and after the architecture change (same run)", "",
              f"Measured by `scripts/bench_before_after.py` on {datetime.date.today().isoformat()}: {benchdoc.cpu_name()}, "
              f"{os.cpu_count()} cores, {a.threads} threads; `bench_model` of commit {b} (before) and {af} (after), both built here "
              f"CPU-only with the default flags, the same model config, {a.rounds} rounds interleaved (the order alternating), "
-             f"the fastest run kept (all in brackets). Load average (1/5/15 min) at the start {'/'.join(loads[0])}, at the end "
-             f"{'/'.join(loads[1])}.", "",
+             f"the fastest run kept (all in brackets). Load average (1/5/15 min) at the start {loads[0]}, at the end "
+             f"{loads[1]}.", "",
              f"| workload | before ({b}) s/step | after ({af}) s/step | after / before | before runs | after runs |",
              "|---|---|---|---|---|---|"]
     for key, label, _ in work:

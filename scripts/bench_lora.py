@@ -141,14 +141,6 @@ def report(a, cfg, runs):
     return "\n".join(lines)
 
 
-def loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return "/".join(f.read().split()[:3])
-    except OSError:
-        return "?"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default="build")
@@ -167,9 +159,9 @@ def main():
     with open(os.path.join(ROOT, a.config)) as f:
         cfg = json.load(f)
     a.model_name = os.path.basename(a.config).rsplit(".", 1)[0]
-    a.load = loadavg()
+    a.load = benchdoc.loadavg()
     runs = measure(a)
-    a.load += " then " + loadavg()
+    a.load += " then " + benchdoc.loadavg()
     text = report(a, cfg, runs)
     print(text)
     if not a.dry:

@@ -183,14 +183,6 @@ def report(a, rows, rate, rates):
     return "\n".join(lines)
 
 
-def loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return "/".join(f.read().split()[:3])
-    except OSError:
-        return "?"
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -199,12 +191,12 @@ def main():
     ap.add_argument("--skip-base", action="store_true", help="skip the switch-base-8 rows (they need ~12 GB)")
     ap.add_argument("--dry", action="store_true", help="print the table, do not write docs/benchmarks.md")
     a = ap.parse_args()
-    a.load = loadavg()
+    a.load = benchdoc.loadavg()
     a.optim = []
     with tempfile.TemporaryDirectory() as tmp:
         rows = build_rows(a, tmp)
         rate, rates = measure(a, rows)
-    a.load += " then " + loadavg()
+    a.load += " then " + benchdoc.loadavg()
     text = report(a, rows, rate, rates)
     print(text)
     if not a.dry:

@@ -20,6 +20,15 @@ def cpu_name():
     return platform.processor() or "unknown CPU"
 
 
+def loadavg():
+    """The 1/5/15-minute load averages as "a/b/c" (a benchmark line says how busy the machine was)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return "/".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
 def write_section(key, text, path=DOC):
     """Replaces (or appends) the section KEY of docs/benchmarks.md with text; returns the path written, relative."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
